@@ -1,0 +1,47 @@
+"""lineage_kit: record-level data lineage in an embedded SQLite store.
+
+Run a record pipeline, and every record's path through every step is kept: where
+it came from, what each step did, whether it succeeded and the value afterwards.
+Explore it from Jupyter as pandas DataFrames and networkx graphs.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import steps
+from .errors import (
+    InputError,
+    IntegrityError,
+    KeyNotFound,
+    LineageKitError,
+    NotALineageStore,
+    RunNotFound,
+    SchemaVersionError,
+    StepError,
+    StoreNotFound,
+)
+from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
+from .store import LineageStore, connect
+
+__all__ = [
+    "InputError",
+    "IntegrityError",
+    "KeyNotFound",
+    "LineageKitError",
+    "LineageStore",
+    "NotALineageStore",
+    "Pipeline",
+    "Reject",
+    "RunNotFound",
+    "RunResult",
+    "SchemaVersionError",
+    "Step",
+    "StepError",
+    "StoreNotFound",
+    "__version__",
+    "connect",
+    "run_pipeline",
+    "step",
+    "steps",
+]

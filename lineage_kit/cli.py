@@ -1,0 +1,218 @@
+"""The ``lineage-kit`` command line: a thin layer over the Python API.
+
+Exit codes: 0 ok; 1 the command worked but found records rejected or failed (or
+integrity violations); 2 bad usage or unreadable input.
+
+Heavy libraries (pandas, networkx, matplotlib) are imported inside the commands
+that need them, so ``lineage-kit --help`` and ``lineage-kit run`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from . import __version__
+from .errors import InputError, LineageKitError, StepError
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", default="lineage.db", help="the lineage store (default: ./lineage.db)"
+    )
+
+
+def _add_run_choice(parser: argparse.ArgumentParser, *, allow_all: bool = False) -> None:
+    extra = ", or 'all'" if allow_all else ""
+    parser.add_argument(
+        "--run",
+        default="latest",
+        help=f"a run id, a unique prefix, or 'latest' (default){extra}",
+    )
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline over an input file and record lineage",
+        description="Run the default pipeline (ingest -> normalize -> publish) over INPUT.",
+    )
+    p.add_argument("input", help="a JSON array, JSON Lines or CSV file (optionally .gz)")
+    _add_db(p)
+    p.add_argument(
+        "--key",
+        default="key",
+        help="the key field, or several comma-separated fields for a composite key (default: key)",
+    )
+    p.add_argument("--format", choices=["json", "jsonl", "csv"], help="override the suffix")
+    p.add_argument("--chunk-size", type=int, default=2000, help="records per transaction")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed record")
+    p.add_argument("--report", metavar="FILE.json", help="write a JSON report of every chain")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from .pipeline import run_pipeline
+    from .sources import parse_key_option
+
+    if args.chunk_size < 1:
+        raise _UsageError("--chunk-size must be at least 1")
+    try:
+        key = parse_key_option(args.key)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    try:
+        result = run_pipeline(
+            args.input,
+            db=args.db,
+            key=key,
+            format=args.format,
+            chunk_size=args.chunk_size,
+            fail_fast=args.fail_fast,
+            progress=False if args.quiet else None,
+        )
+    except StepError as exc:
+        print(f"lineage-kit: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if args.report:
+        from .report import write_report
+
+        write_report(args.db, result.run_id, args.report)
+    if not args.quiet:
+        print(result.summary(), file=out)
+        if args.report:
+            print(f"report     {args.report}", file=out)
+    return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _add_runs(sub: Any) -> None:
+    p = sub.add_parser("runs", help="list the runs in a store, newest first")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--limit", type=int, default=None, help="show only the newest N runs")
+    p.set_defaults(func=_cmd_runs)
+
+
+def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    from .store import connect
+
+    with connect(args.db) as store:
+        rows = store.run_rows()
+    if args.limit is not None:
+        rows = rows[: max(args.limit, 0)]
+    if args.json:
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    columns = (
+        "run_id",
+        "started_at",
+        "status",
+        "n_input",
+        "n_published",
+        "n_rejected",
+        "n_failed",
+        "input_path",
+    )
+    headers = (
+        "run",
+        "started (UTC)",
+        "status",
+        "input",
+        "published",
+        "rejected",
+        "failed",
+        "input path",
+    )
+    table = [
+        [
+            row["run_id"][:8],
+            (row["started_at"] or "")[:19].replace("T", " "),
+            *(str(row[c]) if row[c] is not None else "" for c in columns[2:]),
+        ]
+        for row in rows
+    ]
+    print_table(headers, table, out)
+    if not rows:
+        print("(no runs)", file=out)
+    return EXIT_OK
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Print rows as an aligned plain-text table."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(str(cell))) for w, cell in zip(widths, row, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line.rstrip(), file=out)
+    for row in rows:
+        print(
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out
+        )
+
+
+# ------------------------------------------------------------------------- parser
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``lineage-kit``."""
+    parser = argparse.ArgumentParser(
+        prog="lineage-kit",
+        description="Record-level data lineage in an embedded SQLite store.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in (_add_run, _add_runs):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the CLI.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; defaults to ``sys.argv[1:]``.
+    out : file, optional
+        Where normal output goes; defaults to ``sys.stdout``.
+
+    Returns
+    -------
+    int
+        The exit code: 0 ok, 1 problems found, 2 bad usage or input.
+    """
+    out = out or sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on bad usage (2)
+        return int(exc.code or 0)
+    try:
+        return args.func(args, out)
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"lineage-kit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (InputError, LineageKitError) as exc:
+        print(f"lineage-kit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `lineage-kit runs | head`
+        return EXIT_OK

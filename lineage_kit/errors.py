@@ -1,0 +1,74 @@
+"""Exceptions raised by lineage_kit.
+
+Every error the package raises on purpose derives from :class:`LineageKitError`,
+so ``except lk.LineageKitError`` catches all of them and nothing else.
+"""
+
+from __future__ import annotations
+
+
+class LineageKitError(Exception):
+    """Base class for every error lineage_kit raises on purpose."""
+
+
+class InputError(LineageKitError):
+    """An input file or object cannot be read at all.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    path : str, optional
+        The file that could not be read.
+    line, column : int, optional
+        Where in the file the problem is (1-based), when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        where = ""
+        if path is not None:
+            where = str(path)
+            if line is not None:
+                where += f":{line}"
+                if column is not None:
+                    where += f":{column}"
+            where += ": "
+        super().__init__(f"{where}{message}")
+
+
+class NotALineageStore(LineageKitError):
+    """The file exists but is not a lineage_kit store; it was left unchanged."""
+
+
+class StoreNotFound(LineageKitError, FileNotFoundError):
+    """No store exists at the given path (and none was created)."""
+
+
+class SchemaVersionError(NotALineageStore):
+    """The store was written by a newer lineage_kit whose schema this one does not know."""
+
+
+class RunNotFound(LineageKitError, LookupError):
+    """A run id, prefix or alias matches no run (or more than one)."""
+
+
+class KeyNotFound(LineageKitError, LookupError):
+    """A record key has no lineage in the chosen run."""
+
+
+class StepError(LineageKitError):
+    """A step raised while the pipeline ran with ``fail_fast=True``."""
+
+
+class IntegrityError(LineageKitError):
+    """Raised by :meth:`CheckReport.raise_if_failed` when error-severity violations exist."""

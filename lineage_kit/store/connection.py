@@ -1,0 +1,182 @@
+"""Opening a lineage store safely.
+
+A file is identified from its 100-byte SQLite header *before* SQLite opens it for
+writing, so a file that is not ours is refused without a single byte changing
+(opening a foreign database read-write could, for example, checkpoint its WAL).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+from pathlib import Path
+
+from ..errors import NotALineageStore, SchemaVersionError, StoreNotFound
+from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _read_header(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(100)
+
+
+def _foreign_tables(path: Path) -> list[str]:
+    """Names of the tables in a SQLite file, opened read-only."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    con = sqlite3.connect(uri, uri=True)
+    try:
+        rows = con.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def identify(path: Path) -> str:
+    """Tell what is at ``path`` without changing it.
+
+    Returns
+    -------
+    str
+        ``"missing"``, ``"empty"`` (a 0-byte file or a SQLite file with no tables and
+        no application id: safe to initialise) or ``"ours"``.
+
+    Raises
+    ------
+    NotALineageStore
+        The file is not SQLite, or is a SQLite database of some other application.
+    """
+    if not path.exists():
+        return "missing"
+    if path.is_dir():
+        raise NotALineageStore(f"{path} is a directory, not a lineage store")
+    header = _read_header(path)
+    if not header:
+        return "empty"
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise NotALineageStore(f"{path} is not a SQLite database, so not a lineage store")
+    (app_id,) = struct.unpack(">I", header[68:72])
+    if app_id == APPLICATION_ID:
+        return "ours"
+    if app_id == 0:
+        try:
+            tables = _foreign_tables(path)
+        except sqlite3.DatabaseError as exc:
+            raise NotALineageStore(f"{path} cannot be read as SQLite: {exc}") from exc
+        if not tables:
+            return "empty"
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise NotALineageStore(
+            f"{path} is a SQLite database of another application (tables: {shown}); "
+            "it was left unchanged. Choose another --db path."
+        )
+    raise NotALineageStore(
+        f"{path} is a SQLite database with application_id {app_id:#x}, not a lineage store; "
+        "it was left unchanged."
+    )
+
+
+def _configure(con: sqlite3.Connection) -> None:
+    con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    con.execute("PRAGMA foreign_keys = ON")
+    con.execute("PRAGMA synchronous = NORMAL")
+
+
+def _run_script(con: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT the surrounding transaction; run statement by statement.
+    for statement in script.split(";"):
+        if statement.strip():
+            con.execute(statement)
+
+
+def _initialise(con: sqlite3.Connection) -> None:
+    """Create the schema in an empty database (idempotent under concurrent creators)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            _run_script(con, SCHEMA_V1)
+            for version in range(2, SCHEMA_VERSION + 1):
+                _run_script(con, MIGRATIONS[version])
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        while version < SCHEMA_VERSION:
+            _run_script(con, MIGRATIONS[version + 1])
+            version += 1
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Connection:
+    """Open (and if asked, create) a lineage store; return a configured connection.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The SQLite file.
+    create : bool
+        Create the store when the file is missing or empty.
+
+    Returns
+    -------
+    sqlite3.Connection
+        In autocommit mode (transactions are explicit), WAL, foreign keys on.
+
+    Raises
+    ------
+    StoreNotFound
+        ``path`` does not exist and ``create`` is false.
+    NotALineageStore
+        The file is something else; it is left unchanged.
+    SchemaVersionError
+        The store was written by a newer schema version; it is left unchanged.
+    """
+    path = Path(path)
+    kind = identify(path)
+    if kind == "missing" and not create:
+        raise StoreNotFound(f"no lineage store at {path}; run a pipeline into it first")
+    if kind == "empty" and not create:
+        raise NotALineageStore(f"{path} is empty, not a lineage store")
+    if kind == "missing" and not path.parent.exists():
+        raise StoreNotFound(f"cannot create {path}: directory {path.parent} does not exist")
+
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if kind == "ours":
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{path} has schema version {version}, newer than this lineage_kit "
+                    f"understands ({SCHEMA_VERSION}); upgrade lineage_kit. The file was left "
+                    "unchanged."
+                )
+            _configure(con)
+            con.execute("PRAGMA journal_mode = WAL")
+            if version < SCHEMA_VERSION:
+                _migrate(con)
+        else:
+            _configure(con)
+            _initialise(con)
+            con.execute("PRAGMA journal_mode = WAL")
+    except BaseException:
+        con.close()
+        raise
+    return con

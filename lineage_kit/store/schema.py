@@ -1,0 +1,84 @@
+"""The lineage store's schema: DDL, identity pragmas and forward migrations.
+
+The file is marked as ours with ``PRAGMA application_id`` and versioned with
+``PRAGMA user_version``. Migrations run forward only, each in one transaction.
+"""
+
+from __future__ import annotations
+
+#: ``PRAGMA application_id`` of every lineage store: the ASCII bytes ``LKIT``.
+APPLICATION_ID = 0x4C4B4954
+
+#: Current schema version (``PRAGMA user_version``).
+SCHEMA_VERSION = 1
+
+RUN_STATUSES = ("running", "completed", "completed_with_errors", "failed", "interrupted")
+ENTRY_STATUSES = ("ok", "rejected", "failed")
+STEP_KINDS = ("map", "merge", "split")
+
+# Version 1. Timestamps are ISO-8601 UTC text with microseconds, which sorts correctly.
+SCHEMA_V1 = f"""
+CREATE TABLE runs (
+    run_id          TEXT PRIMARY KEY,
+    pipeline        TEXT NOT NULL,
+    started_at      TEXT NOT NULL,
+    finished_at     TEXT,
+    status          TEXT NOT NULL CHECK (status IN {RUN_STATUSES!r}),
+    input_path      TEXT,
+    input_sha256    TEXT,
+    n_input         INTEGER NOT NULL DEFAULT 0,
+    n_published     INTEGER NOT NULL DEFAULT 0,
+    n_rejected      INTEGER NOT NULL DEFAULT 0,
+    n_failed        INTEGER NOT NULL DEFAULT 0,
+    parameters      TEXT NOT NULL DEFAULT '{{}}',
+    package_version TEXT NOT NULL,
+    error           TEXT,
+    writer_host     TEXT,
+    writer_pid      INTEGER
+);
+CREATE INDEX runs_started ON runs (started_at);
+
+CREATE TABLE steps (
+    run_id       TEXT NOT NULL REFERENCES runs (run_id),
+    position     INTEGER NOT NULL,
+    name         TEXT NOT NULL,
+    kind         TEXT NOT NULL DEFAULT 'map' CHECK (kind IN {STEP_KINDS!r}),
+    source       TEXT,
+    destination  TEXT,
+    description  TEXT,
+    started_at   TEXT,
+    finished_at  TEXT,
+    busy_seconds REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, position)
+) WITHOUT ROWID;
+
+CREATE TABLE lineage (
+    entry_id    INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    record_key  TEXT,
+    status      TEXT NOT NULL CHECK (status IN {ENTRY_STATUSES!r}),
+    reason      TEXT,
+    error       TEXT,
+    created_at  TEXT NOT NULL,
+    value_hash  TEXT,
+    FOREIGN KEY (run_id, position) REFERENCES steps (run_id, position)
+);
+CREATE INDEX lineage_key ON lineage (record_key, run_id, position);
+CREATE INDEX lineage_run ON lineage (run_id, position, status);
+
+CREATE TABLE parents (
+    child_id   INTEGER NOT NULL REFERENCES lineage (entry_id),
+    parent_id  INTEGER NOT NULL REFERENCES lineage (entry_id),
+    PRIMARY KEY (child_id, parent_id)
+) WITHOUT ROWID;
+CREATE INDEX parents_parent ON parents (parent_id, child_id);
+
+CREATE TABLE records (
+    entry_id  INTEGER PRIMARY KEY REFERENCES lineage (entry_id),
+    value     TEXT NOT NULL
+);
+"""
+
+#: ``MIGRATIONS[v]`` turns a version ``v - 1`` store into version ``v``.
+MIGRATIONS: dict[int, str] = {}

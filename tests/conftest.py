@@ -1,0 +1,50 @@
+"""Shared fixtures: stores built by running real pipelines on the sample data."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+import lineage_kit as lk
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+SAMPLE_JSON = DATA / "sample_input.json"
+MESSY_JSON = DATA / "messy_input.json"
+
+
+def sha256(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def records(n: int, start: int = 0) -> list[dict]:
+    """``n`` clean order-like records with messy field names."""
+    return [
+        {"key": f"k{i}", " Amount ": float(i), "Customer Name": f"c{i % 7}", "REGION": "EMEA"}
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A path for a new store (nothing exists there yet)."""
+    return tmp_path / "lineage.db"
+
+
+@pytest.fixture
+def sample_store(db: Path) -> lk.LineageStore:
+    """A store holding one run of the default pipeline over data/sample_input.json."""
+    lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)
+    with lk.connect(db) as store:
+        yield store
+
+
+@pytest.fixture
+def messy_store(db: Path) -> lk.LineageStore:
+    """A store holding one run over data/messy_input.json (rejections of every kind)."""
+    lk.run_pipeline(MESSY_JSON, db=db, progress=False)
+    with lk.connect(db) as store:
+        yield store

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from . import __version__
@@ -677,6 +677,11 @@ class Pipeline:
             raise ValueError(f"parameters must be JSON-serialisable: {exc}") from None
 
         started = time.perf_counter()
+        # Read the first chunk before touching the store: a missing, empty or
+        # malformed file fails here and nothing is created or written.
+        blocks = _chunks(src.items(), chunk_size)
+        first = next(blocks, None)
+        blocks = chain([first], blocks) if first is not None else iter(())
         store = LineageStore(db, create=True)
         try:
             _mark_dead_runs(store)
@@ -701,7 +706,7 @@ class Pipeline:
             state = _Run(self, store, run_id, fail_fast)
             status, error = "completed", None
             try:
-                self._execute(state, src, chunk_size, progress)
+                self._execute(state, blocks, chunk_size, progress)
             except InputError:
                 w.discard_run(store.con, run_id)
                 raise
@@ -755,14 +760,20 @@ class Pipeline:
                 return  # the original error is more useful than this one
             raise
 
-    def _execute(self, state: _Run, src: Source, chunk_size: int, progress: bool | None) -> None:
+    def _execute(
+        self,
+        state: _Run,
+        blocks: Iterator[list[SourceItem]],
+        chunk_size: int,
+        progress: bool | None,
+    ) -> None:
         merges = [i for i, s in enumerate(self.steps) if s.kind == "merge"]
         end = merges[0] if merges else len(self.steps)
         bar = _progress_bar(progress)
         barrier: list[tuple] = []
         try:
             ordinal = 0
-            for block in _chunks(src.items(), chunk_size):
+            for block in blocks:
                 chunk = _Chunk()
                 items = self._admit(state, block, ordinal, chunk)
                 ordinal += len(block)

@@ -274,7 +274,7 @@ def _read_json_lines(path: Path, source: Source) -> Iterator[Any]:
             if not line.strip():
                 continue
             try:
-                text = line.decode("utf-8")
+                text = line.rstrip(b"\r\n").decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InputError(
                     f"invalid UTF-8 ({exc.reason})",

@@ -1,0 +1,195 @@
+"""Sources: formats, keys, and clear errors for files that cannot be read."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+import pytest
+
+import lineage_kit as lk
+from lineage_kit.sources import guess_format, open_source, parse_key_option
+
+from .conftest import DATA
+
+
+def keys(source, **kw):
+    return [(i.key, i.reason) for i in open_source(source, **kw).items()]
+
+
+@pytest.mark.parametrize("name", ["sample_input.json", "sample_input.jsonl", "sample_input.csv"])
+def test_the_three_sample_files_hold_the_same_keys(name):
+    got = [k for k, reason in keys(DATA / name)]
+    assert got == [f"order-{n}" for n in range(101, 131)]
+
+
+def test_csv_and_json_samples_hold_the_same_records_as_text():
+    as_json = [i.value for i in open_source(DATA / "sample_input.json").items()]
+    as_csv = [i.value for i in open_source(DATA / "sample_input.csv").items()]
+    assert [{k: str(v) for k, v in r.items()} for r in as_json] == as_csv
+
+
+def test_gzip_files_are_read_and_hashed(tmp_path):
+    raw = (DATA / "sample_input.jsonl").read_bytes()
+    path = tmp_path / "in.jsonl.gz"
+    path.write_bytes(gzip.compress(raw))
+    src = open_source(path)
+    assert len(list(src.items())) == 30
+    import hashlib
+
+    assert src.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_format_is_guessed_from_the_suffix_and_can_be_overridden(tmp_path):
+    assert guess_format("a/b.JSON") == "json"
+    assert guess_format("x.ndjson") == "jsonl"
+    assert guess_format("x.csv.gz") == "csv"
+    with pytest.raises(lk.InputError, match="suffix"):
+        guess_format("x.txt")
+    path = tmp_path / "records.txt"
+    path.write_text('{"key": "a"}\n{"key": "b"}\n')
+    assert keys(path, format="jsonl") == [("a", None), ("b", None)]
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"key": "a"}]).encode())
+    assert keys(path) == [("a", None)]
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfkey,x\nb,1\n")
+    assert keys(path) == [("b", None)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "column"),
+    [
+        ("bad.json", '[\n  {"key": "a"},\n  {"key": "b",}\n]', 3, 15),
+        ("bad.jsonl", '{"key": "a"}\n{"key": "b"\n', 2, 12),
+    ],
+)
+def test_malformed_json_names_file_line_and_column(tmp_path, name, content, line, column):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(lk.InputError) as info:
+        list(open_source(path).items())
+    err = info.value
+    assert (err.path, err.line, err.column) == (str(path), line, column)
+    assert f"{path}:{line}:{column}" in str(err)
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"key": "a"}\n{"key": "\xff"}\n')
+    with pytest.raises(lk.InputError, match="UTF-8") as info:
+        list(open_source(path).items())
+    assert info.value.line == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.json", "", "empty"),
+        ("blank.json", "  \n", "empty"),
+        ("empty.jsonl", "\n\n", "empty"),
+        ("empty.csv", "", "empty"),
+        ("header.csv", "key,x\n", "no records"),
+        ("nothing.json", "[]", "no records"),
+        ("object.json", '{"key": "a"}', "JSON array"),
+    ],
+)
+def test_files_without_records_are_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(lk.InputError, match=message):
+        list(open_source(path).items())
+
+
+def test_missing_and_unreadable_files_are_errors(tmp_path):
+    with pytest.raises(lk.InputError, match="file not found"):
+        list(open_source(tmp_path / "nope.json").items())
+    with pytest.raises(lk.InputError, match="directory"):
+        list(open_source(tmp_path, format="json").items())
+    corrupt = tmp_path / "broken.json.gz"
+    corrupt.write_bytes(b"this is not gzip")
+    with pytest.raises(lk.InputError, match="cannot be read"):
+        list(open_source(corrupt).items())
+
+
+def test_csv_rows_with_the_wrong_number_of_fields_are_rejected(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("key,x\na,1\nb,2,extra\nc\nd,4\n")
+    assert keys(path) == [
+        ("a", None),
+        (None, "malformed_row"),
+        (None, "malformed_row"),
+        ("d", None),
+    ]
+
+
+def test_key_rules():
+    got = keys(
+        [
+            {"key": "a"},
+            {"key": 7},
+            {"key": 2.5},
+            {"key": None},
+            {"key": ""},
+            {"key": "   "},
+            {},
+            {"key": True},
+            {"key": [1]},
+            {"key": float("nan")},
+            {" KEY ": "messy"},
+            [1, 2],
+            "text",
+        ]
+    )
+    assert got == [
+        ("a", None),
+        ("7", None),
+        ("2.5", None),
+        (None, "missing_key"),
+        (None, "missing_key"),
+        (None, "missing_key"),
+        (None, "missing_key"),
+        (None, "invalid_key"),
+        (None, "invalid_key"),
+        (None, "invalid_key"),
+        ("messy", None),
+        (None, "not_an_object"),
+        (None, "not_an_object"),
+    ]
+
+
+def test_composite_and_callable_keys():
+    rows = [{"region": "EU", "id": 1}, {"region": "US", "id": None}]
+    assert keys(rows, key=["region", "id"]) == [("EU|1", None), (None, "missing_key")]
+    assert keys(rows, key=lambda r: f"{r['region']}-x") == [("EU-x", None), ("US-x", None)]
+    assert keys(rows, key=lambda r: r["nope"]) == [(None, "missing_key")] * 2
+    assert parse_key_option("region, id") == ["region", "id"]
+    assert parse_key_option("id") == "id"
+    with pytest.raises(ValueError):
+        parse_key_option("a,,b")
+    with pytest.raises(ValueError):
+        open_source(rows, key=[])
+
+
+def test_dataframe_source_turns_missing_cells_into_null():
+    frame = pd.DataFrame(
+        {
+            "key": ["a", "b"],
+            "amount": [1.5, float("nan")],
+            "day": pd.to_datetime(["2026-01-02", None]),
+        }
+    )
+    values = [i.value for i in open_source(frame).items()]
+    assert values[0] == {"key": "a", "amount": 1.5, "day": "2026-01-02T00:00:00"}
+    assert values[1] == {"key": "b", "amount": None, "day": None}
+
+
+def test_objects_that_are_not_inputs_are_refused():
+    with pytest.raises(lk.InputError, match="iterable of records"):
+        open_source(42)
+    with pytest.raises(lk.InputError, match="iterable of records"):
+        open_source({"key": "a"})

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -162,7 +163,9 @@ def test_help_lists_the_commands(capsys):
 
 
 def test_installed_script_and_module_run_the_sample(tmp_path):
-    script = shutil.which("lineage-kit")
+    # the script sits beside the interpreter of the environment the package is installed in
+    beside = Path(sys.executable).parent / "lineage-kit"
+    script = str(beside) if beside.exists() else shutil.which("lineage-kit")
     assert script, "the lineage-kit script is missing: install the package (pip install -e .)"
     db = tmp_path / "x.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -7,7 +7,8 @@ order, nullable integers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -143,21 +144,91 @@ LINEAGE_COLUMNS = (
 )
 
 
+def _ints(text: str | None) -> np.ndarray:
+    if not text:
+        return np.zeros(0, dtype="int64")
+    return np.fromstring(text, sep=",", dtype="int64")
+
+
+def decode_entries(raw: tuple) -> dict[str, Any]:
+    """Decode :func:`lineage_kit.store.queries.entry_columns` into columns.
+
+    Returns
+    -------
+    dict
+        ``entry_id``, ``position``, ``status_code`` as int64 arrays; ``record_key``,
+        ``reason``, ``error``, ``created_at``, ``value_hash`` as lists (None where
+        NULL). Sorted by entry id.
+    """
+    count, ids, positions, keys, codes, reasons, errors, created, hashes = raw
+    columns: dict[str, Any] = {
+        "entry_id": _ints(ids),
+        "position": _ints(positions),
+        "record_key": json.loads(keys),
+        "status_code": _ints(codes),
+        "reason": json.loads(reasons),
+        "error": json.loads(errors),
+        "created_at": json.loads(created),
+        "value_hash": json.loads(hashes),
+    }
+    if len(columns["entry_id"]) != count:
+        raise RuntimeError("lineage columns do not line up")  # a bug, not bad data
+    ids = columns["entry_id"]
+    if (ids[1:] < ids[:-1]).any():  # filtered selections come in index order
+        order = ids.argsort(kind="stable")
+        for name, values in columns.items():
+            columns[name] = (
+                values[order] if isinstance(values, np.ndarray) else [values[i] for i in order]
+            )
+    return columns
+
+
+def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[Any]]:
+    """The columns :func:`lineage_kit.graph.entry_graph` reads, from
+    :func:`decode_entries` output, as lists of Python objects."""
+    n = len(columns["entry_id"])
+    return {
+        "entry_id": columns["entry_id"].tolist(),
+        "run": [run_id] * n,
+        "position": columns["position"].tolist(),
+        "key": columns["record_key"],
+        "status": np.array(ENTRY_STATUSES, dtype=object)[columns["status_code"]].tolist(),
+        "reason": columns["reason"],
+        "error": columns["error"],
+        "created_at": columns["created_at"],
+        "value_hash": columns["value_hash"],
+    }
+
+
+def decode_edges(raw: tuple, entry_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(parent_ids, child_ids)`` arrays of the links whose child is in ``entry_ids``.
+
+    ``entry_ids`` must be sorted.
+    """
+    parents, children = _ints(raw[0]), _ints(raw[1])
+    if len(children):
+        where = np.searchsorted(entry_ids, children)
+        where[where == len(entry_ids)] = 0
+        keep = entry_ids[where] == children if len(entry_ids) else np.zeros(len(children), bool)
+        if not keep.all():
+            parents, children = parents[keep], children[keep]
+    return parents, children
+
+
 def _parent_columns(
-    entry_ids: np.ndarray, edges: list[tuple[int, int]]
-) -> tuple[pd.array, np.ndarray]:
+    entry_ids: np.ndarray, parents: np.ndarray, children: np.ndarray
+) -> tuple[pd.arrays.IntegerArray, np.ndarray]:
     """Per entry: its smallest parent id (nullable) and its number of parents."""
     n = len(entry_ids)
     parent = np.zeros(n, dtype="int64")
     mask = np.ones(n, dtype=bool)
     count = np.zeros(n, dtype="int64")
-    if edges:
-        links = np.array(edges, dtype="int64")  # (parent_id, child_id)
-        order = np.lexsort((links[:, 0], links[:, 1]))
-        links = links[order]
-        children, first, per_child = np.unique(links[:, 1], return_index=True, return_counts=True)
-        where = np.searchsorted(entry_ids, children)
-        parent[where] = links[first, 0]
+    if len(children):
+        order = np.lexsort((parents, children))
+        parents, children = parents[order], children[order]
+        unique, first, per_child = np.unique(children, return_index=True, return_counts=True)
+        where = np.searchsorted(entry_ids, unique)
+        parent[where] = parents[first]
         mask[where] = False
         count[where] = per_child
     return pd.arrays.IntegerArray(parent, mask), count
@@ -214,14 +285,17 @@ def lineage_frame(
         position = store.step_position(run_id, step, steps) if step is not None else None
         if position is None and step is not None:
             continue  # "all": a run without this step contributes nothing
-        rows = q.frame_entry_rows(store.con, run_id, key=key, position=position)
-        edges = q.edge_rows(store.con, run_id, key=key, position=position)
-        parts.append(_entry_block(run_id, rows, edges, [s[2] for s in steps]))
+        columns = decode_entries(q.entry_columns(store.con, run_id, key=key, position=position))
+        edges = decode_edges(
+            q.edge_columns(store.con, run_id, key=key, position=position), columns["entry_id"]
+        )
+        parts.append(_entry_block(run_id, columns, edges, [s[2] for s in steps]))
     if step is not None and not parts:
         raise ValueError(f"{step!r} is not a step of the chosen run(s)")
     names = step_names(all_steps)
     if not parts:
-        parts.append(_entry_block(run_ids[0], [], [], names))
+        empty = decode_entries((0, None, None, "[]", None, "[]", "[]", "[]", "[]"))
+        parts.append(_entry_block(run_ids[0], empty, (_ints(None), _ints(None)), names))
     for part in parts:
         part["run_id"] = part["run_id"].cat.set_categories(run_ids)
         part["step"] = part["step"].cat.set_categories(names, ordered=True)
@@ -230,34 +304,36 @@ def lineage_frame(
 
 
 def _entry_block(
-    run_id: str, rows: list[tuple], edges: list[tuple[int, int]], step_names_: list[str]
+    run_id: str,
+    columns: dict[str, Any],
+    edges: tuple[np.ndarray, np.ndarray],
+    step_names_: list[str],
 ) -> pd.DataFrame:
-    n = len(rows)
-    if n:
-        entry_id, position, key, status, reason, error, created_at, value_hash = zip(
-            *rows, strict=True
-        )
-    else:
-        entry_id = position = key = status = reason = error = created_at = value_hash = ()
-    ids = np.fromiter(entry_id, dtype="int64", count=n)
-    pos = np.fromiter(position, dtype="int64", count=n)
-    parent_id, n_parents = _parent_columns(ids, edges)
+    ids, positions = columns["entry_id"], columns["position"]
+    n = len(ids)
+    parent_id, n_parents = _parent_columns(ids, *edges)
     return pd.DataFrame(
         {
             "entry_id": ids,
             "run_id": pd.Categorical.from_codes(np.zeros(n, dtype="int8"), categories=[run_id]),
-            "position": pos,
-            "step": pd.Categorical.from_codes(pos, categories=step_names_),
-            "key": pd.array(key, dtype="str"),
+            "position": positions,
+            "step": pd.Categorical.from_codes(positions, categories=step_names_),
+            "key": pd.array(columns["record_key"], dtype="str"),
             "status": pd.Categorical.from_codes(
-                np.fromiter(status, dtype="int8", count=n), categories=list(ENTRY_STATUSES)
+                columns["status_code"], categories=list(ENTRY_STATUSES)
             ),
-            "reason": pd.array(reason, dtype="str"),
-            "error": pd.array(error, dtype="str"),
-            "created_at": _utc(pd.Series(created_at, dtype="object")),
-            "value_hash": pd.array(value_hash, dtype="str"),
+            "reason": pd.array(columns["reason"], dtype="str"),
+            "error": pd.array(columns["error"], dtype="str"),
+            "created_at": _utc_repeated(columns["created_at"]),
+            "value_hash": pd.array(columns["value_hash"], dtype="str"),
             "parent_id": parent_id,
             "n_parents": n_parents,
         },
         columns=list(LINEAGE_COLUMNS),
     )
+
+
+def _utc_repeated(texts: list[str]) -> pd.DatetimeIndex:
+    """Parse ISO-8601 texts of which many repeat (one stamp per chunk and step)."""
+    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
+    return pd.to_datetime(uniques, utc=True, format="ISO8601").take(codes)

@@ -199,10 +199,28 @@ def test_stage_of_rules():
     assert stage_of(steps) == [("input", "a"), ("a", "x"), ("x", "c"), ("a", "d")]
 
 
-def test_entry_graph_rejects_dangling_edge():
-    rows = [(1, "r", 0, "k", "ok", None, None, "2024-01-01T00:00:00+00:00", "h")]
+def _columns(ids):
+    n = len(ids)
+    return {
+        "entry_id": ids,
+        "run": ["r"] * n,
+        "position": list(range(n)),
+        "key": ["k"] * n,
+        "status": ["ok"] * n,
+        "reason": [None] * n,
+        "error": [None] * n,
+        "created_at": ["2024-01-01T00:00:00+00:00"] * n,
+        "value_hash": [f"h{i}" for i in ids],
+    }
+
+
+def test_entry_graph_pure_builder():
+    G = entry_graph(_columns([7, 8, 9]), [(7, 8)], step_names={"r": ["a", "b", "c"]})
+    assert sorted(G.nodes) == [7, 8, 9] and list(G.edges) == [(7, 8)]
+    assert all(type(n) is int for n in G.nodes)
+    assert G.nodes[9]["step"] == "c" and G.degree(9) == 0  # unlinked entries are kept
     with pytest.raises(ValueError, match="not among"):
-        entry_graph(rows, [(1, 2)], step_names={"r": ["s"]})
+        entry_graph(_columns([1]), [(1, 2)], step_names={"r": ["s"]})
 
 
 def test_sample_key_graph_chain(sample_store):

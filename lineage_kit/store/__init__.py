@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,27 +312,36 @@ class LineageStore:
         ['ingest', 'normalize', 'publish']
         """
         from ..errors import KeyNotFound
-        from ..graph import STEP_FIELDS, entry_graph
+        from ..frames import decode_edges, decode_entries, entry_graph_columns
+        from ..graph import ENTRY_FIELDS, STEP_FIELDS, entry_graph
 
         run_ids = self.resolve_runs(run)
         steps = {run_id: queries.step_meta_rows(self.con, run_id) for run_id in run_ids}
-        entries: list[tuple] = []
-        edges: list[tuple[int, int]] = []
+        entries: dict[str, list[Any]] = {name: [] for name in (*ENTRY_FIELDS, "value")}
+        edges: list[Iterable[tuple[int, int]]] = []
         for run_id in run_ids:
             if key is None:
-                entries.extend(queries.entry_rows(self.con, run_id))
-                edges.extend(queries.edge_rows(self.con, run_id))
+                decoded = decode_entries(queries.entry_columns(self.con, run_id))
+                columns = entry_graph_columns(run_id, decoded)
+                parents, children = decode_edges(
+                    queries.edge_columns(self.con, run_id), decoded["entry_id"]
+                )
+                edges.append(zip(parents.tolist(), children.tolist(), strict=True))
             else:
                 found = queries.connected_entry_rows(self.con, run_id, key)
-                entries.extend(found)
-                edges.extend(queries.links_among(self.con, [r[0] for r in found]))
-        if key is not None and not entries:
+                columns = dict(
+                    zip((*ENTRY_FIELDS, "value"), zip(*found, strict=True), strict=False)
+                )
+                edges.append(queries.links_among(self.con, [r[0] for r in found]))
+            for name, values in columns.items():
+                entries[name].extend(values)
+        if key is not None and not entries["entry_id"]:
             where = "any run" if run == "all" else f"run {run_ids[0]}"
             raise KeyNotFound(f"key {key!r} has no lineage entries in {where}")
         newest = run_ids[-1] if run == "all" else run_ids[0]
         return entry_graph(
             entries,
-            edges,
+            chain.from_iterable(edges),
             step_names={run_id: [s[2] for s in rows] for run_id, rows in steps.items()},
             with_values=key is not None,
             graph_attrs={

@@ -210,9 +210,13 @@ def links_among(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int
     ).fetchall()
 
 
-# Entry rows shaped for DataFrames: the status comes back as its small-integer code
-# (index into ENTRY_STATUSES) so no string is built per row for it.
-FRAME_COLUMNS = (
+# Entry columns for DataFrames and graphs. Each column comes back as ONE string (a
+# comma list of integers, or a JSON array of texts) from one aggregate pass, so no
+# Python tuple is built per row; all aggregates of a statement step through the same
+# rows in the same order, so the columns line up. A whole run is read as a rowid
+# range (``+run_id`` keeps the planner on the primary key), which also gives entry-id
+# order without a sort.
+ENTRY_COLUMN_NAMES = (
     "entry_id",
     "position",
     "record_key",
@@ -222,24 +226,90 @@ FRAME_COLUMNS = (
     "created_at",
     "value_hash",
 )
-_FRAME_SELECT = (
-    "SELECT l.entry_id, l.position, l.record_key, "
-    "CASE l.status WHEN 'ok' THEN 0 WHEN 'rejected' THEN 1 ELSE 2 END, "
-    "l.reason, l.error, l.created_at, l.value_hash FROM lineage l WHERE "
+_COLUMNS_SELECT = (
+    "SELECT count(*), group_concat(l.entry_id), group_concat(l.position), "
+    "json_group_array(l.record_key), "
+    "group_concat(CASE l.status WHEN 'ok' THEN 0 WHEN 'rejected' THEN 1 ELSE 2 END), "
+    "json_group_array(l.reason), json_group_array(l.error), json_group_array(l.created_at), "
+    "json_group_array(l.value_hash) FROM lineage l WHERE "
 )
+_RUN_RANGE = """
+SELECT min(lo), max(hi) FROM (
+    SELECT (SELECT min(l.entry_id) FROM lineage l
+            WHERE l.run_id = s.run_id AND l.position = s.position AND l.status = st.value) AS lo,
+           (SELECT max(l.entry_id) FROM lineage l
+            WHERE l.run_id = s.run_id AND l.position = s.position AND l.status = st.value) AS hi
+    FROM steps s, json_each('["ok", "rejected", "failed"]') st
+    WHERE s.run_id = ?
+)
+"""
 
 
-def frame_entry_rows(
+def run_entry_range(con: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
+    """The smallest and largest entry id of a run (index seeks only), or None if empty."""
+    lo, hi = con.execute(_RUN_RANGE, (run_id,)).fetchone()
+    return None if lo is None else (lo, hi)
+
+
+def _selection(
+    con: sqlite3.Connection, run_id: str, key: str | None, position: int | None
+) -> tuple[str, tuple] | None:
+    if key is None and position is None:
+        bounds = run_entry_range(con, run_id)
+        if bounds is None:
+            return None
+        return "l.entry_id BETWEEN ? AND ? AND +l.run_id = ?", (*bounds, run_id)
+    return _entry_filter(key is not None, position is not None), _entry_params(
+        run_id, key, position
+    )
+
+
+def entry_columns(
     con: sqlite3.Connection,
     run_id: str,
     *,
     key: str | None = None,
     position: int | None = None,
-) -> list[tuple]:
-    """A run's entries (columns :data:`FRAME_COLUMNS`), ordered by entry id."""
-    sql = (
-        _FRAME_SELECT
-        + _entry_filter(key is not None, position is not None)
-        + " ORDER BY l.entry_id"
-    )
-    return con.execute(sql, _entry_params(run_id, key, position)).fetchall()
+) -> tuple:
+    """A run's entries as aggregated columns.
+
+    Returns ``(count, entry_ids, positions, keys, status_codes, reasons, errors,
+    created_ats, value_hashes)``: integers as comma-separated text (``None`` when
+    empty), texts as JSON arrays; status codes index ``ENTRY_STATUSES``. A whole
+    run comes in entry-id order; a filtered selection in index order.
+    """
+    selection = _selection(con, run_id, key, position)
+    if selection is None:
+        return (0, None, None, "[]", None, "[]", "[]", "[]", "[]")
+    where, params = selection
+    return con.execute(_COLUMNS_SELECT + where, params).fetchone()
+
+
+def edge_columns(
+    con: sqlite3.Connection,
+    run_id: str,
+    *,
+    key: str | None = None,
+    position: int | None = None,
+) -> tuple[str | None, str | None]:
+    """Parent links of the selected entries as ``(parent_ids, child_ids)`` comma lists.
+
+    For a whole run the links of every child in the run's entry-id range are
+    returned, ordered by (child, parent); a caller whose run shares that range with
+    another run (concurrent writers) drops children that are not its entries.
+    """
+    if key is None and position is None:
+        bounds = run_entry_range(con, run_id)
+        if bounds is None:
+            return None, None
+        return con.execute(
+            "SELECT group_concat(parent_id), group_concat(child_id) FROM parents "
+            "WHERE child_id BETWEEN ? AND ?",
+            bounds,
+        ).fetchone()
+    where = _entry_filter(key is not None, position is not None)
+    return con.execute(
+        "SELECT group_concat(p.parent_id), group_concat(p.child_id) FROM lineage l "
+        f"JOIN parents p ON p.child_id = l.entry_id WHERE {where}",
+        _entry_params(run_id, key, position),
+    ).fetchone()

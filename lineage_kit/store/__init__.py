@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import networkx as nx
     import pandas as pd
 
+    from ..summary import RunSummary
+
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "LineageStore", "connect", "identify"]
 
 RUN_COLUMNS = (
@@ -123,6 +125,15 @@ class LineageStore:
     def __repr__(self) -> str:
         state = "closed" if self._con is None else "open"
         return f"<LineageStore {str(self.path)!r} ({state})>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from ..summary import store_html
+
+        if self._con is None:
+            return f"<p>lineage store {escape(str(self.path))} (closed)</p>"
+        return store_html(str(self.path), self.schema_version, self.run_rows())
 
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
@@ -378,6 +389,138 @@ class LineageStore:
         from ..graph import step_graph
 
         return step_graph(self.steps(run))
+
+    # ------------------------------------------------------------ records, walks
+
+    def records(
+        self,
+        run: str | None = "latest",
+        key: str | None = None,
+        step: str | int | None = None,
+        expand: bool = False,
+    ) -> pd.DataFrame:
+        """The stored value of every entry (what each record looked like after each step).
+
+        See :func:`lineage_kit.frames.records_frame`.
+
+        Examples
+        --------
+        >>> store.records(key="order-101", expand=True)  # doctest: +SKIP
+        """
+        from ..frames import records_frame
+
+        return records_frame(self, run, key=key, step=step, expand=expand)
+
+    def trace(self, key: str, run: str | None = "latest") -> pd.DataFrame:
+        """One record's chain in step order, with step metadata, status, error, hash, time.
+
+        See :func:`lineage_kit.frames.trace_frame`.
+
+        Raises
+        ------
+        KeyNotFound
+            The key has no entries in the run.
+        RunNotFound
+            ``run`` matches no run.
+
+        Examples
+        --------
+        >>> store.trace("order-101")[["step", "status", "value_hash"]]  # doctest: +SKIP
+        """
+        from ..frames import trace_frame
+
+        return trace_frame(self, key, run)
+
+    def upstream(self, entry_id: int, depth: int | None = None) -> pd.DataFrame:
+        """Everything an entry came from, with a ``depth`` column (0 is the entry).
+
+        See :func:`lineage_kit.frames.walk_frame`.
+
+        Raises
+        ------
+        EntryNotFound
+            No entry has this id.
+        """
+        from ..frames import walk_frame
+
+        return walk_frame(self, entry_id, depth, "up")
+
+    def downstream(self, entry_id: int, depth: int | None = None) -> pd.DataFrame:
+        """Everything derived from an entry, with a ``depth`` column (0 is the entry).
+
+        See :func:`lineage_kit.frames.walk_frame`.
+
+        Raises
+        ------
+        EntryNotFound
+            No entry has this id.
+        """
+        from ..frames import walk_frame
+
+        return walk_frame(self, entry_id, depth, "down")
+
+    def source_of(self, output: str | int, run: str | None = "latest") -> pd.DataFrame:
+        """The original input value(s), as they arrived, behind a record key or entry.
+
+        See :func:`lineage_kit.frames.source_frame`.
+
+        Examples
+        --------
+        >>> store.source_of("order-101")["value"][0]  # doctest: +SKIP
+        """
+        from ..frames import source_frame
+
+        return source_frame(self, output, run)
+
+    def changes(self, key: str, run: str | None = "latest") -> pd.DataFrame:
+        """Per step, the fields it added, removed or changed in one record.
+
+        See :func:`lineage_kit.frames.changes_frame`.
+
+        Examples
+        --------
+        >>> store.changes("order-101")[["step", "field", "change"]]  # doctest: +SKIP
+        """
+        from ..frames import changes_frame
+
+        return changes_frame(self, key, run)
+
+    def compare_runs(self, run_a: str, run_b: str) -> pd.DataFrame:
+        """Keys only in A, only in B, on a different path, or with a different final value.
+
+        See :func:`lineage_kit.frames.compare_frame`.
+        """
+        from ..frames import compare_frame
+
+        return compare_frame(self, run_a, run_b)
+
+    def summary(self, run: str | None = "latest") -> RunSummary:
+        """A run at a glance (status, counts, per-step outcomes); HTML in notebooks.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+        """
+        from ..summary import RunSummary
+
+        run_id = self.resolve_run(run)
+        row = next(r for r in self.run_rows() if r["run_id"] == run_id)
+        counts = {(p, st): n for p, st, n in queries.step_status_counts(self.con, run_id)}
+        steps = [
+            {
+                "position": m[1],
+                "name": m[2],
+                "kind": m[3],
+                "source": m[4],
+                "destination": m[5],
+                "ok": counts.get((m[1], "ok"), 0),
+                "rejected": counts.get((m[1], "rejected"), 0),
+                "failed": counts.get((m[1], "failed"), 0),
+            }
+            for m in queries.step_meta_rows(self.con, run_id)
+        ]
+        return RunSummary(row, steps)
 
 
 def connect(path: str | os.PathLike[str]) -> LineageStore:

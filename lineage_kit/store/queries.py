@@ -313,3 +313,187 @@ def edge_columns(
         f"JOIN parents p ON p.child_id = l.entry_id WHERE {where}",
         _entry_params(run_id, key, position),
     ).fetchone()
+
+
+# ------------------------------------------------------------------ walks
+# Recursive CTEs over the parent links. The up-walk follows the parents primary key
+# (child_id, parent_id), the down-walk the parents_parent index; the seed uses the
+# lineage_key index; tests assert the plans with EXPLAIN QUERY PLAN.
+
+#: Columns of :func:`trace_rows`, :func:`walk_rows` adds ``depth`` after entry_id.
+TRACE_COLUMNS = (
+    "entry_id",
+    "run_id",
+    "position",
+    "step",
+    "kind",
+    "source",
+    "destination",
+    "description",
+    "record_key",
+    "relation",
+    "status",
+    "reason",
+    "error",
+    "value_hash",
+    "created_at",
+    "parent_ids",
+)
+_ENTRY_DETAIL = """
+    l.run_id, l.position, s.name, s.kind, s.source, s.destination, s.description,
+    l.record_key, {relation}, l.status, l.reason, l.error, l.value_hash, l.created_at,
+    (SELECT group_concat(pp.parent_id) FROM parents pp WHERE pp.child_id = l.entry_id)
+"""
+
+TRACE = (
+    """
+WITH RECURSIVE
+    seed(entry_id) AS (
+        SELECT entry_id FROM lineage WHERE record_key = ? AND run_id = ?
+    ),
+    up(entry_id) AS (
+        SELECT entry_id FROM seed
+        UNION
+        SELECT p.parent_id FROM up JOIN parents p ON p.child_id = up.entry_id
+    ),
+    down(entry_id) AS (
+        SELECT entry_id FROM seed
+        UNION
+        SELECT p.child_id FROM down JOIN parents p ON p.parent_id = down.entry_id
+    ),
+    chain(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
+SELECT l.entry_id, """
+    + _ENTRY_DETAIL.format(
+        relation="CASE WHEN l.record_key IS ? THEN 'self' "
+        "WHEN l.entry_id IN (SELECT entry_id FROM up) THEN 'upstream' ELSE 'downstream' END"
+    )
+    + """
+FROM chain c
+JOIN lineage l ON l.entry_id = c.entry_id
+JOIN steps s ON s.run_id = l.run_id AND s.position = l.position
+ORDER BY l.position, l.entry_id
+"""
+)
+
+
+def trace_rows(con: sqlite3.Connection, run_id: str, key: str) -> list[tuple]:
+    """The key's entries and everything up- and downstream of them in one run.
+
+    Columns :data:`TRACE_COLUMNS`, ordered by step position then entry id;
+    ``relation`` is ``self`` (the key's own entries), ``upstream`` or ``downstream``;
+    ``parent_ids`` is a comma list (None for a first-step entry).
+    """
+    return con.execute(TRACE, (key, run_id, key)).fetchall()
+
+
+_WALK = """
+WITH RECURSIVE walk(entry_id, depth) AS (
+    SELECT ?2, 0
+    UNION
+    SELECT p.{next}, w.depth + 1 FROM walk w JOIN parents p ON p.{this} = w.entry_id
+    WHERE ?1 IS NULL OR w.depth < ?1
+)
+SELECT l.entry_id, min(w.depth), """
+_WALK_TAIL = """
+FROM walk w
+JOIN lineage l ON l.entry_id = w.entry_id
+JOIN steps s ON s.run_id = l.run_id AND s.position = l.position
+GROUP BY l.entry_id
+ORDER BY min(w.depth), l.entry_id
+"""
+UPSTREAM = (
+    _WALK.replace("{next}", "parent_id").replace("{this}", "child_id")
+    + _ENTRY_DETAIL.format(relation="'upstream'")
+    + _WALK_TAIL
+)
+DOWNSTREAM = (
+    _WALK.replace("{next}", "child_id").replace("{this}", "parent_id")
+    + _ENTRY_DETAIL.format(relation="'downstream'")
+    + _WALK_TAIL
+)
+
+
+def walk_rows(
+    con: sqlite3.Connection, entry_id: int, depth: int | None, direction: str
+) -> list[tuple]:
+    """Everything ``entry_id`` came from (``"up"``) or led to (``"down"``).
+
+    Rows are ``(entry_id, depth, *TRACE_COLUMNS[1:])``; the entry itself is depth 0,
+    an entry reached along several paths appears once at its smallest depth.
+    ``depth=None`` walks to the end.
+    """
+    sql = {"up": UPSTREAM, "down": DOWNSTREAM}[direction]
+    return con.execute(sql, (depth, entry_id)).fetchall()  # ?1 depth limit, ?2 the entry
+
+
+def entry_exists(con: sqlite3.Connection, entry_id: int) -> bool:
+    """Whether a lineage entry with this id exists."""
+    return (
+        con.execute("SELECT 1 FROM lineage WHERE entry_id = ?", (entry_id,)).fetchone() is not None
+    )
+
+
+SOURCES = """
+WITH RECURSIVE walk(entry_id) AS (
+    SELECT value FROM json_each(?)
+    UNION
+    SELECT p.parent_id FROM walk w JOIN parents p ON p.child_id = w.entry_id
+)
+SELECT l.entry_id, l.run_id, l.record_key, l.status, l.reason, l.created_at, l.value_hash,
+       r.value
+FROM walk w
+JOIN lineage l ON l.entry_id = w.entry_id
+JOIN records r ON r.entry_id = w.entry_id
+WHERE NOT EXISTS (SELECT 1 FROM parents p WHERE p.child_id = w.entry_id)
+ORDER BY l.entry_id
+"""
+
+
+def source_rows(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple]:
+    """The first-step ancestors (no parents) of the given entries, with their values."""
+    return con.execute(SOURCES, (json.dumps(entry_ids),)).fetchall()
+
+
+def last_entries_of_key(con: sqlite3.Connection, run_id: str, key: str) -> list[int]:
+    """The key's entries at its furthest step in the run (usually one)."""
+    return [
+        r[0]
+        for r in con.execute(
+            """
+            SELECT entry_id FROM lineage
+            WHERE record_key = ?1 AND run_id = ?2 AND position = (
+                SELECT max(position) FROM lineage WHERE record_key = ?1 AND run_id = ?2)
+            ORDER BY entry_id
+            """,
+            (key, run_id),
+        )
+    ]
+
+
+def value_rows(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int, str]]:
+    """``(entry_id, value JSON)`` of the given entries."""
+    return con.execute(
+        "SELECT r.entry_id, r.value FROM json_each(?) j JOIN records r ON r.entry_id = j.value",
+        (json.dumps(entry_ids),),
+    ).fetchall()
+
+
+_VALUES_SELECT = (
+    "SELECT group_concat(l.entry_id), '[' || group_concat(r.value) || ']' "
+    "FROM lineage l JOIN records r ON r.entry_id = l.entry_id WHERE "
+)
+
+
+def value_columns(
+    con: sqlite3.Connection,
+    run_id: str,
+    *,
+    key: str | None = None,
+    position: int | None = None,
+) -> tuple[str | None, str | None]:
+    """The selected entries' ids (comma list) and values (one JSON array text)."""
+    selection = _selection(con, run_id, key, position)
+    if selection is None:
+        return None, None
+    where, params = selection
+    return con.execute(_VALUES_SELECT + where, params).fetchone()

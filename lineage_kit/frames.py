@@ -756,7 +756,7 @@ def compare_frame(store: LineageStore, run_a: str, run_b: str) -> pd.DataFrame:
         raise ValueError("compare_runs compares two runs; 'all' is not one run")
     a = _paths(lineage_frame(store, store.resolve_run(run_a)))
     b = _paths(lineage_frame(store, store.resolve_run(run_b)))
-    both = a.join(b, how="outer", lsuffix="_a", rsuffix="_b")
+    both = a.merge(b, how="outer", left_index=True, right_index=True, suffixes=("_a", "_b"))
     both.index.name = "key"
     difference = np.select(
         [

@@ -358,7 +358,7 @@ def _detail_frame(
 ) -> pd.DataFrame:
     """Trace / walk rows -> a typed frame (``record_key`` is renamed ``key``)."""
     frame = pd.DataFrame.from_records(rows, columns=list(columns))
-    frame = frame.rename(columns={"record_key": "key", "step": "step"})
+    frame = frame.rename(columns={"record_key": "key"})
     frame["entry_id"] = frame["entry_id"].astype("int64")
     frame["position"] = frame["position"].astype("int64")
     if "depth" in frame:

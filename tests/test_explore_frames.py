@@ -139,3 +139,31 @@ def test_lineage_sample(sample_store):
     assert (df["status"] == "ok").all()
     assert df.groupby("step", observed=True).size().tolist() == [30, 30, 30]
     assert isinstance(df["created_at"].iloc[0], pd.Timestamp)
+
+
+def test_interleaved_runs_stay_apart(db):
+    """A run written while another one is in progress shares its entry-id range."""
+    state = {"nested": None}
+
+    @lk.step("tag", source="staging", destination="tagged")
+    def tag(record: dict) -> dict:
+        if record["key"] == "k2" and state["nested"] is None:
+            state["nested"] = lk.run_pipeline(
+                [{"key": "x1"}, {"key": "x2"}], db=db, progress=False
+            ).run_id
+        return {**record, "tagged": True}
+
+    outer = lk.Pipeline([lk.steps.ingest, tag]).run(
+        [{"key": f"k{i}"} for i in range(4)], db, chunk_size=1, progress=False
+    )
+    with lk.connect(db) as store:
+        a = store.lineage(outer.run_id)
+        b = store.lineage(state["nested"])
+        assert sorted(set(a["key"])) == ["k0", "k1", "k2", "k3"] and len(a) == 8
+        assert sorted(set(b["key"])) == ["x1", "x2"] and len(b) == 6
+        assert b["entry_id"].min() < a["entry_id"].max()  # the ranges really interleave
+        assert a["parent_id"].notna().sum() == 4 and b["parent_id"].notna().sum() == 4
+        G = store.graph(outer.run_id)
+        assert G.number_of_nodes() == 8 and G.number_of_edges() == 4
+        assert {d["key"] for _, d in G.nodes(data=True)} == {"k0", "k1", "k2", "k3"}
+        assert len(store.records(outer.run_id)) == 8

@@ -77,7 +77,7 @@ STEP_META_COLUMNS = (
     "busy_seconds",
 )
 
-#: Entry columns, in the order :func:`entry_rows` returns them.
+#: Entry columns, in the order :func:`connected_entry_rows` returns them (then the value).
 ENTRY_COLUMNS = (
     "entry_id",
     "run_id",
@@ -130,42 +130,6 @@ def _entry_params(run_id: str, key: str | None, position: int | None) -> tuple:
     return params
 
 
-def entry_rows(
-    con: sqlite3.Connection,
-    run_id: str,
-    *,
-    key: str | None = None,
-    position: int | None = None,
-    columns: tuple[str, ...] = ENTRY_COLUMNS,
-) -> list[tuple]:
-    """The lineage entries of a run (optionally one key, one step), by entry id.
-
-    ``columns`` is a subset of :data:`ENTRY_COLUMNS` (fixed names, never user text).
-    """
-    if not set(columns) <= set(ENTRY_COLUMNS):
-        raise ValueError(f"unknown entry columns: {sorted(set(columns) - set(ENTRY_COLUMNS))}")
-    select = ", ".join(f"l.{c}" for c in columns)
-    where = _entry_filter(key is not None, position is not None)
-    sql = f"SELECT {select} FROM lineage l WHERE {where} ORDER BY l.entry_id"
-    return con.execute(sql, _entry_params(run_id, key, position)).fetchall()
-
-
-def edge_rows(
-    con: sqlite3.Connection,
-    run_id: str,
-    *,
-    key: str | None = None,
-    position: int | None = None,
-) -> list[tuple[int, int]]:
-    """``(parent_id, child_id)`` links of the selected entries (the child is selected)."""
-    sql = (
-        "SELECT p.parent_id, p.child_id FROM lineage l "
-        "JOIN parents p ON p.child_id = l.entry_id "
-        f"WHERE {_entry_filter(key is not None, position is not None)}"
-    )
-    return con.execute(sql, _entry_params(run_id, key, position)).fetchall()
-
-
 # Everything connected to one key's entries in one run: the entries themselves, all
 # their ancestors and all their descendants (parent links never cross runs).
 CONNECTED_ENTRIES = """
@@ -216,16 +180,6 @@ def links_among(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int
 # rows in the same order, so the columns line up. A whole run is read as a rowid
 # range (``+run_id`` keeps the planner on the primary key), which also gives entry-id
 # order without a sort.
-ENTRY_COLUMN_NAMES = (
-    "entry_id",
-    "position",
-    "record_key",
-    "status_code",
-    "reason",
-    "error",
-    "created_at",
-    "value_hash",
-)
 _COLUMNS_SELECT = (
     "SELECT count(*), group_concat(l.entry_id), group_concat(l.position), "
     "json_group_array(l.record_key), "

@@ -10,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import steps
+from .checks import CheckReport, register_check, unregister_check
 from .errors import (
     InputError,
     IntegrityError,
@@ -25,6 +26,7 @@ from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
 from .store import LineageStore, connect
 
 __all__ = [
+    "CheckReport",
     "InputError",
     "IntegrityError",
     "KeyNotFound",
@@ -41,7 +43,9 @@ __all__ = [
     "StoreNotFound",
     "__version__",
     "connect",
+    "register_check",
     "run_pipeline",
     "step",
     "steps",
+    "unregister_check",
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b as _blake2b
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -489,6 +490,15 @@ def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def value_hash_bytes(data: bytes) -> str:
+    """:func:`lineage_kit.pipeline.value_hash` of a value given as its UTF-8 bytes.
+
+    SQLite stores text as UTF-8, so hashing the stored bytes gives the recorded hash
+    without decoding every value into a Python string first.
+    """
+    return _blake2b(data, digest_size=16).hexdigest()
+
+
 def _v(code: str, run_id: Any, key: Any, entry_id: Any, message: str) -> dict[str, Any]:
     return {
         "code": code,
@@ -507,6 +517,12 @@ class _Steps:
         self.by_run: dict[str, list[tuple[int, str, str]]] = {}
         for run_id, position, name, kind in sql.step_kinds(store.con, sql.runs_param(run_ids)):
             self.by_run.setdefault(run_id, []).append((position, name, kind))
+
+    def kind(self, run_id: str | None, position: int | None) -> str:
+        for p, _, kind in self.by_run.get(run_id or "", []):
+            if p == position:
+                return kind
+        return "map"
 
     def name(self, run_id: str | None, position: int | None) -> str:
         for p, name, _ in self.by_run.get(run_id or "", []):
@@ -645,7 +661,7 @@ def _links(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
                     "a step in between was skipped",
                 )
             )
-        if key != r["parent_key"] and (r["kind"] or "map") == "map":
+        if key != r["parent_key"] and steps.kind(run_id, r["position"]) == "map":
             out.append(
                 _v(
                     "key_changed",
@@ -714,11 +730,9 @@ def _duplicates(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]
 
 @_builtin("values")
 def _values(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    from .pipeline import value_hash
-
     out = []
     for run_id, key, entry_id, _position, has_value, stored, actual in sql.value_problems(
-        store.con, sql.runs_param(run_ids), value_hash
+        store.con, sql.runs_param(run_ids), value_hash_bytes
     ):
         if not has_value:
             out.append(_v("missing_value", run_id, key, entry_id, "entry has no stored value"))

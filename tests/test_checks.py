@@ -490,13 +490,13 @@ def test_clean_report_raise_returns_itself(sample_store):
 
 
 def test_register_a_custom_check(sample_store):
-    @lk.register_check("expensive_orders", severity="warning", description="amount over 500")
+    @lk.register_check("expensive_orders", severity="warning", description="amount over 400")
     def expensive_orders(store, run_ids):
         rows = store.con.execute(
             "SELECT l.run_id, l.record_key, l.entry_id, json_extract(r.value, '$.amount') "
             "FROM lineage l JOIN records r ON r.entry_id = l.entry_id "
             "JOIN steps s ON s.run_id = l.run_id AND s.position = l.position "
-            "WHERE s.name = 'publish' AND json_extract(r.value, '$.amount') > 500 "
+            "WHERE s.name = 'publish' AND json_extract(r.value, '$.amount') > 400 "
             "AND l.run_id IN (SELECT value FROM json_each(?))",
             (__import__("json").dumps(run_ids),),
         ).fetchall()
@@ -510,14 +510,14 @@ def test_register_a_custom_check(sample_store):
     finally:
         lk.unregister_check("expensive_orders")
     amounts = {r["key"]: r[" Amount "] for r in __import__("json").loads(SAMPLE_JSON.read_text())}
-    expected = sorted(k for k, a in amounts.items() if a > 500)
+    expected = sorted(k for k, a in amounts.items() if a > 400)
     assert expected  # the sample has some
     v = report.violations
     assert set(v["code"]) == {"expensive_orders"}
     assert set(v["severity"]) == {"warning"}
     assert sorted(v["record_key"]) == expected
     assert report.ok
-    assert report.summary().loc[0, "description"] == "amount over 500"
+    assert report.summary().loc[0, "description"] == "amount over 400"
     assert "expensive_orders" not in lk.checks.registered_checks()
     assert sample_store.check().violations.empty
 

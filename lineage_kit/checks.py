@@ -208,12 +208,17 @@ class CheckReport:
     checks : list of str
         The checks that ran.
     elapsed_seconds : float
+    descriptions : dict of str to str
+        The one-line explanation of every code (built-in and of the checks that ran).
     """
 
     violations: pd.DataFrame
     run_ids: list[str]
     checks: list[str] = field(default_factory=list)
     elapsed_seconds: float = 0.0
+    descriptions: dict[str, str] = field(
+        default_factory=lambda: {code: text for code, (_, text) in CODES.items()}
+    )
 
     @property
     def ok(self) -> bool:
@@ -247,7 +252,7 @@ class CheckReport:
             else pd.DataFrame({"code": [], "severity": [], "count": []})
         )
         frame["count"] = frame["count"].astype("int64")
-        frame["description"] = [_describe(code) for code in frame["code"]]
+        frame["description"] = [self.descriptions.get(code, "") for code in frame["code"]]
         frame["_rank"] = frame["severity"].map({"error": 0, "warning": 1})
         frame = frame.sort_values(["_rank", "count", "code"], ascending=[True, False, True])
         return frame.drop(columns="_rank").reset_index(drop=True)
@@ -333,13 +338,6 @@ class CheckReport:
             if len(self.violations) > limit:
                 parts.append(f"<p>... and {len(self.violations) - limit} more</p>")
         return "<div class='lineage-kit-check'>" + "".join(parts) + "</div>"
-
-
-def _describe(code: str) -> str:
-    if code in CODES:
-        return CODES[code][1]
-    check = _REGISTRY.get(code)
-    return check.description if check else ""
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -429,6 +427,10 @@ def check(
         run_ids=list(run_ids),
         checks=[c.name for c in checks],
         elapsed_seconds=time.perf_counter() - started,
+        descriptions={
+            **{c.name: c.description for c in checks if c.description},
+            **{code: text for code, (_, text) in CODES.items()},
+        },
     )
 
 
@@ -554,8 +556,9 @@ def _run_status(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]
                     row["run_id"],
                     None,
                     None,
-                    f"run never finished (stored status {row['status']!r}, writer pid "
-                    f"{row['writer_pid']} on {row['writer_host']}); its chains may be partial",
+                    f"run never finished ({row['error'] or 'its writer process is gone'}; "
+                    f"writer pid {row['writer_pid']} on {row['writer_host']}); its chains "
+                    "may be partial",
                 )
             )
         elif row["status"] == "failed":

@@ -7,6 +7,8 @@ asserts that exactly the expected code is reported, at the right record and entr
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -366,7 +368,7 @@ def test_run_interrupted(clean_default, tmp_path, how):
 
 def test_a_running_run_with_a_live_writer_is_not_a_violation(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
-    _corrupt(db, ("UPDATE runs SET status = 'running', writer_pid = ?", __import__("os").getpid()))
+    _corrupt(db, ("UPDATE runs SET status = 'running', writer_pid = ?", os.getpid()))
     assert _check(db).violations.empty
 
 
@@ -455,6 +457,15 @@ def test_only_the_chosen_run_is_checked(clean_default, tmp_path):
     assert list(_check(db, run="all").violations["code"]) == ["counts_mismatch"]
 
 
+def test_a_store_without_runs(db):
+    lk.LineageStore(db, create=True).close()
+    with lk.connect(db) as store:
+        report = store.check("all")
+        assert report.ok and report.run_ids == [] and report.violations.empty
+        with pytest.raises(lk.RunNotFound):
+            store.check()
+
+
 # ---------------------------------------------------------------- the report
 
 
@@ -498,7 +509,7 @@ def test_register_a_custom_check(sample_store):
             "JOIN steps s ON s.run_id = l.run_id AND s.position = l.position "
             "WHERE s.name = 'publish' AND json_extract(r.value, '$.amount') > 400 "
             "AND l.run_id IN (SELECT value FROM json_each(?))",
-            (__import__("json").dumps(run_ids),),
+            (json.dumps(run_ids),),
         ).fetchall()
         return [
             {"run_id": run, "record_key": key, "entry_id": entry, "message": f"amount {amount}"}
@@ -509,7 +520,7 @@ def test_register_a_custom_check(sample_store):
         report = sample_store.check()
     finally:
         lk.unregister_check("expensive_orders")
-    amounts = {r["key"]: r[" Amount "] for r in __import__("json").loads(SAMPLE_JSON.read_text())}
+    amounts = {r["key"]: r[" Amount "] for r in json.loads(SAMPLE_JSON.read_text())}
     expected = sorted(k for k, a in amounts.items() if a > 400)
     assert expected  # the sample has some
     v = report.violations

@@ -136,8 +136,10 @@ def register_check(
     >>> @lk.register_check("no_test_keys", severity="warning",
     ...                    description="a key starting with 'test-' reached the store")
     ... def no_test_keys(store, run_ids):
-    ...     frame = store.con.execute("SELECT 1").fetchall()  # your query here
-    ...     return []
+    ...     frame = store.lineage_frame_of_your_choice(run_ids)  # doctest: +SKIP
+    ...     return [{"run_id": r, "record_key": k, "message": "test key published"}
+    ...             for r, k in frame[["run_id", "record_key"]].itertuples(index=False)
+    ...             if k.startswith("test-")]
     >>> lk.unregister_check("no_test_keys")
     """
     if not isinstance(name, str) or not name:

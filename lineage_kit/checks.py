@@ -136,10 +136,12 @@ def register_check(
     >>> @lk.register_check("no_test_keys", severity="warning",
     ...                    description="a key starting with 'test-' reached the store")
     ... def no_test_keys(store, run_ids):
-    ...     frame = store.lineage_frame_of_your_choice(run_ids)  # doctest: +SKIP
-    ...     return [{"run_id": r, "record_key": k, "message": "test key published"}
-    ...             for r, k in frame[["run_id", "record_key"]].itertuples(index=False)
-    ...             if k.startswith("test-")]
+    ...     rows = store.con.execute(
+    ...         "SELECT run_id, record_key, entry_id FROM lineage "
+    ...         "WHERE record_key LIKE 'test-%' AND run_id IN (SELECT value FROM json_each(?))",
+    ...         (json.dumps(run_ids),))
+    ...     return [{"run_id": r, "record_key": k, "entry_id": e, "message": "test key"}
+    ...             for r, k, e in rows]
     >>> lk.unregister_check("no_test_keys")
     """
     if not isinstance(name, str) or not name:

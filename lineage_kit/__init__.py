@@ -27,6 +27,7 @@ from .store import LineageStore, connect
 from .summary import RunSummary
 
 __all__ = [
+    "CheckReport",
     "EntryNotFound",
     "InputError",
     "IntegrityError",
@@ -45,7 +46,21 @@ __all__ = [
     "StoreNotFound",
     "__version__",
     "connect",
+    "register_check",
     "run_pipeline",
     "step",
     "steps",
+    "unregister_check",
 ]
+
+
+# The checks need pandas; load them on first use so `lineage-kit run` starts fast.
+_LAZY = {"CheckReport", "register_check", "unregister_check"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from . import checks
+
+        return getattr(checks, name)
+    raise AttributeError(f"module 'lineage_kit' has no attribute {name!r}")

@@ -7,11 +7,11 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, SAMPLE_JSON
-from explore_data import build
-
 import lineage_kit as lk
 from lineage_kit.cli import main
+
+from .conftest import ROOT, SAMPLE_JSON
+from .explore_data import build
 
 
 def _run(argv):

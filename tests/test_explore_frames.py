@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from explore_data import STEP_NAMES, build
 
 import lineage_kit as lk
+
+from .explore_data import STEP_NAMES, build
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ Expected rows are derived from the fan pipeline's input (see explore_data.py).
 from __future__ import annotations
 
 import pytest
-from explore_data import build
 
 import lineage_kit as lk
+
+from .explore_data import build
 
 
 @pytest.fixture

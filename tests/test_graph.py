@@ -6,10 +6,11 @@ from datetime import datetime
 
 import networkx as nx
 import pytest
-from explore_data import STEP_NAMES, build
 
 import lineage_kit as lk
 from lineage_kit.graph import entry_graph, stage_of
+
+from .explore_data import STEP_NAMES, build
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from explore_data import build
 
 import lineage_kit as lk
 from lineage_kit.store import queries as q
+
+from .explore_data import build
 
 CTES = {"seed", "up", "down", "chain", "c", "n", "w", "walk", "nodes", "st", "json_each", "j"}
 

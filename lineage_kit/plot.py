@@ -783,7 +783,7 @@ def _chunk_moments(source: Any, run_id: Any) -> pd.DataFrame | None:
         return None
     import pandas as pd
 
-    from .store.queries import chunk_moments
+    from .store.timeline import chunk_moments
 
     rows = chunk_moments(source.con, str(run_id))
     frame = pd.DataFrame(rows, columns=["position", "created_at", "entries"])

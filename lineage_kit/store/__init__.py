@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunNotFound
+from . import queries
 from .connection import identify, open_connection
 from .schema import APPLICATION_ID, SCHEMA_VERSION
 from .writer import transaction
 
 if TYPE_CHECKING:
+    import networkx as nx
     import pandas as pd
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "LineageStore", "connect", "identify"]
@@ -178,11 +180,194 @@ class LineageStore:
             raise RunNotFound(f"{run!r} matches more than one run; give more characters")
         return run if run in matches else matches[0]
 
+    def resolve_runs(self, run: str | None = "latest") -> list[str]:
+        """Like :meth:`resolve_run`, but ``"all"`` gives every run id (oldest first).
+
+        Raises
+        ------
+        RunNotFound
+            Nothing matches, or ``"all"`` and the store has no runs.
+        """
+        if run == "all":
+            ids = queries.all_run_ids(self.con)
+            if not ids:
+                raise RunNotFound(f"the store {self.path} has no runs yet")
+            return ids
+        return [self.resolve_run(run)]
+
+    def step_position(
+        self, run_id: str, step: str | int, steps: list[tuple] | None = None
+    ) -> int | None:
+        """The position of a step (given by name or position) in a run, or None."""
+        steps = steps if steps is not None else queries.step_meta_rows(self.con, run_id)
+        for row in steps:
+            if step == row[2] or (isinstance(step, int) and step == row[1]):
+                return row[1]
+        return None
+
     def runs(self) -> pd.DataFrame:
         """Every run, newest first, as a typed DataFrame (see :func:`frames.runs_frame`)."""
         from ..frames import runs_frame
 
         return runs_frame(self)
+
+    # ----------------------------------------------------------------- explore
+
+    def steps(self, run: str | None = "latest") -> pd.DataFrame:
+        """The steps of a run with entry counts by status, in pipeline order.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.steps_frame`.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+
+        Examples
+        --------
+        >>> store.steps()[["name", "n_ok", "n_rejected"]]  # doctest: +SKIP
+        """
+        from ..frames import steps_frame
+
+        return steps_frame(self, run)
+
+    def lineage(
+        self,
+        run: str | None = "latest",
+        key: str | None = None,
+        step: str | int | None = None,
+    ) -> pd.DataFrame:
+        """The lineage entries of a run, one row per entry.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"``.
+        key : str, optional
+            Only this record key's entries.
+        step : str or int, optional
+            Only this step's entries (name or position).
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.lineage_frame`.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+        ValueError
+            ``step`` is not a step of the chosen run(s).
+
+        Examples
+        --------
+        >>> store.lineage(key="order-101")[["step", "status"]]  # doctest: +SKIP
+        """
+        from ..frames import lineage_frame
+
+        return lineage_frame(self, run, key=key, step=step)
+
+    def graph(self, run: str | None = "latest", key: str | None = None) -> nx.DiGraph:
+        """The lineage graph of a run, or of everything connected to one key.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"``.
+        key : str, optional
+            Only the key's entries and all their ancestors and descendants (so a
+            merged record shows its parents with other keys, a split record its
+            children); nodes then also carry the stored ``value``.
+
+        Returns
+        -------
+        networkx.DiGraph
+            Nodes are entry ids with attributes ``key, step, position, status,
+            reason, error, run, created_at, value_hash`` (and ``value``); edges run
+            parent -> child. ``G.graph`` holds ``run_id`` (``None`` for several
+            runs), ``run_ids`` and ``steps`` (dicts of ``position, name, kind,
+            source, destination, description``; of the newest run chosen).
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+        KeyNotFound
+            ``key`` has no entries in the chosen run(s).
+
+        Examples
+        --------
+        >>> G = store.graph(key="order-101")  # doctest: +SKIP
+        >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]  # doctest: +SKIP
+        ['ingest', 'normalize', 'publish']
+        """
+        from ..errors import KeyNotFound
+        from ..graph import STEP_FIELDS, entry_graph
+
+        run_ids = self.resolve_runs(run)
+        steps = {run_id: queries.step_meta_rows(self.con, run_id) for run_id in run_ids}
+        entries: list[tuple] = []
+        edges: list[tuple[int, int]] = []
+        for run_id in run_ids:
+            if key is None:
+                entries.extend(queries.entry_rows(self.con, run_id))
+                edges.extend(queries.edge_rows(self.con, run_id))
+            else:
+                found = queries.connected_entry_rows(self.con, run_id, key)
+                entries.extend(found)
+                edges.extend(queries.links_among(self.con, [r[0] for r in found]))
+        if key is not None and not entries:
+            where = "any run" if run == "all" else f"run {run_ids[0]}"
+            raise KeyNotFound(f"key {key!r} has no lineage entries in {where}")
+        newest = run_ids[-1] if run == "all" else run_ids[0]
+        return entry_graph(
+            entries,
+            edges,
+            step_names={run_id: [s[2] for s in rows] for run_id, rows in steps.items()},
+            with_values=key is not None,
+            graph_attrs={
+                "run_id": run_ids[0] if len(run_ids) == 1 else None,
+                "run_ids": run_ids,
+                "steps": [dict(zip(STEP_FIELDS, s[1:7], strict=True)) for s in steps[newest]],
+            },
+        )
+
+    def step_graph(self, run: str | None = "latest") -> nx.DiGraph:
+        """The stage summary graph: stages as nodes, one edge per step with counts.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"`` (counts added up).
+
+        Returns
+        -------
+        networkx.DiGraph
+            See :func:`lineage_kit.graph.step_graph`.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+
+        Examples
+        --------
+        >>> G = store.step_graph()  # doctest: +SKIP
+        >>> list(G.edges)  # doctest: +SKIP
+        [('input_file', 'staging'), ('staging', 'normalized'), ('normalized', 'output')]
+        """
+        from ..graph import step_graph
+
+        return step_graph(self.steps(run))
 
 
 def connect(path: str | os.PathLike[str]) -> LineageStore:

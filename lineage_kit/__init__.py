@@ -22,6 +22,7 @@ from .errors import (
     StoreNotFound,
 )
 from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
+from .plot import plot_chain, plot_run, plot_runs, plot_timeline
 from .store import LineageStore, connect
 
 __all__ = [
@@ -41,6 +42,10 @@ __all__ = [
     "StoreNotFound",
     "__version__",
     "connect",
+    "plot_chain",
+    "plot_run",
+    "plot_runs",
+    "plot_timeline",
     "run_pipeline",
     "step",
     "steps",

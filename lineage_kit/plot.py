@@ -127,7 +127,9 @@ def value_summary(value: Any, key: Any = None, width: int = _LABEL_WIDTH, lines:
         return ""
     if isinstance(value, dict):
         shown = [
-            f"{_field_name(str(k))}={_short(v, 18)}" for k, v in value.items() if v != key or not key
+            f"{_field_name(str(k))}={_short(v, 18)}"
+            for k, v in value.items()
+            if v != key or not key
         ]
         text = f"{len(value)} field{'s' if len(value) != 1 else ''}: " + ", ".join(shown)
     elif isinstance(value, list):
@@ -192,7 +194,8 @@ def _node_label(data: dict[str, Any], focus_key: str, width: int) -> str:
     status = data.get("status", "ok")
     if status != "ok":
         why = data.get("reason") or data.get("error") or ""
-        lines.append(_short(f"{status}: {why}" if why else status, width))
+        text = f"{status}: {why}" if why else str(status)
+        lines.extend(textwrap.wrap(text, width=width, max_lines=2, placeholder=" …"))
     return "\n".join(lines)
 
 
@@ -295,36 +298,48 @@ def plot_chain(
     else:
         unit = 1.0
 
-    labels = {
-        node: _node_label(data, key, _LABEL_WIDTH) for node, data in graph.nodes(data=True)
-    }
-    n_lines = max((label.count("\n") + 1 for label in labels.values()), default=1)
-    n_chars = max(
-        (len(line) for label in labels.values() for line in label.splitlines()), default=10
-    )
-    header_width = max(n_chars, 18)
-    headers = [_header(step, header_width) for step in steps.values()]
-    header_lines = max(h.count("\n") + 1 for h in headers)
+    def sized(width: int) -> tuple[dict[Any, str], int, int]:
+        """Labels wrapped at ``width`` characters, their most lines and characters."""
+        labels = {node: _node_label(data, key, width) for node, data in graph.nodes(data=True)}
+        lines = max((label.count("\n") + 1 for label in labels.values()), default=1)
+        chars = max((len(ln) for label in labels.values() for ln in label.splitlines()), default=8)
+        return labels, lines, max(chars, 8)
 
-    def row_pt(font: float) -> float:  # box height plus a gap
-        return font * (_LINE_EM * n_lines + 0.8) + 8
+    def fit(avail_w: float, avail_h: float, lines: int, chars: int) -> float:
+        """The largest font (points) whose boxes fit a column and row of that size.
 
-    def col_pt(font: float) -> float:  # box width plus room for arrows
-        return font * (_CHAR_EM * n_chars + 1.0) + 40
+        A box is ``_CHAR_EM * chars`` ems wide plus its padding and a gap of 3 ems
+        for arrows; ``_LINE_EM * lines`` ems high plus padding and a 0.6 em gap.
+        """
+        return min(
+            avail_w / (_CHAR_EM * chars + 1.0 + 3.0), avail_h / (_LINE_EM * lines + 0.8 + 0.6)
+        )
 
     if ax is None:
         font = _FONT
-        width = max(6.4, n_cols * col_pt(font) / 72 + 0.8)
-        height = max(2.6, n_rows * row_pt(font) / 72 + (header_lines + 6) * font * 1.4 / 72)
-        ax = _new_axes(None, (width, height))
+        labels, n_lines, n_chars = sized(_LABEL_WIDTH)
+        col_in = font * (_CHAR_EM * n_chars + 4.0) / 72
+        row_in = font * (_LINE_EM * n_lines + 1.4) / 72
+        header_in = (max(_header(st, n_chars).count("\n") for st in steps.values()) + 7) * 0.2
+        ax = _new_axes(
+            None, (max(6.4, n_cols * col_in + 0.8), max(2.6, n_rows * row_in + header_in))
+        )
     else:
+        # A given Axes keeps its size: wrap labels narrower and shrink the font until
+        # the boxes fit (below 4 pt the Axes is too small to read; make it bigger).
         fig_w, fig_h = ax.figure.get_size_inches()
         box = ax.get_position()
         avail_w = box.width * fig_w * 72 / n_cols
-        avail_h = box.height * fig_h * 72 / n_rows
-        fit_w = (avail_w - 40) / (_CHAR_EM * n_chars + 1.0)
-        fit_h = (avail_h - 8) / (_LINE_EM * n_lines + 0.8)
-        font = max(4.0, min(_FONT, fit_w, fit_h))
+        avail_h = box.height * fig_h * 72 / n_rows * 0.85  # headers and legend take room
+        font, labels, n_lines, n_chars = max(
+            (
+                (fit(avail_w, avail_h, ln, ch), lab, ln, ch)
+                for lab, ln, ch in map(sized, (30, 24, 18, 14))
+            ),
+            key=lambda option: option[0],
+        )
+        font = min(_FONT, font)
+    headers = [_header(step, max(n_chars, 12)) for step in steps.values()]
 
     for node, data in graph.nodes(data=True):
         status = data.get("status", "ok")
@@ -529,9 +544,7 @@ def plot_run(
     _stack(ax, x, counts, 0.6, label=True)
     totals = sum(counts.values()) if n else np.zeros(0)
     for i in range(n):
-        lost = [
-            f"{int(counts[s][i])} {s}" for s in ("rejected", "failed") if int(counts[s][i]) > 0
-        ]
+        lost = [f"{int(counts[s][i])} {s}" for s in ("rejected", "failed") if int(counts[s][i]) > 0]
         text = f"{int(totals[i])}" + (f"\n({', '.join(lost)})" if lost else "")
         ax.annotate(
             text,
@@ -614,8 +627,7 @@ def plot_runs(store: LineageStore, last: int = 10, ax: Axes | None = None) -> Ax
         minor_labels.extend(_short(str(n), 12) for n in frame["name"])
 
     major = [
-        f"{_run_label(r.run_id)}\n{r.started_at:%m-%d %H:%M}\n{r.status}"
-        for r in runs.itertuples()
+        f"{_run_label(r.run_id)}\n{r.started_at:%m-%d %H:%M}\n{r.status}" for r in runs.itertuples()
     ]
     ax.set_xticks(np.arange(len(frames)), major)
     ax.set_xticks(minor_x, minor_labels, minor=True)
@@ -689,20 +701,23 @@ def plot_timeline(
     if missing:
         raise ValueError(f"the steps DataFrame lacks columns {missing}")
     n = len(frame)
-    ax = _new_axes(ax, (7.2, max(3.2, 0.7 * n + 1.8)))
+    ax = _new_axes(ax, (7.2, max(3.4, 0.75 * n + 2.0)))
     started = pd.to_datetime(frame["started_at"], utc=True)
     finished = pd.to_datetime(frame["finished_at"], utc=True)
     t0 = started.min()
-    start_s = ((started - t0).dt.total_seconds()).to_numpy(dtype=float)
-    span_s = ((finished - started).dt.total_seconds()).to_numpy(dtype=float)
+    start_s = (started - t0).dt.total_seconds().to_numpy(dtype=float)
+    span_s = (finished - started).dt.total_seconds().to_numpy(dtype=float)
     busy_s = frame["busy_seconds"].to_numpy(dtype=float)
-    y = np.arange(n)
     ran = ~np.isnan(start_s)
+    end = float(np.nanmax(start_s + span_s)) if ran.any() else 0.0
+    # Short runs read better in milliseconds.
+    scale, unit = (1000.0, "milliseconds") if end < 1 else (1.0, "seconds")
+    y = np.arange(n)
 
     ax.barh(
         y[ran],
-        np.nan_to_num(span_s[ran]),
-        left=start_s[ran],
+        np.nan_to_num(span_s[ran]) * scale,
+        left=start_s[ran] * scale,
         height=0.6,
         color=_tint(_SPAN_COLOR, 0.55),
         edgecolor=_SPAN_COLOR,
@@ -711,63 +726,65 @@ def plot_timeline(
     )
     ax.barh(
         y[ran],
-        busy_s[ran],
-        left=start_s[ran],
+        busy_s[ran] * scale,
+        left=start_s[ran] * scale,
         height=0.22,
         color=_BUSY_COLOR,
-        label="busy time, summed over chunks",
+        label="busy time, summed over chunks (not one stretch)",
         gid="busy",
     )
 
     run_id = frame["run_id"].iloc[0] if n and "run_id" in frame else None
-    ticks = _chunk_moments(source, run_id) if run_id is not None else None
-    if ticks is not None and len(ticks) and n and pd.notna(t0):
+    moments = _chunk_moments(source, run_id) if run_id is not None else None
+    if moments is not None and len(moments) and pd.notna(t0):
         rows = {int(p): i for i, p in enumerate(frame["position"])}
-        tick_y = [rows[int(p)] for p in ticks["position"] if int(p) in rows]
-        tick_x = [
-            (pd.Timestamp(t) - t0).total_seconds()
-            for p, t in zip(ticks["position"], ticks["created_at"], strict=True)
-            if int(p) in rows
-        ]
+        known = moments["position"].astype(int).isin(rows)
         ax.scatter(
-            tick_x,
-            tick_y,
+            (moments.loc[known, "created_at"] - t0).dt.total_seconds() * scale,
+            moments.loc[known, "position"].astype(int).map(rows),
             marker="|",
             s=260,
             linewidths=1.2,
             color="0.15",
             zorder=3,
             label="a chunk enters the step",
+            gid="chunk",
         )
 
-    right = float(np.nanmax(start_s + span_s)) if ran.any() else 1.0
-    right = right if right > 0 else 1.0
+    # The numbers go on a right-hand axis: tick labels always get room in the layout.
+    stats = []
     for i in range(n):
-        if ran[i]:
-            share = f" ({busy_s[i] / span_s[i]:.0%})" if span_s[i] > 0 else ""
-            text = f"busy {_seconds(busy_s[i])} of {_seconds(span_s[i])}{share}"
-            where = start_s[i] + span_s[i]
-        else:
-            text, where = "did not run", 0.0
-        ax.annotate(
-            text,
-            (where, y[i]),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=_FONT,
-        )
+        if not ran[i]:
+            stats.append("did not run")
+            continue
+        text = f"busy {_seconds(busy_s[i])}\nof span {_seconds(span_s[i])}"
+        if span_s[i] > 0:
+            share = busy_s[i] / span_s[i]
+            # Busy time and span are timed by different clocks; within a hair of
+            # each other they mean "busy all along".
+            text += " (≈100%)" if share >= 0.995 else f" ({share:.0%})"
+        stats.append(text)
     ax.set_yticks(y, [_step_tick(row, width=24) for _, row in frame.iterrows()], fontsize=_FONT)
-    ax.set_ylim(n - 0.4, -0.9)  # first step on top, room for the legend
-    ax.set_xlim(-0.02 * right, right * 1.45)  # room for the text after the last bar
+    ax.set_ylim(n - 0.4, -0.6)  # first step on top
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(y, stats, fontsize=_FONT)
+    right.tick_params(length=0)
+    right.spines["right"].set_visible(False)
+    ax.set_xlim(-0.02 * end * scale, end * scale * 1.05 if end > 0 else 1.0)
     ax.set_xlabel(
-        "seconds since the first step started"
+        f"{unit} since the first step started"
         + (f" ({t0:%Y-%m-%d %H:%M:%S} UTC)" if pd.notna(t0) else "")
     )
     ax.set_ylabel("pipeline step")
-    ax.set_title(f"Run {_run_label(run_id)}: when each step ran")
+    ax.set_title(f"Run {_run_label(run_id)}: when each step ran", pad=34)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(loc="upper right", fontsize=_FONT - 0.5, frameon=False)
+    ax.legend(
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=2,
+        fontsize=_FONT - 0.5,
+        frameon=False,
+    )
     return ax
 
 

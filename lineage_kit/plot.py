@@ -440,6 +440,8 @@ def _steps_frame(source: LineageStore | pd.DataFrame, run: str | None) -> pd.Dat
         if run not in (None, "latest") and len(run_ids) and not str(run_ids[0]).startswith(run):
             raise ValueError(f"the steps DataFrame holds run {run_ids[0]!r}, not {run!r}")
     elif hasattr(source, "steps") and callable(source.steps):
+        if run == "all":
+            raise ValueError("this plot draws one run; plot_runs() draws several")
         frame = source.steps(run=run)
     else:
         raise TypeError(

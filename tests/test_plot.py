@@ -277,6 +277,8 @@ def test_funnel_rejects_a_frame_of_several_runs(fan_store):
     store, _, _ = fan_store
     with pytest.raises(ValueError, match="more than one run"):
         lk.plot_run(store.steps("all"))
+    with pytest.raises(ValueError, match="plot_runs"):
+        lk.plot_timeline(store, run="all")
 
 
 def test_runs_plot_shows_each_run_oldest_first(fan_store):

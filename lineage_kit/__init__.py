@@ -23,6 +23,7 @@ from .errors import (
     StoreNotFound,
 )
 from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
+from .plot import plot_chain, plot_run, plot_runs, plot_timeline
 from .store import LineageStore, connect
 from .summary import RunSummary
 
@@ -46,6 +47,10 @@ __all__ = [
     "StoreNotFound",
     "__version__",
     "connect",
+    "plot_chain",
+    "plot_run",
+    "plot_runs",
+    "plot_timeline",
     "register_check",
     "run_pipeline",
     "step",

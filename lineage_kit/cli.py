@@ -300,6 +300,76 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+# --------------------------------------------------------------------------- plot
+
+PLOT_KINDS = ("chain", "funnel", "runs", "timeline")
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def _add_plot(sub: Any) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="draw a record's chain, a run's funnel, the last runs or a timeline",
+        description=(
+            "Draw a plot to a file; the format follows the suffix (.png, .svg, .pdf). "
+            "'plot KEY -o chain.png' draws KEY's lineage chain; "
+            "'plot --kind funnel|runs|timeline -o FILE' draws run summaries."
+        ),
+    )
+    p.add_argument("key", nargs="?", help="the record key (for --kind chain, the default)")
+    p.add_argument(
+        "--kind", choices=PLOT_KINDS, default="chain", help="what to draw (default: chain)"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.png|.svg|.pdf")
+    _add_db(p)
+    _add_run_choice(p)
+    p.add_argument("--last", type=int, default=10, help="--kind runs: how many runs (default 10)")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    output = Path(args.output)
+    if output.suffix.lower() not in PLOT_FORMATS:
+        raise _UsageError(
+            f"the output's suffix picks the format: {', '.join(PLOT_FORMATS)}; got {output.name!r}"
+        )
+    if args.kind == "chain" and not args.key:
+        raise _UsageError("plot KEY -o FILE draws a chain; give a KEY or a --kind")
+    if args.kind != "chain" and args.key:
+        raise _UsageError(f"--kind {args.kind} draws a whole run; it takes no KEY")
+    if args.last < 1:
+        raise _UsageError("--last must be at least 1")
+    if args.dpi < 1:
+        raise _UsageError("--dpi must be at least 1")
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, never a window; before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    from . import plot
+    from .store import connect
+
+    with connect(args.db) as store:
+        if args.kind == "chain":
+            ax = plot.plot_chain(store, args.key, run=args.run)
+        elif args.kind == "funnel":
+            ax = plot.plot_run(store, run=args.run)
+        elif args.kind == "runs":
+            ax = plot.plot_runs(store, last=args.last)
+        else:
+            ax = plot.plot_timeline(store, run=args.run)
+    try:
+        ax.figure.savefig(output, dpi=args.dpi)
+    finally:
+        plt.close(ax.figure)
+    print(f"wrote {output}", file=out)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------- parser
 
 
@@ -316,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_runs, _add_trace, _add_check):
+    for add in (_add_run, _add_runs, _add_trace, _add_check, _add_plot):
         add(sub)
     return parser
 

@@ -130,9 +130,10 @@ def _entry_params(run_id: str, key: str | None, position: int | None) -> tuple:
     return params
 
 
-# Everything connected to one key's entries in one run: the entries themselves, all
-# their ancestors and all their descendants (parent links never cross runs).
-CONNECTED_ENTRIES = """
+# Everything connected to one key's entries in one run, as the CTE ``connected``: the
+# entries themselves, all their ancestors (``up``) and all their descendants
+# (``down``). Parent links never cross runs. Parameters: key, run id.
+_CONNECTED_CTE = """
 WITH RECURSIVE
     seed(entry_id) AS (
         SELECT entry_id FROM lineage WHERE record_key = ? AND run_id = ?
@@ -140,20 +141,25 @@ WITH RECURSIVE
     up(entry_id) AS (
         SELECT entry_id FROM seed
         UNION
-        SELECT p.parent_id FROM parents p JOIN up ON p.child_id = up.entry_id
+        SELECT p.parent_id FROM up JOIN parents p ON p.child_id = up.entry_id
     ),
     down(entry_id) AS (
         SELECT entry_id FROM seed
         UNION
-        SELECT p.child_id FROM parents p JOIN down ON p.parent_id = down.entry_id
+        SELECT p.child_id FROM down JOIN parents p ON p.parent_id = down.entry_id
     ),
-    nodes(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
-SELECT {columns}, r.value
-FROM nodes n
+    connected(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
+"""
+
+CONNECTED_ENTRIES = (
+    _CONNECTED_CTE
+    + """SELECT {columns}, r.value
+FROM connected n
 JOIN lineage l ON l.entry_id = n.entry_id
 LEFT JOIN records r ON r.entry_id = n.entry_id
 ORDER BY l.entry_id
 """
+)
 
 
 def connected_entry_rows(con: sqlite3.Connection, run_id: str, key: str) -> list[tuple]:
@@ -300,29 +306,15 @@ _ENTRY_DETAIL = """
 """
 
 TRACE = (
-    """
-WITH RECURSIVE
-    seed(entry_id) AS (
-        SELECT entry_id FROM lineage WHERE record_key = ? AND run_id = ?
-    ),
-    up(entry_id) AS (
-        SELECT entry_id FROM seed
-        UNION
-        SELECT p.parent_id FROM up JOIN parents p ON p.child_id = up.entry_id
-    ),
-    down(entry_id) AS (
-        SELECT entry_id FROM seed
-        UNION
-        SELECT p.child_id FROM down JOIN parents p ON p.parent_id = down.entry_id
-    ),
-    chain(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
+    _CONNECTED_CTE
+    + """
 SELECT l.entry_id, """
     + _ENTRY_DETAIL.format(
         relation="CASE WHEN l.record_key IS ? THEN 'self' "
         "WHEN l.entry_id IN (SELECT entry_id FROM up) THEN 'upstream' ELSE 'downstream' END"
     )
     + """
-FROM chain c
+FROM connected c
 JOIN lineage l ON l.entry_id = c.entry_id
 JOIN steps s ON s.run_id = l.run_id AND s.position = l.position
 ORDER BY l.position, l.entry_id

@@ -147,7 +147,11 @@ store.close()
 # entry has one parent per merged record.
 
 # %%
-REGION_NAMES = {"EMEA": "Europe, Middle East and Africa", "AMER": "Americas", "APAC": "Asia-Pacific"}
+REGION_NAMES = {
+    "EMEA": "Europe, Middle East and Africa",
+    "AMER": "Americas",
+    "APAC": "Asia-Pacific",
+}
 
 
 @lk.step("enrich", source="normalized", destination="enriched", description="add the region name")

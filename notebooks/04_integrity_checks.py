@@ -193,8 +193,12 @@ report.violations[["code", "severity", "record_key", "entry_id", "message"]]
 # NBVAL_CHECK_OUTPUT
 con = broken_copy("interrupted_run")
 (run_id,) = con.execute("SELECT run_id FROM runs").fetchone()
-gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                      capture_output=True, text=True, check=True)
+gone = subprocess.run(
+    [sys.executable, "-c", "import os; print(os.getpid())"],
+    capture_output=True,
+    text=True,
+    check=True,
+)
 dead_pid = int(gone.stdout)
 with con:
     con.execute("BEGIN")
@@ -242,6 +246,7 @@ report.summary()
 # are not positive numbers, with one set-based query. Pass it once with
 # `store.check(extra=[...])`, or register it with `lk.register_check` so every
 # later check runs it.
+
 
 # %%
 def non_positive_amounts(store, run_ids):

@@ -54,6 +54,7 @@ pd.set_option("display.max_colwidth", 60)
 # `line_total` adds the amount of the order line. Normalize has already turned the
 # column names into `quantity`, `unit price` and so on.
 
+
 # %%
 @lk.step("parse", source="normalized", destination="typed", description="typed quantity and price")
 def parse(record: dict) -> dict:
@@ -232,7 +233,8 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 published = store.records(step="publish", expand=True)
 assert len(published) == 16 and published["key"].is_unique
-assert round(published["value.line total"].sum(), 2) == 461.7  # worked out by hand from the 16 fixed rows
+# worked out by hand from the 16 fixed rows
+assert round(published["value.line total"].sum(), 2) == 461.7
 report = store.check("all")
 assert report.ok, report.violations
 print(f"revenue: {published['value.line total'].sum():.2f} EUR; {report}")

@@ -73,6 +73,7 @@ def test_committed_executed_top_to_bottom_with_outputs(path: Path):
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
     for cell in code:
         assert not [o for o in cell.outputs if o.output_type == "error"]
+        assert "execution" not in cell.metadata, "timing metadata: execute with record_timing off"
         if "# NBVAL_CHECK_OUTPUT" in cell.source:
             assert cell.outputs, f"a checked cell without stored output: {cell.source[:60]!r}"
     checked = [c for c in code if "# NBVAL_CHECK_OUTPUT" in c.source]

@@ -126,3 +126,15 @@ def test_sanitizers_hide_what_changes_between_runs():
     # what must stay compared, stays: hashes, entry ids, counts
     kept = "entry 34 hash 3faaacc552a36371388a82881a52a8f1 published 30"
     assert sanitize(kept) == kept
+
+
+def test_dataframe_html_is_masked_and_its_text_compared():
+    import pandas as pd
+
+    patterns = get_sanitize_patterns((NOTEBOOKS / "nbval_sanitize.cfg").read_text())
+    frame = pd.DataFrame({"step": ["ingest", "publish"], "n_ok": [30, 30]})
+    html, text = frame._repr_html_(), repr(frame)
+    for regex, replace in patterns:
+        html, text = re.sub(regex, replace, html), re.sub(regex, replace, text)
+    assert html == "DATAFRAME-HTML"
+    assert text == repr(frame)  # the values are still compared, in the text form

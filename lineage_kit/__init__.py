@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from . import steps
 from .errors import (
+    EntryNotFound,
     InputError,
     IntegrityError,
     KeyNotFound,
@@ -23,8 +24,10 @@ from .errors import (
 )
 from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
 from .store import LineageStore, connect
+from .summary import RunSummary
 
 __all__ = [
+    "EntryNotFound",
     "InputError",
     "IntegrityError",
     "KeyNotFound",
@@ -35,6 +38,7 @@ __all__ = [
     "Reject",
     "RunNotFound",
     "RunResult",
+    "RunSummary",
     "SchemaVersionError",
     "Step",
     "StepError",

@@ -163,6 +163,85 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: Text
         )
 
 
+# -------------------------------------------------------------------------- trace
+
+
+def _add_trace(sub: Any) -> None:
+    p = sub.add_parser(
+        "trace",
+        help="show one record's chain through the steps",
+        description="Show a record's lineage chain (its entries and everything up- and "
+        "downstream of them) in step order.",
+    )
+    p.add_argument("key", help="the record key")
+    _add_db(p)
+    _add_run_choice(p, allow_all=True)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_trace)
+
+
+def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
+    from .store import connect
+    from .store.queries import TRACE_COLUMNS, trace_rows
+
+    with connect(args.db) as store:
+        run_ids = store.resolve_runs(args.run)
+        rows = [
+            dict(zip(TRACE_COLUMNS, row, strict=True))
+            for run_id in run_ids
+            for row in trace_rows(store.con, run_id, args.key)
+        ]
+    if not rows:
+        where = "any run" if args.run == "all" else f"run {run_ids[0]}"
+        print(
+            f"lineage-kit: key {args.key!r} has no lineage in {where} of {args.db}", file=sys.stderr
+        )
+        return EXIT_PROBLEMS
+    for row in rows:
+        text = row["parent_ids"]
+        row["parent_ids"] = [int(p) for p in text.split(",")] if text else []
+        row["key"] = row.pop("record_key")
+    if args.json:
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    multi = len(run_ids) > 1
+    headers = ["run"] * multi + [
+        "entry",
+        "step",
+        "key",
+        "relation",
+        "status",
+        "detail",
+        "parents",
+        "hash",
+        "time (UTC)",
+    ]
+    table = [
+        [r["run_id"][:8]] * multi
+        + [
+            str(r["entry_id"]),
+            r["step"],
+            r["key"] if r["key"] is not None else "(none)",
+            r["relation"],
+            r["status"],
+            _detail(r),
+            ",".join(map(str, r["parent_ids"])) or "-",
+            (r["value_hash"] or "")[:12],
+            r["created_at"][:23].replace("T", " "),
+        ]
+        for r in rows
+    ]
+    print_table(headers, table, out)
+    return EXIT_OK
+
+
+def _detail(row: dict[str, Any]) -> str:
+    parts = [p for p in (row["reason"], row["error"]) if p]
+    text = ": ".join(dict.fromkeys(parts))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 # ------------------------------------------------------------------------- parser
 
 
@@ -179,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_runs):
+    for add in (_add_run, _add_runs, _add_trace):
         add(sub)
     return parser
 

@@ -66,6 +66,10 @@ class KeyNotFound(LineageKitError, LookupError):
     """A record key has no lineage in the chosen run."""
 
 
+class EntryNotFound(LineageKitError, LookupError):
+    """A lineage entry id does not exist in the store."""
+
+
 class StepError(LineageKitError):
     """A step raised while the pipeline ran with ``fail_fast=True``."""
 

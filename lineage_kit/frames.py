@@ -7,12 +7,14 @@ order, nullable integers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .store import RUN_COLUMNS
-from .store.schema import RUN_STATUSES
+from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
     from .store import LineageStore
@@ -43,3 +45,734 @@ def runs_frame(store: LineageStore) -> pd.DataFrame:
     frame["writer_pid"] = frame["writer_pid"].astype("Int64")
     frame["duration_s"] = (frame["finished_at"] - frame["started_at"]).dt.total_seconds()
     return frame
+
+
+# ------------------------------------------------------------------------ steps
+
+STEPS_COLUMNS = (
+    "run_id",
+    "position",
+    "name",
+    "kind",
+    "source",
+    "destination",
+    "description",
+    "started_at",
+    "finished_at",
+    "busy_seconds",
+    "n_ok",
+    "n_rejected",
+    "n_failed",
+)
+
+
+def step_names(step_rows: list[tuple]) -> list[str]:
+    """Step names in pipeline order, each once (over several runs, first seen wins)."""
+    ordered = sorted(step_rows, key=lambda r: r[1])
+    return list(dict.fromkeys(r[2] for r in ordered))
+
+
+def steps_frame(store: LineageStore, run: str | None = "latest") -> pd.DataFrame:
+    """The steps of a run, one row per step in pipeline order.
+
+    Parameters
+    ----------
+    store : LineageStore
+    run : str, default "latest"
+        A run id, a unique prefix, ``"latest"`` or ``"all"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``run_id`` (categorical), ``position`` (int64), ``name``
+        (categorical in pipeline order), ``kind`` (categorical map/merge/split),
+        ``source``, ``destination``, ``description``, ``started_at`` and
+        ``finished_at`` (UTC; NaT when the step never ran), ``busy_seconds``
+        (float64), ``n_ok``, ``n_rejected``, ``n_failed`` (int64: the step's entries
+        by status). With ``run="all"``, runs oldest first.
+
+    Raises
+    ------
+    RunNotFound
+        ``run`` matches no run.
+    """
+    from .store import queries as q
+
+    rows: list[tuple] = []
+    run_ids = store.resolve_runs(run)
+    for run_id in run_ids:
+        counts: dict[tuple[int, str], int] = {
+            (pos, status): n for pos, status, n in q.step_status_counts(store.con, run_id)
+        }
+        rows.extend(
+            (
+                *meta,
+                counts.get((meta[1], "ok"), 0),
+                counts.get((meta[1], "rejected"), 0),
+                counts.get((meta[1], "failed"), 0),
+            )
+            for meta in q.step_meta_rows(store.con, run_id)
+        )
+    frame = pd.DataFrame.from_records(rows, columns=list(STEPS_COLUMNS))
+    frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
+    frame["position"] = frame["position"].astype("int64")
+    frame["name"] = pd.Categorical(frame["name"], categories=step_names(rows), ordered=True)
+    frame["kind"] = pd.Categorical(frame["kind"], categories=list(STEP_KINDS))
+    frame["started_at"] = _utc(frame["started_at"])
+    frame["finished_at"] = _utc(frame["finished_at"])
+    frame["busy_seconds"] = frame["busy_seconds"].astype("float64")
+    for column in ("n_ok", "n_rejected", "n_failed"):
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+# ---------------------------------------------------------------------- lineage
+
+LINEAGE_COLUMNS = (
+    "entry_id",
+    "run_id",
+    "position",
+    "step",
+    "key",
+    "status",
+    "reason",
+    "error",
+    "created_at",
+    "value_hash",
+    "parent_id",
+    "n_parents",
+)
+
+
+def _ints(text: str | None) -> np.ndarray:
+    if not text:
+        return np.zeros(0, dtype="int64")
+    return np.fromstring(text, sep=",", dtype="int64")
+
+
+def decode_entries(raw: tuple) -> dict[str, Any]:
+    """Decode :func:`lineage_kit.store.queries.entry_columns` into columns.
+
+    Returns
+    -------
+    dict
+        ``entry_id``, ``position``, ``status_code`` as int64 arrays; ``record_key``,
+        ``reason``, ``error``, ``created_at``, ``value_hash`` as lists (None where
+        NULL). Sorted by entry id.
+    """
+    count, ids, positions, keys, codes, reasons, errors, created, hashes = raw
+    columns: dict[str, Any] = {
+        "entry_id": _ints(ids),
+        "position": _ints(positions),
+        "record_key": json.loads(keys),
+        "status_code": _ints(codes),
+        "reason": json.loads(reasons),
+        "error": json.loads(errors),
+        "created_at": json.loads(created),
+        "value_hash": json.loads(hashes),
+    }
+    if len(columns["entry_id"]) != count:
+        raise RuntimeError("lineage columns do not line up")  # a bug, not bad data
+    ids = columns["entry_id"]
+    if (ids[1:] < ids[:-1]).any():  # filtered selections come in index order
+        order = ids.argsort(kind="stable")
+        for name, values in columns.items():
+            columns[name] = (
+                values[order] if isinstance(values, np.ndarray) else [values[i] for i in order]
+            )
+    return columns
+
+
+def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[Any]]:
+    """The columns :func:`lineage_kit.graph.entry_graph` reads, from
+    :func:`decode_entries` output, as lists of Python objects."""
+    n = len(columns["entry_id"])
+    return {
+        "entry_id": columns["entry_id"].tolist(),
+        "run": [run_id] * n,
+        "position": columns["position"].tolist(),
+        "key": columns["record_key"],
+        "status": np.array(ENTRY_STATUSES, dtype=object)[columns["status_code"]].tolist(),
+        "reason": columns["reason"],
+        "error": columns["error"],
+        "created_at": columns["created_at"],
+        "value_hash": columns["value_hash"],
+    }
+
+
+def decode_edges(raw: tuple, entry_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(parent_ids, child_ids)`` arrays of the links whose child is in ``entry_ids``.
+
+    ``entry_ids`` must be sorted.
+    """
+    parents, children = _ints(raw[0]), _ints(raw[1])
+    if len(children):
+        where = np.searchsorted(entry_ids, children)
+        where[where == len(entry_ids)] = 0
+        keep = entry_ids[where] == children if len(entry_ids) else np.zeros(len(children), bool)
+        if not keep.all():
+            parents, children = parents[keep], children[keep]
+    return parents, children
+
+
+def _parent_columns(
+    entry_ids: np.ndarray, parents: np.ndarray, children: np.ndarray
+) -> tuple[pd.arrays.IntegerArray, np.ndarray]:
+    """Per entry: its smallest parent id (nullable) and its number of parents."""
+    n = len(entry_ids)
+    parent = np.zeros(n, dtype="int64")
+    mask = np.ones(n, dtype=bool)
+    count = np.zeros(n, dtype="int64")
+    if len(children):
+        order = np.lexsort((parents, children))
+        parents, children = parents[order], children[order]
+        unique, first, per_child = np.unique(children, return_index=True, return_counts=True)
+        where = np.searchsorted(entry_ids, unique)
+        parent[where] = parents[first]
+        mask[where] = False
+        count[where] = per_child
+    return pd.arrays.IntegerArray(parent, mask), count
+
+
+def lineage_frame(
+    store: LineageStore,
+    run: str | None = "latest",
+    key: str | None = None,
+    step: str | int | None = None,
+) -> pd.DataFrame:
+    """The lineage entries of a run, one row per entry, by entry id.
+
+    Parameters
+    ----------
+    store : LineageStore
+    run : str, default "latest"
+        A run id, a unique prefix, ``"latest"`` or ``"all"``.
+    key : str, optional
+        Only this record key's entries.
+    step : str or int, optional
+        Only this step's entries (its name or position).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``entry_id`` (int64), ``run_id`` (categorical), ``position``
+        (int64), ``step`` (categorical in pipeline order), ``key`` (None for
+        records rejected before they had a key), ``status`` (categorical
+        ok/rejected/failed), ``reason``, ``error``, ``created_at`` (UTC),
+        ``value_hash``, ``parent_id`` (Int64: the parent entry, the smallest one for
+        a merged entry, ``<NA>`` for a first-step entry) and ``n_parents`` (int64;
+        more than 1 for a merged entry).
+
+    Raises
+    ------
+    RunNotFound
+        ``run`` matches no run.
+    ValueError
+        ``step`` is not a step of the run.
+
+    Examples
+    --------
+    >>> store.lineage(key="order-101")[["step", "status"]]  # doctest: +SKIP
+    """
+    from .store import queries as q
+
+    parts = []
+    run_ids = store.resolve_runs(run)
+    all_steps: list[tuple] = []
+    for run_id in run_ids:
+        steps = q.step_meta_rows(store.con, run_id)
+        all_steps.extend(steps)
+        position = store.step_position(run_id, step, steps) if step is not None else None
+        if position is None and step is not None:
+            continue  # "all": a run without this step contributes nothing
+        columns = decode_entries(q.entry_columns(store.con, run_id, key=key, position=position))
+        edges = decode_edges(
+            q.edge_columns(store.con, run_id, key=key, position=position), columns["entry_id"]
+        )
+        parts.append(_entry_block(run_id, columns, edges, [s[2] for s in steps]))
+    if step is not None and not parts:
+        raise ValueError(f"{step!r} is not a step of the chosen run(s)")
+    names = step_names(all_steps)
+    if not parts:
+        empty = decode_entries((0, None, None, "[]", None, "[]", "[]", "[]", "[]"))
+        parts.append(_entry_block(run_ids[0], empty, (_ints(None), _ints(None)), names))
+    for part in parts:
+        part["run_id"] = part["run_id"].cat.set_categories(run_ids)
+        part["step"] = part["step"].cat.set_categories(names, ordered=True)
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return frame
+
+
+def _entry_block(
+    run_id: str,
+    columns: dict[str, Any],
+    edges: tuple[np.ndarray, np.ndarray],
+    step_names_: list[str],
+) -> pd.DataFrame:
+    ids, positions = columns["entry_id"], columns["position"]
+    n = len(ids)
+    parent_id, n_parents = _parent_columns(ids, *edges)
+    return pd.DataFrame(
+        {
+            "entry_id": ids,
+            "run_id": pd.Categorical.from_codes(np.zeros(n, dtype="int8"), categories=[run_id]),
+            "position": positions,
+            "step": pd.Categorical.from_codes(positions, categories=step_names_),
+            "key": pd.array(columns["record_key"], dtype="str"),
+            "status": pd.Categorical.from_codes(
+                columns["status_code"], categories=list(ENTRY_STATUSES)
+            ),
+            "reason": pd.array(columns["reason"], dtype="str"),
+            "error": pd.array(columns["error"], dtype="str"),
+            "created_at": _utc_repeated(columns["created_at"]),
+            "value_hash": pd.array(columns["value_hash"], dtype="str"),
+            "parent_id": parent_id,
+            "n_parents": n_parents,
+        },
+        columns=list(LINEAGE_COLUMNS),
+    )
+
+
+def _utc_repeated(texts: list[str]) -> pd.DatetimeIndex:
+    """Parse ISO-8601 texts of which many repeat (one stamp per chunk and step)."""
+    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
+    return pd.to_datetime(uniques, utc=True, format="ISO8601").take(codes)
+
+
+# ------------------------------------------------------------- traces and walks
+
+RELATIONS = ("upstream", "self", "downstream")
+
+
+def _step_categories(store: LineageStore, run_ids: list[str]) -> list[str]:
+    from .store import queries as q
+
+    rows: list[tuple] = []
+    for run_id in run_ids:
+        rows.extend(q.step_meta_rows(store.con, run_id))
+    return step_names(rows)
+
+
+def _detail_frame(
+    store: LineageStore, rows: list[tuple], columns: tuple[str, ...], run_ids: list[str]
+) -> pd.DataFrame:
+    """Trace / walk rows -> a typed frame (``record_key`` is renamed ``key``)."""
+    frame = pd.DataFrame.from_records(rows, columns=list(columns))
+    frame = frame.rename(columns={"record_key": "key"})
+    frame["entry_id"] = frame["entry_id"].astype("int64")
+    frame["position"] = frame["position"].astype("int64")
+    if "depth" in frame:
+        frame["depth"] = frame["depth"].astype("int64")
+    frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
+    frame["step"] = pd.Categorical(
+        frame["step"], categories=_step_categories(store, run_ids), ordered=True
+    )
+    frame["kind"] = pd.Categorical(frame["kind"], categories=list(STEP_KINDS))
+    frame["status"] = pd.Categorical(frame["status"], categories=list(ENTRY_STATUSES))
+    if "relation" in frame:
+        frame["relation"] = pd.Categorical(frame["relation"], categories=list(RELATIONS))
+    for column in ("key", "source", "destination", "description", "reason", "error"):
+        frame[column] = frame[column].astype("str")
+    frame["created_at"] = _utc(frame["created_at"])
+    frame["parent_ids"] = [
+        [int(p) for p in text.split(",")] if isinstance(text, str) else []
+        for text in frame["parent_ids"]
+    ]
+    return frame
+
+
+def trace_frame(store: LineageStore, key: str, run: str | None = "latest") -> pd.DataFrame:
+    """One record's chain: its entries and everything up- and downstream of them.
+
+    Parameters
+    ----------
+    store : LineageStore
+    key : str
+        A record key.
+    run : str, default "latest"
+        A run id, a unique prefix, ``"latest"`` or ``"all"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per entry in step order (position, then entry id): ``entry_id``,
+        ``run_id``, ``position``, ``step`` (categorical), ``kind``, ``source``,
+        ``destination``, ``description``, ``key``, ``relation`` (``self`` for the
+        key's own entries; ``upstream``: entries of other keys it came from, e.g.
+        before a split; ``downstream``: entries it led to, e.g. a merge),
+        ``status``, ``reason``, ``error``, ``value_hash``, ``created_at`` (UTC) and
+        ``parent_ids`` (a list of entry ids).
+
+    Raises
+    ------
+    KeyNotFound
+        The key has no entries in the chosen run(s).
+    RunNotFound
+        ``run`` matches no run.
+    """
+    from .errors import KeyNotFound
+    from .store import queries as q
+
+    run_ids = store.resolve_runs(run)
+    rows: list[tuple] = []
+    for run_id in run_ids:
+        rows.extend(q.trace_rows(store.con, run_id, key))
+    if not rows:
+        where = "any run" if run == "all" else f"run {run_ids[0]}"
+        raise KeyNotFound(f"key {key!r} has no lineage entries in {where}")
+    return _detail_frame(store, rows, q.TRACE_COLUMNS, run_ids)
+
+
+def walk_frame(
+    store: LineageStore, entry_id: int, depth: int | None = None, direction: str = "up"
+) -> pd.DataFrame:
+    """Everything an entry came from (``direction="up"``) or led to (``"down"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``entry_id``, ``depth`` (0 for the entry itself, 1 for its parents or
+        children, ...), then the columns of :func:`trace_frame` without
+        ``relation``; ordered by depth, then entry id. An entry reachable along
+        several paths (fan-in, fan-out) appears once, at its smallest depth.
+
+    Raises
+    ------
+    EntryNotFound
+        No entry has this id.
+    ValueError
+        ``depth`` is negative or ``direction`` is not "up" or "down".
+    """
+    from .errors import EntryNotFound
+    from .store import queries as q
+
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
+    if depth is not None and (not isinstance(depth, int) or depth < 0):
+        raise ValueError(f"depth must be None or a non-negative integer, not {depth!r}")
+    entry_id = int(entry_id)
+    rows = q.walk_rows(store.con, entry_id, depth, direction)
+    if not rows:
+        raise EntryNotFound(f"no lineage entry {entry_id} in {store.path}")
+    columns = ("entry_id", "depth", *q.TRACE_COLUMNS[1:])
+    run_ids = list(dict.fromkeys(r[2] for r in rows))
+    return _detail_frame(store, rows, columns, run_ids).drop(columns="relation")
+
+
+def source_frame(
+    store: LineageStore, output: str | int, run: str | None = "latest"
+) -> pd.DataFrame:
+    """The original input value(s) an output record or entry came from.
+
+    Parameters
+    ----------
+    store : LineageStore
+    output : str or int
+        A record key (its entries at its furthest step in the run are followed
+        back) or an entry id (``run`` is then ignored).
+    run : str, default "latest"
+        A run id, a unique prefix or ``"latest"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per first-step ancestor (several after a merge): ``entry_id``,
+        ``run_id``, ``key``, ``status``, ``reason``, ``created_at`` (UTC),
+        ``value_hash`` and ``value`` (the record as it arrived, parsed from JSON).
+
+    Raises
+    ------
+    KeyNotFound, EntryNotFound, RunNotFound
+        Nothing matches ``output`` or ``run``.
+    """
+    from .errors import EntryNotFound, KeyNotFound
+    from .store import queries as q
+
+    if isinstance(output, str):
+        run_id = store.resolve_run(run)
+        seeds = q.last_entries_of_key(store.con, run_id, output)
+        if not seeds:
+            raise KeyNotFound(f"key {output!r} has no lineage entries in run {run_id}")
+    else:
+        seeds = [int(output)]
+        if not q.entry_exists(store.con, seeds[0]):
+            raise EntryNotFound(f"no lineage entry {seeds[0]} in {store.path}")
+    rows = q.source_rows(store.con, seeds)
+    frame = pd.DataFrame.from_records(
+        rows,
+        columns=[
+            "entry_id",
+            "run_id",
+            "key",
+            "status",
+            "reason",
+            "created_at",
+            "value_hash",
+            "value",
+        ],
+    )
+    frame["entry_id"] = frame["entry_id"].astype("int64")
+    frame["status"] = pd.Categorical(frame["status"], categories=list(ENTRY_STATUSES))
+    frame["created_at"] = _utc(frame["created_at"])
+    frame["value"] = [json.loads(v) for v in frame["value"]]
+    return frame
+
+
+# ---------------------------------------------------------------------- records
+
+
+def records_frame(
+    store: LineageStore,
+    run: str | None = "latest",
+    key: str | None = None,
+    step: str | int | None = None,
+    expand: bool = False,
+) -> pd.DataFrame:
+    """The stored value of every selected entry.
+
+    Parameters
+    ----------
+    store : LineageStore
+    run : str, default "latest"
+        A run id, a unique prefix, ``"latest"`` or ``"all"``.
+    key : str, optional
+        Only this record key.
+    step : str or int, optional
+        Only this step (name or position).
+    expand : bool, default False
+        Flatten the values into columns named ``value.<field>`` (nested objects
+        as ``value.<field>.<sub>``, via ``pandas.json_normalize``) instead of one
+        ``value`` column of dicts. Values that are not objects (a failed merge
+        stores the list of values it received) leave those columns empty.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``entry_id``, ``run_id``, ``step``, ``position``, ``key``, ``status``
+        (typed as in :func:`lineage_frame`), then ``value`` or the expanded columns.
+
+    Raises
+    ------
+    RunNotFound, ValueError
+        As :func:`lineage_frame`.
+    """
+    from .store import queries as q
+
+    meta = lineage_frame(store, run, key=key, step=step)[
+        ["entry_id", "run_id", "step", "position", "key", "status"]
+    ]
+    ids: list[np.ndarray] = []
+    values: list[Any] = []
+    for run_id in meta["run_id"].cat.categories:
+        position = store.step_position(run_id, step) if step is not None else None
+        if step is not None and position is None:
+            continue
+        raw_ids, raw_values = q.value_columns(store.con, run_id, key=key, position=position)
+        run_ids_, run_values = _ints(raw_ids), json.loads(raw_values) if raw_values else []
+        if (run_ids_[1:] < run_ids_[:-1]).any():
+            order = run_ids_.argsort(kind="stable")
+            run_ids_, run_values = run_ids_[order], [run_values[i] for i in order]
+        ids.append(run_ids_)
+        values.extend(run_values)
+    if not np.array_equal(np.concatenate(ids) if ids else _ints(None), meta["entry_id"]):
+        raise RuntimeError("record values do not line up with their entries")  # a bug
+    frame = meta.reset_index(drop=True)
+    if not expand:
+        frame["value"] = values
+        return frame
+    expanded = pd.json_normalize([v if isinstance(v, dict) else {} for v in values])
+    expanded.columns = [f"value.{c}" for c in expanded.columns]
+    return pd.concat([frame, expanded.set_index(frame.index)], axis=1)
+
+
+# ------------------------------------------------------------------------ diffs
+
+CHANGE_KINDS = ("added", "removed", "changed")
+WHOLE_VALUE = "(value)"
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested objects into dotted field paths; lists stay whole values.
+
+    A value that is not an object becomes the single field ``"(value)"``.
+
+    Examples
+    --------
+    >>> flatten({"a": 1, "b": {"c": 2}})
+    {'a': 1, 'b.c': 2}
+    """
+    if not isinstance(value, dict):
+        return {prefix or WHOLE_VALUE: value}
+    out: dict[str, Any] = {}
+    for field, item in value.items():
+        path = f"{prefix}.{field}" if prefix else str(field)
+        if isinstance(item, dict) and item:
+            out.update(flatten(item, path))
+        else:
+            out[path] = item
+    return out
+
+
+def diff_values(before: Any, after: Any) -> list[tuple[str, str, Any, Any]]:
+    """``(field, change, old, new)`` for every field that differs, by field name.
+
+    Examples
+    --------
+    >>> diff_values({"A": 1, "b": 2}, {"a": 1, "b": 3})
+    [('A', 'removed', 1, None), ('a', 'added', None, 1), ('b', 'changed', 2, 3)]
+    """
+    old, new = flatten(before), flatten(after)
+    out = []
+    for field in sorted(old.keys() | new.keys()):
+        if field not in new:
+            out.append((field, "removed", old[field], None))
+        elif field not in old:
+            out.append((field, "added", None, new[field]))
+        elif old[field] != new[field] or type(old[field]) is not type(new[field]):
+            out.append((field, "changed", old[field], new[field]))
+    return out
+
+
+def changes_frame(store: LineageStore, key: str, run: str | None = "latest") -> pd.DataFrame:
+    """What each step did to one record's value, field by field.
+
+    Each of the key's entries is compared with its parent entry (with each
+    parent, for a merged entry); a first-step entry has no parent and shows
+    nothing. Rejected and failed entries store the value they received, so they
+    show no changes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per changed field: ``run_id``, ``entry_id``, ``step``
+        (categorical), ``position``, ``parent_id``, ``parent_key``, ``field``
+        (dotted path into nested objects; ``"(value)"`` for a value that is not
+        an object), ``change`` (categorical added/removed/changed), ``old``,
+        ``new``; in step order.
+
+    Raises
+    ------
+    KeyNotFound, RunNotFound
+        As :func:`trace_frame`.
+    """
+    from .store import queries as q
+
+    trace = trace_frame(store, key, run)
+    own = trace[trace["relation"] == "self"]
+    parent_ids = sorted({p for ps in own["parent_ids"] for p in ps})
+    wanted = [*own["entry_id"].tolist(), *parent_ids]
+    values = {i: json.loads(v) for i, v in q.value_rows(store.con, wanted)}
+    keys = dict(zip(trace["entry_id"], trace["key"], strict=True))
+    missing = [p for p in parent_ids if p not in keys]
+    if missing:  # a parent outside the trace cannot happen; keep the key lookup total
+        keys.update({p: None for p in missing})
+    rows = []
+    for entry in own.itertuples(index=False):
+        for parent in entry.parent_ids:
+            for field, change, old, new in diff_values(values[parent], values[entry.entry_id]):
+                rows.append(
+                    (
+                        entry.run_id,
+                        entry.entry_id,
+                        entry.step,
+                        entry.position,
+                        parent,
+                        keys[parent],
+                        field,
+                        change,
+                        old,
+                        new,
+                    )
+                )
+    frame = pd.DataFrame.from_records(
+        rows,
+        columns=[
+            "run_id",
+            "entry_id",
+            "step",
+            "position",
+            "parent_id",
+            "parent_key",
+            "field",
+            "change",
+            "old",
+            "new",
+        ],
+    )
+    frame["run_id"] = pd.Categorical(frame["run_id"], categories=trace["run_id"].cat.categories)
+    frame["step"] = pd.Categorical(
+        frame["step"], categories=trace["step"].cat.categories, ordered=True
+    )
+    for column in ("entry_id", "position", "parent_id"):
+        frame[column] = frame[column].astype("int64")
+    frame["change"] = pd.Categorical(frame["change"], categories=list(CHANGE_KINDS))
+    frame["old"] = frame["old"].astype(object)
+    frame["new"] = frame["new"].astype(object)
+    return frame
+
+
+DIFFERENCES = ("only_in_a", "only_in_b", "different_path", "different_value")
+
+
+def _paths(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per key: its path (``step:status`` in order), final status and value hash."""
+    keyed = frame[frame["key"].notna()].sort_values(["key", "position", "entry_id"])
+    token = keyed["step"].astype(str) + ":" + keyed["status"].astype(str)
+    groups = token.groupby(keyed["key"], sort=True)
+    last = keyed.groupby("key", sort=True)[["status", "value_hash"]].last()
+    return pd.DataFrame(
+        {
+            "path": groups.agg(" > ".join),
+            "status": last["status"].astype(str),
+            "value_hash": last["value_hash"],
+        }
+    )
+
+
+def compare_frame(store: LineageStore, run_a: str, run_b: str) -> pd.DataFrame:
+    """How two runs differ, record key by record key.
+
+    A key's *path* is its entries in order as ``step:status`` (for example
+    ``ingest:ok > normalize:rejected``); its *final value* is the value hash of
+    its last entry. Records rejected before they had a key cannot be matched
+    across runs and are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per key that differs, sorted by ``difference`` then ``key``:
+        ``key``, ``difference`` (categorical: ``only_in_a``, ``only_in_b``,
+        ``different_path``, ``different_value``), ``path_a``, ``path_b``,
+        ``status_a``, ``status_b`` (final statuses), ``hash_a``, ``hash_b``.
+
+    Raises
+    ------
+    RunNotFound
+        Either run matches nothing.
+    ValueError
+        ``"all"`` was given.
+    """
+    if "all" in (run_a, run_b):
+        raise ValueError("compare_runs compares two runs; 'all' is not one run")
+    a = _paths(lineage_frame(store, store.resolve_run(run_a)))
+    b = _paths(lineage_frame(store, store.resolve_run(run_b)))
+    both = a.merge(b, how="outer", left_index=True, right_index=True, suffixes=("_a", "_b"))
+    both.index.name = "key"
+    difference = np.select(
+        [
+            both["path_b"].isna(),
+            both["path_a"].isna(),
+            both["path_a"] != both["path_b"],
+            both["value_hash_a"] != both["value_hash_b"],
+        ],
+        list(DIFFERENCES),
+        default="",
+    )
+    out = both.reset_index().rename(columns={"value_hash_a": "hash_a", "value_hash_b": "hash_b"})
+    out.insert(1, "difference", difference)
+    out = out[out["difference"] != ""]
+    out["difference"] = pd.Categorical(out["difference"], categories=list(DIFFERENCES))
+    out = out.sort_values(["difference", "key"]).reset_index(drop=True)
+    return out[
+        ["key", "difference", "path_a", "path_b", "status_a", "status_b", "hash_a", "hash_b"]
+    ]

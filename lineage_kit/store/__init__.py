@@ -12,18 +12,23 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunNotFound
+from . import queries
 from .connection import identify, open_connection
 from .schema import APPLICATION_ID, SCHEMA_VERSION
 from .writer import transaction
 
 if TYPE_CHECKING:
+    import networkx as nx
     import pandas as pd
+
+    from ..summary import RunSummary
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "LineageStore", "connect", "identify"]
 
@@ -121,6 +126,15 @@ class LineageStore:
         state = "closed" if self._con is None else "open"
         return f"<LineageStore {str(self.path)!r} ({state})>"
 
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from ..summary import store_html
+
+        if self._con is None:
+            return f"<p>lineage store {escape(str(self.path))} (closed)</p>"
+        return store_html(str(self.path), self.schema_version, self.run_rows())
+
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that rolls back and re-raises on error."""
@@ -178,11 +192,335 @@ class LineageStore:
             raise RunNotFound(f"{run!r} matches more than one run; give more characters")
         return run if run in matches else matches[0]
 
+    def resolve_runs(self, run: str | None = "latest") -> list[str]:
+        """Like :meth:`resolve_run`, but ``"all"`` gives every run id (oldest first).
+
+        Raises
+        ------
+        RunNotFound
+            Nothing matches, or ``"all"`` and the store has no runs.
+        """
+        if run == "all":
+            ids = queries.all_run_ids(self.con)
+            if not ids:
+                raise RunNotFound(f"the store {self.path} has no runs yet")
+            return ids
+        return [self.resolve_run(run)]
+
+    def step_position(
+        self, run_id: str, step: str | int, steps: list[tuple] | None = None
+    ) -> int | None:
+        """The position of a step (given by name or position) in a run, or None."""
+        steps = steps if steps is not None else queries.step_meta_rows(self.con, run_id)
+        for row in steps:
+            if step == row[2] or (isinstance(step, int) and step == row[1]):
+                return row[1]
+        return None
+
     def runs(self) -> pd.DataFrame:
         """Every run, newest first, as a typed DataFrame (see :func:`frames.runs_frame`)."""
         from ..frames import runs_frame
 
         return runs_frame(self)
+
+    # ----------------------------------------------------------------- explore
+
+    def steps(self, run: str | None = "latest") -> pd.DataFrame:
+        """The steps of a run with entry counts by status, in pipeline order.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.steps_frame`.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+
+        Examples
+        --------
+        >>> store.steps()[["name", "n_ok", "n_rejected"]]  # doctest: +SKIP
+        """
+        from ..frames import steps_frame
+
+        return steps_frame(self, run)
+
+    def lineage(
+        self,
+        run: str | None = "latest",
+        key: str | None = None,
+        step: str | int | None = None,
+    ) -> pd.DataFrame:
+        """The lineage entries of a run, one row per entry.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"``.
+        key : str, optional
+            Only this record key's entries.
+        step : str or int, optional
+            Only this step's entries (name or position).
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.lineage_frame`.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+        ValueError
+            ``step`` is not a step of the chosen run(s).
+
+        Examples
+        --------
+        >>> store.lineage(key="order-101")[["step", "status"]]  # doctest: +SKIP
+        """
+        from ..frames import lineage_frame
+
+        return lineage_frame(self, run, key=key, step=step)
+
+    def graph(self, run: str | None = "latest", key: str | None = None) -> nx.DiGraph:
+        """The lineage graph of a run, or of everything connected to one key.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"``.
+        key : str, optional
+            Only the key's entries and all their ancestors and descendants (so a
+            merged record shows its parents with other keys, a split record its
+            children); nodes then also carry the stored ``value``.
+
+        Returns
+        -------
+        networkx.DiGraph
+            Nodes are entry ids with attributes ``key, step, position, status,
+            reason, error, run, created_at, value_hash`` (and ``value``); edges run
+            parent -> child. ``G.graph`` holds ``run_id`` (``None`` for several
+            runs), ``run_ids`` and ``steps`` (dicts of ``position, name, kind,
+            source, destination, description``; of the newest run chosen).
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+        KeyNotFound
+            ``key`` has no entries in the chosen run(s).
+
+        Examples
+        --------
+        >>> G = store.graph(key="order-101")  # doctest: +SKIP
+        >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]  # doctest: +SKIP
+        ['ingest', 'normalize', 'publish']
+        """
+        from ..errors import KeyNotFound
+        from ..frames import decode_edges, decode_entries, entry_graph_columns
+        from ..graph import ENTRY_FIELDS, STEP_FIELDS, entry_graph
+
+        run_ids = self.resolve_runs(run)
+        steps = {run_id: queries.step_meta_rows(self.con, run_id) for run_id in run_ids}
+        entries: dict[str, list[Any]] = {name: [] for name in (*ENTRY_FIELDS, "value")}
+        edges: list[Iterable[tuple[int, int]]] = []
+        for run_id in run_ids:
+            if key is None:
+                decoded = decode_entries(queries.entry_columns(self.con, run_id))
+                columns = entry_graph_columns(run_id, decoded)
+                parents, children = decode_edges(
+                    queries.edge_columns(self.con, run_id), decoded["entry_id"]
+                )
+                edges.append(zip(parents.tolist(), children.tolist(), strict=True))
+            else:
+                found = queries.connected_entry_rows(self.con, run_id, key)
+                columns = dict(
+                    zip((*ENTRY_FIELDS, "value"), zip(*found, strict=True), strict=False)
+                )
+                edges.append(queries.links_among(self.con, [r[0] for r in found]))
+            for name, values in columns.items():
+                entries[name].extend(values)
+        if key is not None and not entries["entry_id"]:
+            where = "any run" if run == "all" else f"run {run_ids[0]}"
+            raise KeyNotFound(f"key {key!r} has no lineage entries in {where}")
+        newest = run_ids[-1] if run == "all" else run_ids[0]
+        return entry_graph(
+            entries,
+            chain.from_iterable(edges),
+            step_names={run_id: [s[2] for s in rows] for run_id, rows in steps.items()},
+            with_values=key is not None,
+            graph_attrs={
+                "run_id": run_ids[0] if len(run_ids) == 1 else None,
+                "run_ids": run_ids,
+                "steps": [dict(zip(STEP_FIELDS, s[1:7], strict=True)) for s in steps[newest]],
+            },
+        )
+
+    def step_graph(self, run: str | None = "latest") -> nx.DiGraph:
+        """The stage summary graph: stages as nodes, one edge per step with counts.
+
+        Parameters
+        ----------
+        run : str, default "latest"
+            A run id, a unique prefix, ``"latest"`` or ``"all"`` (counts added up).
+
+        Returns
+        -------
+        networkx.DiGraph
+            See :func:`lineage_kit.graph.step_graph`.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+
+        Examples
+        --------
+        >>> G = store.step_graph()  # doctest: +SKIP
+        >>> list(G.edges)  # doctest: +SKIP
+        [('input_file', 'staging'), ('staging', 'normalized'), ('normalized', 'output')]
+        """
+        from ..graph import step_graph
+
+        return step_graph(self.steps(run))
+
+    # ------------------------------------------------------------ records, walks
+
+    def records(
+        self,
+        run: str | None = "latest",
+        key: str | None = None,
+        step: str | int | None = None,
+        expand: bool = False,
+    ) -> pd.DataFrame:
+        """The stored value of every entry (what each record looked like after each step).
+
+        See :func:`lineage_kit.frames.records_frame`.
+
+        Examples
+        --------
+        >>> store.records(key="order-101", expand=True)  # doctest: +SKIP
+        """
+        from ..frames import records_frame
+
+        return records_frame(self, run, key=key, step=step, expand=expand)
+
+    def trace(self, key: str, run: str | None = "latest") -> pd.DataFrame:
+        """One record's chain in step order, with step metadata, status, error, hash, time.
+
+        See :func:`lineage_kit.frames.trace_frame`.
+
+        Raises
+        ------
+        KeyNotFound
+            The key has no entries in the run.
+        RunNotFound
+            ``run`` matches no run.
+
+        Examples
+        --------
+        >>> store.trace("order-101")[["step", "status", "value_hash"]]  # doctest: +SKIP
+        """
+        from ..frames import trace_frame
+
+        return trace_frame(self, key, run)
+
+    def upstream(self, entry_id: int, depth: int | None = None) -> pd.DataFrame:
+        """Everything an entry came from, with a ``depth`` column (0 is the entry).
+
+        See :func:`lineage_kit.frames.walk_frame`.
+
+        Raises
+        ------
+        EntryNotFound
+            No entry has this id.
+        """
+        from ..frames import walk_frame
+
+        return walk_frame(self, entry_id, depth, "up")
+
+    def downstream(self, entry_id: int, depth: int | None = None) -> pd.DataFrame:
+        """Everything derived from an entry, with a ``depth`` column (0 is the entry).
+
+        See :func:`lineage_kit.frames.walk_frame`.
+
+        Raises
+        ------
+        EntryNotFound
+            No entry has this id.
+        """
+        from ..frames import walk_frame
+
+        return walk_frame(self, entry_id, depth, "down")
+
+    def source_of(self, output: str | int, run: str | None = "latest") -> pd.DataFrame:
+        """The original input value(s), as they arrived, behind a record key or entry.
+
+        See :func:`lineage_kit.frames.source_frame`.
+
+        Examples
+        --------
+        >>> store.source_of("order-101")["value"][0]  # doctest: +SKIP
+        """
+        from ..frames import source_frame
+
+        return source_frame(self, output, run)
+
+    def changes(self, key: str, run: str | None = "latest") -> pd.DataFrame:
+        """Per step, the fields it added, removed or changed in one record.
+
+        See :func:`lineage_kit.frames.changes_frame`.
+
+        Examples
+        --------
+        >>> store.changes("order-101")[["step", "field", "change"]]  # doctest: +SKIP
+        """
+        from ..frames import changes_frame
+
+        return changes_frame(self, key, run)
+
+    def compare_runs(self, run_a: str, run_b: str) -> pd.DataFrame:
+        """Keys only in A, only in B, on a different path, or with a different final value.
+
+        See :func:`lineage_kit.frames.compare_frame`.
+        """
+        from ..frames import compare_frame
+
+        return compare_frame(self, run_a, run_b)
+
+    def summary(self, run: str | None = "latest") -> RunSummary:
+        """A run at a glance (status, counts, per-step outcomes); HTML in notebooks.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+        """
+        from ..summary import RunSummary
+
+        run_id = self.resolve_run(run)
+        row = next(r for r in self.run_rows() if r["run_id"] == run_id)
+        counts = {(p, st): n for p, st, n in queries.step_status_counts(self.con, run_id)}
+        steps = [
+            {
+                "position": m[1],
+                "name": m[2],
+                "kind": m[3],
+                "source": m[4],
+                "destination": m[5],
+                "ok": counts.get((m[1], "ok"), 0),
+                "rejected": counts.get((m[1], "rejected"), 0),
+                "failed": counts.get((m[1], "failed"), 0),
+            }
+            for m in queries.step_meta_rows(self.con, run_id)
+        ]
+        return RunSummary(row, steps)
 
 
 def connect(path: str | os.PathLike[str]) -> LineageStore:

@@ -7,6 +7,8 @@ Explore it from Jupyter as pandas DataFrames and networkx graphs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from . import steps
@@ -26,7 +28,24 @@ from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
 from .store import LineageStore, connect
 from .summary import RunSummary
 
+if TYPE_CHECKING:
+    from .checks import CheckReport, register_check, unregister_check
+
+# lineage_kit.checks imports pandas; loading it lazily keeps `import lineage_kit` (and
+# so `lineage-kit run` and `--help`) free of pandas.
+_LAZY = {"CheckReport": "checks", "register_check": "checks", "unregister_check": "checks"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "CheckReport",
     "EntryNotFound",
     "InputError",
     "IntegrityError",
@@ -45,7 +64,9 @@ __all__ = [
     "StoreNotFound",
     "__version__",
     "connect",
+    "register_check",
     "run_pipeline",
     "step",
     "steps",
+    "unregister_check",
 ]

@@ -143,8 +143,14 @@ def naive(n: int, db: Path) -> int:
             con.execute(
                 "INSERT INTO lineage (run_id, step, record_key, status, created_at, value, "
                 "parent_id) VALUES (?, ?, ?, 'ok', ?, ?, ?)",
-                (run_id, st.name, key, time.strftime("%Y-%m-%dT%H:%M:%S"), _DUMPS(value),
-                 row[0] if row else None),
+                (
+                    run_id,
+                    st.name,
+                    key,
+                    time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    _DUMPS(value),
+                    row[0] if row else None,
+                ),
             )
             con.commit()
             rows += 1
@@ -200,7 +206,9 @@ def throughput_and_memory(sizes: list[int], reps: dict[int, int], mem_pair: tupl
                 },
             )
         )
-        print(f"  capture {n:>9,}: {n / wall:>10,.0f} records/s, peak RSS {rss:.1f} MiB", flush=True)
+        print(
+            f"  capture {n:>9,}: {n / wall:>10,.0f} records/s, peak RSS {rss:.1f} MiB", flush=True
+        )
     small, large = mem_pair
     ratio = per_size[large]["rss"] / per_size[small]["rss"]
     figures.append(
@@ -290,8 +298,8 @@ def against_naive(sizes: list[int], reps: int, headline: int) -> list[Figure]:
         paths = {"naive": f"naive_{n}.db", "lineage": f"naive_ours_{n}.db"}
         t = interleaved(
             {
-                "naive": lambda n=n: naive(n, fresh_db(paths["naive"])),
-                "lineage": lambda n=n: run_lineage(n, fresh_db(paths["lineage"])),
+                "naive": lambda n=n, p=paths: naive(n, fresh_db(p["naive"])),
+                "lineage": lambda n=n, p=paths: run_lineage(n, fresh_db(p["lineage"])),
             },
             reps,
         )

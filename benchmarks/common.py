@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / "_work"
+#: Scratch directory for benchmark databases (git-ignored); the tests point it elsewhere.
+WORK = Path(os.environ.get("LINEAGE_KIT_BENCH_WORK") or ROOT / "benchmarks" / "_work")
 
 _CURRENCIES = ("EUR", "USD", "JPY", "GBP")
 _REGIONS = ("EMEA", "AMER", "APAC")

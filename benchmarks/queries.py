@@ -106,7 +106,9 @@ def build_trace_store(total_entries: int, real_records: int) -> Path:
         day = 0
         while filler_entries > 0:
             n = min(per_run, -(-filler_entries // 3))
-            _add_filler_run(con, n, f"2026-01-{1 + day % 28:02d}T00:00:{day // 28:02d}.000000+00:00")
+            _add_filler_run(
+                con, n, f"2026-01-{1 + day % 28:02d}T00:00:{day // 28:02d}.000000+00:00"
+            )
             filler_entries -= 3 * n
             day += 1
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -135,7 +137,7 @@ def trace_latency(total_entries: int, n_queries: int, reps: int) -> list[Figure]
     ours: list[float] = []
     bare: list[float] = []
     with lk.connect(path) as store:
-        n_entries = store.con.execute("SELECT max(entry_id) FROM lineage").fetchone()[0]
+        n_entries = store.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
         rows = len(store.trace(keys[0]))
         for key in keys[:20]:  # warm up
             store.trace(key)
@@ -220,7 +222,9 @@ def walks(hops: int, reps: int) -> list[Figure]:
             t = interleaved(
                 {
                     "ours": lambda method=method, entry=entry: method(entry),
-                    "bare": lambda sql=sql, entry=entry: store.con.execute(sql, (entry,)).fetchall(),
+                    "bare": lambda sql=sql, entry=entry: store.con.execute(
+                        sql, (entry,)
+                    ).fetchall(),
                 },
                 max(reps, 5),
             )

@@ -178,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "sqlite": __import__("sqlite3").sqlite_version,
             "elapsed_seconds": elapsed,
-            "config": {k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()})
-                       for k, v in CONFIG[mode].items()},
+            "config": {
+                k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()})
+                for k, v in CONFIG[mode].items()
+            },
         }
         Path(args.out).write_text(
             json.dumps({"meta": meta, "figures": [f.as_dict() for f in figures]}, indent=2) + "\n"

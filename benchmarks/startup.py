@@ -21,7 +21,12 @@ def child_imports(command: str) -> dict[str, Any]:
     if command == "help":
         argv = ["--help"]
     else:
-        argv = ["run", str(ROOT / "data" / "sample_input.json"), "--db", str(fresh_db("startup.db"))]
+        argv = [
+            "run",
+            str(ROOT / "data" / "sample_input.json"),
+            "--db",
+            str(fresh_db("startup.db")),
+        ]
         argv.append("--quiet")
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(argv)

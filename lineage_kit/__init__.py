@@ -7,6 +7,8 @@ Explore it from Jupyter as pandas DataFrames and networkx graphs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from . import steps
@@ -26,6 +28,22 @@ from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
 from .plot import plot_chain, plot_run, plot_runs, plot_timeline
 from .store import LineageStore, connect
 from .summary import RunSummary
+
+if TYPE_CHECKING:
+    from .checks import CheckReport, register_check, unregister_check
+
+# lineage_kit.checks imports pandas; loading it lazily keeps `import lineage_kit` (and
+# so `lineage-kit run` and `--help`) free of pandas.
+_LAZY = {"CheckReport": "checks", "register_check": "checks", "unregister_check": "checks"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CheckReport",
@@ -57,15 +75,3 @@ __all__ = [
     "steps",
     "unregister_check",
 ]
-
-
-# The checks need pandas; load them on first use so `lineage-kit run` starts fast.
-_LAZY = {"CheckReport", "register_check", "unregister_check"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        from . import checks
-
-        return getattr(checks, name)
-    raise AttributeError(f"module 'lineage_kit' has no attribute {name!r}")

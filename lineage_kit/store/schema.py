@@ -16,6 +16,11 @@ RUN_STATUSES = ("running", "completed", "completed_with_errors", "failed", "inte
 ENTRY_STATUSES = ("ok", "rejected", "failed")
 STEP_KINDS = ("map", "merge", "split")
 
+# ``x IN ('a', 'b')`` in a CHECK constraint builds a small temporary table every time a
+# row is inserted (about 1.8 us a row, a quarter of a lineage insert); the same test
+# written with OR costs almost nothing. Used on the hot table, ``lineage``.
+_ENTRY_STATUS_CHECK = " OR ".join(f"status = '{s}'" for s in ENTRY_STATUSES)
+
 # Version 1. Timestamps are ISO-8601 UTC text with microseconds, which sorts correctly.
 SCHEMA_V1 = f"""
 CREATE TABLE runs (
@@ -57,7 +62,7 @@ CREATE TABLE lineage (
     run_id      TEXT NOT NULL,
     position    INTEGER NOT NULL,
     record_key  TEXT,
-    status      TEXT NOT NULL CHECK (status IN {ENTRY_STATUSES!r}),
+    status      TEXT NOT NULL CHECK ({_ENTRY_STATUS_CHECK}),
     reason      TEXT,
     error       TEXT,
     created_at  TEXT NOT NULL,

@@ -1,0 +1,145 @@
+"""Shared pieces of the benchmarks: synthetic data, timing, child processes, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Scratch directory for benchmark databases (git-ignored); the tests point it elsewhere.
+WORK = Path(os.environ.get("LINEAGE_KIT_BENCH_WORK") or ROOT / "benchmarks" / "_work")
+
+_CURRENCIES = ("EUR", "USD", "JPY", "GBP")
+_REGIONS = ("EMEA", "AMER", "APAC")
+_STATUSES = ("paid", "shipped", "pending", "refunded")
+
+
+def orders(n: int, start: int = 0) -> Iterator[dict[str, Any]]:
+    """``n`` synthetic order records shaped like ``data/sample_input.json`` (messy names).
+
+    A generator, so a million records stream without being held in memory.
+    """
+    for i in range(start, start + n):
+        yield {
+            "key": f"order-{i:08d}",
+            "Customer Name": f"Customer {i % 997}",
+            " Amount ": round(10 + (i % 10_000) * 0.37, 2),
+            "Currency": _CURRENCIES[i % 4],
+            "REGION": _REGIONS[i % 3],
+            "Order Date": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}",
+            "Items": 1 + i % 9,
+            "Status": _STATUSES[i % 4],
+        }
+
+
+def fresh_db(name: str) -> Path:
+    """A path in the work directory with no database (nor WAL/SHM files) behind it."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / name
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class Timing:
+    """Medians (and all samples) of wall-clock and CPU seconds."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu)
+
+    def add(self, wall: float, cpu: float) -> None:
+        self.wall.append(wall)
+        self.cpu.append(cpu)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Run ``fn`` once; return (wall seconds, CPU seconds, its result)."""
+    w, c = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - w, time.process_time() - c, result
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], Any]],
+    reps: int,
+    setup: Callable[[str], Any] | None = None,
+) -> dict[str, Timing]:
+    """Time several contenders in turns (A B A B ...), so load drifts hit them alike.
+
+    ``setup(name)`` runs untimed before each timed call.
+    """
+    out = {name: Timing() for name in contenders}
+    for _ in range(reps):
+        for name, fn in contenders.items():
+            if setup is not None:
+                setup(name)
+            wall, cpu, _ = timed(fn)
+            out[name].add(wall, cpu)
+    return out
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(*args: str, timeout: float = 1800) -> dict[str, Any]:
+    """Run ``benchmarks/run.py --child ARGS`` in a fresh interpreter; return its JSON.
+
+    A fresh process per measurement keeps peak-RSS figures from contaminating
+    each other.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--child", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Figure:
+    """One reported figure: a ratio against a same-run baseline, or a per-record cost."""
+
+    id: str
+    label: str
+    value: float | None
+    unit: str
+    goal: str | None = None
+    met: bool | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def not_available(fid: str, label: str, why: str, goal: str | None = None) -> Figure:
+    """A figure that could not be measured in this checkout, and why."""
+    print(f"  not available: {label}: {why}", flush=True)
+    return Figure(fid, label, None, "", goal=goal, met=None, note=f"not available: {why}")

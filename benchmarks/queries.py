@@ -1,0 +1,356 @@
+"""Query benchmarks (issue 7, items 6-9): trace, upstream/downstream, load, graph, check.
+
+Each function checks first that the store method it measures exists in this
+checkout; if not, the figure is reported as "not available" and the harness goes on.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from common import Figure, fresh_db, interleaved, not_available, orders
+
+import lineage_kit as lk
+
+_STORES: dict[str, Path] = {}
+
+
+def _has(*methods: str) -> str | None:
+    missing = [m for m in methods if not hasattr(lk.LineageStore, m)]
+    if missing:
+        return f"LineageStore has no {', '.join(missing)} in this checkout (branch not merged)"
+    return None
+
+
+def pipeline_store(n: int) -> Path:
+    """A store holding one default-pipeline run of ``n`` synthetic orders (built once)."""
+    name = f"run_{n}.db"
+    if name not in _STORES:
+        path = fresh_db(name)
+        started = time.perf_counter()
+        lk.run_pipeline(orders(n), db=path, progress=False)
+        print(f"  built a {n:,}-record run in {time.perf_counter() - started:.1f} s", flush=True)
+        _STORES[name] = path
+    return _STORES[name]
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# ------------------------------------------------------------------ trace
+
+
+def _add_filler_run(con: Any, n_records: int, started_at: str) -> None:
+    """One completed default-pipeline-shaped run of ``n_records``, inserted with SQL.
+
+    Entries are inserted record by record, step by step, so each record's entries
+    get consecutive ids and each entry's parent is the entry just before it.
+    """
+    run_id = str(uuid.uuid4())
+    con.execute("BEGIN IMMEDIATE")
+    con.execute(
+        "INSERT INTO runs (run_id, pipeline, started_at, finished_at, status, n_input, "
+        "n_published, package_version) VALUES (?, 'filler', ?, ?, 'completed', ?, ?, ?)",
+        (run_id, started_at, started_at, n_records, n_records, lk.__version__),
+    )
+    con.executemany(
+        "INSERT INTO steps (run_id, position, name, source, destination, description) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (run_id, i, s.name, s.source, s.destination, s.description)
+            for i, s in enumerate(lk.steps.DEFAULT_STEPS)
+        ],
+    )
+    con.execute(
+        """
+        WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ? - 1)
+        INSERT INTO lineage (run_id, position, record_key, status, created_at, value_hash)
+        SELECT ?, p.pos, printf('order-%08d', c.x), 'ok', ?, lower(hex(randomblob(16)))
+        FROM c CROSS JOIN (SELECT 0 AS pos UNION ALL SELECT 1 UNION ALL SELECT 2) AS p
+        """,
+        (n_records, run_id, started_at),
+    )
+    con.execute(
+        "INSERT INTO parents (child_id, parent_id) "
+        "SELECT entry_id, entry_id - 1 FROM lineage WHERE run_id = ? AND position > 0",
+        (run_id,),
+    )
+    con.execute(
+        "INSERT INTO records (entry_id, value) "
+        "SELECT entry_id, '{\"filler\":true}' FROM lineage WHERE run_id = ?",
+        (run_id,),
+    )
+    con.execute("COMMIT")
+
+
+def build_trace_store(total_entries: int, real_records: int) -> Path:
+    """A store of about ``total_entries`` entries whose latest run is a real pipeline run.
+
+    Older runs are inserted with SQL (same keys, same shape) so that building ten
+    million entries takes a minute or two, not a pipeline run of 3.3M records.
+    """
+    path = fresh_db("trace.db")
+    started = time.perf_counter()
+    per_run = min(1_000_000, max(1, (total_entries - 3 * real_records) // 3))
+    filler_entries = total_entries - 3 * real_records
+    with lk.LineageStore(path, create=True) as store:
+        con = store.con
+        con.execute("PRAGMA cache_size = -262144")  # 256 MiB while bulk-building
+        day = 0
+        while filler_entries > 0:
+            n = min(per_run, -(-filler_entries // 3))
+            _add_filler_run(
+                con, n, f"2026-01-{1 + day % 28:02d}T00:00:{day // 28:02d}.000000+00:00"
+            )
+            filler_entries -= 3 * n
+            day += 1
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    lk.run_pipeline(orders(real_records), db=path, progress=False)
+    with lk.LineageStore(path) as store:
+        n = store.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
+    print(f"  built a {n:,}-entry store in {time.perf_counter() - started:.1f} s", flush=True)
+    return path
+
+
+def trace_latency(total_entries: int, n_queries: int, reps: int) -> list[Figure]:
+    """Item 6a: ``store.trace(key)`` median and p95 over random keys of the latest run."""
+    why = _has("trace")
+    goal = "< 2 ms median"
+    if why:
+        return [not_available("trace_median_ms", "trace latency (median)", why, goal)]
+    real = min(100_000, max(1_000, total_entries // 100))
+    path = build_trace_store(total_entries, real)
+    rng = random.Random(7)
+    keys = [f"order-{rng.randrange(real):08d}" for _ in range(n_queries)]
+    bare_sql = (
+        "SELECT l.entry_id, l.position, l.status, l.value_hash, l.created_at FROM lineage l "
+        "WHERE l.record_key = ? AND l.run_id = (SELECT run_id FROM runs ORDER BY started_at "
+        "DESC, rowid DESC LIMIT 1) ORDER BY l.position"
+    )
+    ours: list[float] = []
+    bare: list[float] = []
+    with lk.connect(path) as store:
+        n_entries = store.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
+        rows = len(store.trace(keys[0]))
+        for key in keys[:20]:  # warm up
+            store.trace(key)
+        for _ in range(reps):
+            for key in keys:
+                t = time.perf_counter()
+                store.trace(key)
+                ours.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                store.con.execute(bare_sql, (key,)).fetchall()
+                bare.append(time.perf_counter() - t)
+    median = 1000 * statistics.median(ours)
+    p95 = 1000 * _percentile(ours, 0.95)
+    ratio = statistics.median(ours) / statistics.median(bare)
+    print(f"  trace at {n_entries:,} entries: median {median:.3f} ms, p95 {p95:.3f} ms", flush=True)
+    detail = {"entries": n_entries, "queries": len(ours), "rows_per_trace": rows}
+    return [
+        Figure(
+            "trace_median_ms",
+            f"store.trace(key) median at {n_entries / 1e6:.1f}M entries",
+            median,
+            "ms",
+            goal=goal,
+            met=median < 2,
+            detail=detail,
+        ),
+        Figure(
+            "trace_p95_ms",
+            f"store.trace(key) p95 at {n_entries / 1e6:.1f}M entries",
+            p95,
+            "ms",
+            detail=detail,
+        ),
+        Figure(
+            "trace_vs_bare_sql",
+            "store.trace(key) / bare SQL of the same key lookup",
+            ratio,
+            "x",
+            detail={"bare_median_ms": 1000 * statistics.median(bare)},
+        ),
+    ]
+
+
+# ------------------------------------------------------------------ walks
+
+_BARE_UP = """
+WITH RECURSIVE up(id, depth) AS (
+    SELECT ?, 0
+    UNION ALL
+    SELECT p.parent_id, up.depth + 1 FROM parents p JOIN up ON p.child_id = up.id
+)
+SELECT l.entry_id, l.record_key, l.position, l.status, up.depth
+FROM up JOIN lineage l ON l.entry_id = up.id
+"""
+_BARE_DOWN = _BARE_UP.replace("p.parent_id, up.depth", "p.child_id, up.depth").replace(
+    "p.child_id = up.id", "p.parent_id = up.id"
+)
+
+
+def walks(hops: int, reps: int) -> list[Figure]:
+    """Item 6b: upstream and downstream over a ``hops``-step chain, vs a bare recursive CTE."""
+    why = _has("upstream", "downstream")
+    if why:
+        return [
+            not_available("upstream_ms", f"upstream over a {hops:,}-hop chain", why),
+            not_available("downstream_ms", f"downstream over a {hops:,}-hop chain", why),
+        ]
+    chain = [lk.step(f"hop{i:04d}")(lambda record, i=i: {**record, "hop": i}) for i in range(hops)]
+    path = fresh_db("chain.db")
+    lk.Pipeline(chain, name="chain").run(orders(5), db=path, progress=False)
+    figures = []
+    with lk.connect(path) as store:
+        first, last = store.con.execute(
+            "SELECT min(entry_id), max(entry_id) FROM lineage WHERE record_key = ?",
+            (next(orders(1))["key"],),
+        ).fetchone()
+        for name, method, sql, entry in (
+            ("upstream", store.upstream, _BARE_UP, last),
+            ("downstream", store.downstream, _BARE_DOWN, first),
+        ):
+            n_rows = len(method(entry))
+            t = interleaved(
+                {
+                    "ours": lambda method=method, entry=entry: method(entry),
+                    "bare": lambda sql=sql, entry=entry: store.con.execute(
+                        sql, (entry,)
+                    ).fetchall(),
+                },
+                max(reps, 5),
+            )
+            ms = 1000 * t["ours"].median
+            print(f"  {name} over {hops:,} hops: {ms:.1f} ms ({n_rows} rows)", flush=True)
+            figures.append(
+                Figure(
+                    f"{name}_ms",
+                    f"store.{name}(entry) over a {hops:,}-hop chain",
+                    ms,
+                    "ms",
+                    detail={
+                        "rows": n_rows,
+                        "us_per_hop": 1000 * ms / hops,
+                        "vs_bare_recursive_cte": t["ours"].median / t["bare"].median,
+                        "bare_ms": 1000 * t["bare"].median,
+                    },
+                )
+            )
+    return figures
+
+
+# ------------------------------------------------------------------ load, graph, check
+
+
+def load(n: int, reps: int) -> list[Figure]:
+    """Item 7: ``store.lineage()`` against ``pandas.read_sql`` of the same rows."""
+    why = _has("lineage")
+    goal = ">= 1 (2 is the target)"
+    if why:
+        return [not_available("load_vs_read_sql", "store.lineage() vs pandas.read_sql", why, goal)]
+    import pandas as pd
+
+    path = pipeline_store(n)
+    with lk.connect(path) as store:
+        run_id = store.resolve_run()
+        rows = len(store.lineage())
+        t = interleaved(
+            {
+                "ours": lambda: store.lineage(),
+                "read_sql": lambda: pd.read_sql(
+                    "SELECT * FROM lineage WHERE run_id = ?", store.con, params=(run_id,)
+                ),
+            },
+            reps,
+        )
+    ratio = t["read_sql"].median / t["ours"].median
+    print(f"  load: {rows / t['ours'].median:,.0f} rows/s, {ratio:.2f}x read_sql", flush=True)
+    return [
+        Figure(
+            "load_vs_read_sql",
+            f"store.lineage() speed / pandas.read_sql of the same rows ({rows:,} rows)",
+            ratio,
+            "x",
+            goal=goal,
+            met=ratio >= 1,
+            detail={
+                "rows": rows,
+                "ours_rows_per_s": rows / t["ours"].median,
+                "read_sql_rows_per_s": rows / t["read_sql"].median,
+            },
+        )
+    ]
+
+
+def graph(n: int, reps: int) -> list[Figure]:
+    """Item 8: ``store.graph()`` against ``nx.DiGraph.add_edges_from`` on the same edges."""
+    why = _has("graph")
+    goal = "<= 1.5"
+    if why:
+        return [not_available("graph_vs_add_edges", "store.graph() vs add_edges_from", why, goal)]
+    import networkx as nx
+
+    path = pipeline_store(n)
+    with lk.connect(path) as store:
+        run_id = store.resolve_run()
+        edges = store.con.execute(
+            "SELECT p.parent_id, p.child_id FROM parents p JOIN lineage l "
+            "ON l.entry_id = p.child_id WHERE l.run_id = ?",
+            (run_id,),
+        ).fetchall()
+        t = interleaved(
+            {"ours": lambda: store.graph(), "bare": lambda: nx.DiGraph().add_edges_from(edges)},
+            reps,
+        )
+        n_nodes = store.graph().number_of_nodes()
+    ratio = t["ours"].median / t["bare"].median
+    print(f"  graph: {ratio:.2f}x add_edges_from ({len(edges):,} edges)", flush=True)
+    return [
+        Figure(
+            "graph_vs_add_edges",
+            f"store.graph() time / nx.DiGraph.add_edges_from, {n:,}-record run",
+            ratio,
+            "x",
+            goal=goal,
+            met=ratio <= 1.5,
+            detail={
+                "edges": len(edges),
+                "nodes": n_nodes,
+                "graph_seconds": t["ours"].median,
+                "add_edges_seconds": t["bare"].median,
+            },
+        )
+    ]
+
+
+def check(n: int, reps: int) -> list[Figure]:
+    """Item 9: ``store.check()`` on an ``n``-record run."""
+    why = _has("check")
+    goal = "< 10 s"
+    if why:
+        return [not_available("check_seconds", f"store.check() on a {n:,}-record run", why, goal)]
+    path = pipeline_store(n)
+    with lk.connect(path) as store:
+        t = interleaved({"check": lambda: store.check()}, max(1, min(reps, 3)))
+        ok = store.check().ok
+    seconds = t["check"].median
+    print(f"  check on {n:,} records: {seconds:.2f} s (clean: {ok})", flush=True)
+    return [
+        Figure(
+            "check_seconds",
+            f"store.check() on a {n:,}-record run",
+            seconds,
+            "s",
+            goal=goal,
+            met=seconds < 10,
+            detail={"us_per_record": 1e6 * seconds / n, "clean": ok},
+        )
+    ]

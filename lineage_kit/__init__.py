@@ -19,6 +19,7 @@ from .errors import (
     RunNotFound,
     SchemaVersionError,
     StepError,
+    StoreFull,
     StoreNotFound,
 )
 from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
@@ -38,6 +39,7 @@ __all__ = [
     "SchemaVersionError",
     "Step",
     "StepError",
+    "StoreFull",
     "StoreNotFound",
     "__version__",
     "connect",

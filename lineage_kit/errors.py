@@ -58,6 +58,14 @@ class SchemaVersionError(NotALineageStore):
     """The store was written by a newer lineage_kit whose schema this one does not know."""
 
 
+class StoreFull(LineageKitError):
+    """A write failed because the disk (or the store's size limit) is full.
+
+    The transaction was rolled back: the store keeps only whole chunks, and the run
+    that was writing is marked ``failed`` when that last small update still fits.
+    """
+
+
 class RunNotFound(LineageKitError, LookupError):
     """A run id, prefix or alias matches no run (or more than one)."""
 

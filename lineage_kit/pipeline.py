@@ -246,7 +246,20 @@ def _now() -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates (say from a "\ud800" escape) are not UTF-8, so SQLite
+            # cannot take them raw; as JSON escapes they load back to the same string.
+            text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return text
+
+
+#: What ``json.dumps`` raises for a value that cannot be stored as strict JSON: not
+#: JSON types, NaN/Infinity, an int too long to print, or nesting deeper than the stack.
+_UNSTORABLE = (TypeError, ValueError, RecursionError)
 
 
 def _hash(text: str) -> str:
@@ -403,7 +416,7 @@ class _Run:
                 if vjson is None:
                     try:
                         vjson = _dumps(value)
-                    except (TypeError, ValueError) as exc:
+                    except _UNSTORABLE as exc:
                         self._terminal(
                             chunk,
                             position,
@@ -436,7 +449,7 @@ class _Run:
                     continue
                 try:
                     njson = _dumps(new)
-                except (TypeError, ValueError) as exc:
+                except _UNSTORABLE as exc:
                     message = f"ValueError: step output cannot be stored as JSON: {exc}"
                     self._terminal(chunk, position, stamp, item, _FAILED, None, message)
                     self._stop(position, key, message)
@@ -561,8 +574,11 @@ def _stored_form(value: Any) -> tuple[str, str]:
     """The JSON stored for a value; an unstorable value is kept as its repr string."""
     try:
         text = _dumps(value)
-    except (TypeError, ValueError):
-        text = json.dumps(repr(value))
+    except _UNSTORABLE:
+        try:
+            text = json.dumps(repr(value))
+        except _UNSTORABLE:  # too deep or an int too long even for repr()
+            text = json.dumps(f"<unprintable {type(value).__name__}>")
     return text, _hash(text)
 
 
@@ -673,7 +689,7 @@ class Pipeline:
         }
         try:
             params_json = json.dumps(params, default=str)
-        except (TypeError, ValueError) as exc:
+        except _UNSTORABLE as exc:
             raise ValueError(f"parameters must be JSON-serialisable: {exc}") from None
 
         started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
+import time
 from pathlib import Path
 
 from ..errors import NotALineageStore, SchemaVersionError, StoreNotFound
@@ -17,6 +18,7 @@ from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+_SQLITE_BUSY = 5  # primary result code of "database is locked"
 
 
 def _read_header(path: Path) -> bytes:
@@ -85,6 +87,28 @@ def _configure(con: sqlite3.Connection) -> None:
     con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     con.execute("PRAGMA foreign_keys = ON")
     con.execute("PRAGMA synchronous = NORMAL")
+
+
+def _enable_wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out other openers of a store being created.
+
+    Leaving rollback-journal mode needs an exclusive lock, and SQLite does not call
+    the busy handler for it while another process is creating or opening the same
+    new store, so ``database is locked`` would reach the user: retry until the busy
+    timeout instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _run_script(con: sqlite3.Connection, script: str) -> None:
@@ -169,13 +193,13 @@ def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Co
                     "unchanged."
                 )
             _configure(con)
-            con.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(con)
             if version < SCHEMA_VERSION:
                 _migrate(con)
         else:
             _configure(con)
             _initialise(con)
-            con.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(con)
     except BaseException:
         con.close()
         raise

@@ -21,6 +21,7 @@ from .errors import (
     StepError,
     StoreFull,
     StoreNotFound,
+    StoreWriteError,
 )
 from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
 from .store import LineageStore, connect
@@ -41,6 +42,7 @@ __all__ = [
     "StepError",
     "StoreFull",
     "StoreNotFound",
+    "StoreWriteError",
     "__version__",
     "connect",
     "run_pipeline",

@@ -10,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import steps
+from .checks import CheckReport, register_check, unregister_check
 from .errors import (
     InputError,
     IntegrityError,
@@ -27,6 +28,7 @@ from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
 from .store import LineageStore, connect
 
 __all__ = [
+    "CheckReport",
     "InputError",
     "IntegrityError",
     "KeyNotFound",
@@ -45,7 +47,9 @@ __all__ = [
     "StoreWriteError",
     "__version__",
     "connect",
+    "register_check",
     "run_pipeline",
     "step",
     "steps",
+    "unregister_check",
 ]

@@ -23,7 +23,11 @@ from .schema import APPLICATION_ID, SCHEMA_VERSION
 from .writer import transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     import pandas as pd
+
+    from ..checks import CheckFunction, CheckReport
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "LineageStore", "connect", "identify"]
 
@@ -183,6 +187,46 @@ class LineageStore:
         from ..frames import runs_frame
 
         return runs_frame(self)
+
+    # ------------------------------------------------------------------ checks
+
+    def check(
+        self,
+        run: str | Sequence[str] | None = "latest",
+        *,
+        expected_steps: Sequence[str] | None = None,
+        extra: Iterable[CheckFunction] = (),
+    ) -> CheckReport:
+        """Run the integrity checks on a run (or several) of this store.
+
+        Parameters
+        ----------
+        run : str or sequence of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of them.
+        expected_steps : sequence of str, optional
+            The step names, in order, every checked run must have.
+        extra : iterable of callables, optional
+            One-off custom checks ``(store, run_ids) -> violations``.
+
+        Returns
+        -------
+        CheckReport
+            ``.ok``, ``.violations`` (DataFrame), ``.summary()``, ``.raise_if_failed()``.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run, or several.
+
+        Examples
+        --------
+        >>> import lineage_kit as lk
+        >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
+        ...     store.check().raise_if_failed()
+        """
+        from ..checks import check
+
+        return check(self, run, expected_steps=expected_steps, extra=extra)
 
 
 def connect(path: str | os.PathLike[str]) -> LineageStore:

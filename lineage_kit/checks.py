@@ -1,0 +1,831 @@
+"""Integrity checks of lineage chains, returned as a :class:`CheckReport`.
+
+The checks ask whether the lineage itself is whole: did every record that should
+continue reach the next step, does every parent link point to an entry of the same
+run at the step before, was a key processed twice, does every value match its
+hash, did a run die half-way, do the stored counts agree with the entries.
+Rejected and failed records are outcomes, not violations.
+
+Every violation has a stable ``code`` (see :data:`CODES`), a ``severity``
+(``"error"`` or ``"warning"``), the run, record key and entry involved, and a
+message. The SQL lives in :mod:`lineage_kit.store.integrity`; this module turns
+its rows into violations. Nothing here writes to the store or repairs anything.
+
+Custom checks
+-------------
+A check is a function ``(store, run_ids) -> violations``: ``store`` is the
+:class:`~lineage_kit.store.LineageStore`, ``run_ids`` the list of run ids being
+checked, and the result a DataFrame or an iterable of dicts with the columns of
+:data:`VIOLATION_COLUMNS` (``code`` defaults to the check's name, ``severity`` to
+the one it was registered with; ``run_id``, ``record_key``, ``entry_id`` may be
+left out). Register it for every later check with :func:`register_check`, or pass
+it once with ``store.check(extra=[func])``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .errors import IntegrityError
+from .store import integrity as sql
+
+if TYPE_CHECKING:
+    from .store import LineageStore
+
+#: Columns of :attr:`CheckReport.violations`, in order.
+VIOLATION_COLUMNS = ("code", "severity", "run_id", "record_key", "entry_id", "message")
+
+SEVERITIES = ("error", "warning")
+
+#: Every built-in violation code: ``code -> (severity, one-line explanation)``.
+CODES: dict[str, tuple[str, str]] = {
+    "incomplete_chain": (
+        "error",
+        "an ok entry before the run's last step has no child: the record stopped half-way",
+    ),
+    "chain_gap": ("error", "a parent link skips a step: the child is more than one step later"),
+    "missing_parent": (
+        "error",
+        "an entry after the first step has no parent link: its chain starts in the middle",
+    ),
+    "orphan_parent": ("error", "a parent link points to (or from) an entry that does not exist"),
+    "cross_run_parent": ("error", "a parent link points to an entry of a different run"),
+    "cycle": ("error", "parent links form a cycle: an entry is its own ancestor"),
+    "step_order": (
+        "error",
+        "a parent is at the same or a later step than its child, or was created after it",
+    ),
+    "duplicate_processing": (
+        "error",
+        "the same key was processed more than once at the same step of one run",
+    ),
+    "key_changed": (
+        "error",
+        "a child's key differs from its parent's although its step is not merge or split",
+    ),
+    "missing_value": ("error", "a lineage entry has no stored value"),
+    "orphan_value": ("error", "a stored value belongs to no lineage entry"),
+    "hash_mismatch": ("error", "a stored value does not match the hash recorded for it"),
+    "run_interrupted": (
+        "error",
+        "the run never finished: it is marked interrupted, or running with its writer gone",
+    ),
+    "run_failed": (
+        "warning",
+        "the run stopped with status failed (fail_fast or a crash); its chains are unfinished",
+    ),
+    "counts_mismatch": (
+        "error",
+        "the run's stored counts disagree with each other or with its entries",
+    ),
+    "unexpected_steps": ("error", "the run's steps are not the expected_steps"),
+}
+
+#: A check: ``(store, run_ids) -> DataFrame or iterable of dicts``.
+CheckFunction = Callable[["LineageStore", list[str]], Any]
+
+_FINISHED = ("completed", "completed_with_errors")
+
+
+@dataclass(frozen=True)
+class _Check:
+    name: str
+    func: CheckFunction
+    severity: str
+    description: str
+
+
+_REGISTRY: dict[str, _Check] = {}
+_BUILTIN: set[str] = set()
+
+
+def register_check(
+    name: str, *, severity: str = "error", description: str = ""
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register a custom check, run by every later :meth:`LineageStore.check`.
+
+    Parameters
+    ----------
+    name : str
+        The check's name, and the ``code`` of its violations unless they give one.
+    severity : {"error", "warning"}, default "error"
+        The severity of violations that do not give one.
+    description : str, optional
+        A one-line explanation, shown by :meth:`CheckReport.summary`.
+
+    Returns
+    -------
+    callable
+        A decorator that registers the function and returns it unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is empty or is a built-in check or code, or ``severity`` is unknown.
+
+    Examples
+    --------
+    >>> import lineage_kit as lk
+    >>> @lk.register_check("no_test_keys", severity="warning",
+    ...                    description="a key starting with 'test-' reached the store")
+    ... def no_test_keys(store, run_ids):
+    ...     frame = store.con.execute("SELECT 1").fetchall()  # your query here
+    ...     return []
+    >>> lk.unregister_check("no_test_keys")
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("a check needs a non-empty name")
+    if name in _BUILTIN or name in CODES:
+        raise ValueError(f"{name!r} is a built-in check or code; choose another name")
+    _check_severity(severity)
+
+    def decorate(func: CheckFunction) -> CheckFunction:
+        if not callable(func):
+            raise ValueError(f"a check must be callable, not {func!r}")
+        _REGISTRY[name] = _Check(name, func, severity, description)
+        return func
+
+    return decorate
+
+
+def unregister_check(name: str) -> None:
+    """Remove a check registered with :func:`register_check`.
+
+    Raises
+    ------
+    KeyError
+        No custom check of that name is registered.
+    ValueError
+        ``name`` is a built-in check (those cannot be removed).
+    """
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in check and cannot be removed")
+    if name not in _REGISTRY:
+        raise KeyError(f"no custom check named {name!r} is registered")
+    del _REGISTRY[name]
+
+
+def registered_checks() -> list[str]:
+    """The names of every check that runs, built-in ones first."""
+    return list(_REGISTRY)
+
+
+def _check_severity(severity: str) -> None:
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
+
+
+def _builtin(name: str) -> Callable[[CheckFunction], CheckFunction]:
+    def decorate(func: CheckFunction) -> CheckFunction:
+        _REGISTRY[name] = _Check(name, func, "error", "")
+        _BUILTIN.add(name)
+        return func
+
+    return decorate
+
+
+# ------------------------------------------------------------------ the report
+
+
+@dataclass
+class CheckReport:
+    """The result of :meth:`LineageStore.check`.
+
+    Attributes
+    ----------
+    violations : pandas.DataFrame
+        One row per violation, columns :data:`VIOLATION_COLUMNS`; ``entry_id`` is a
+        nullable integer (empty for run-level violations).
+    run_ids : list of str
+        The runs that were checked.
+    checks : list of str
+        The checks that ran.
+    elapsed_seconds : float
+    """
+
+    violations: pd.DataFrame
+    run_ids: list[str]
+    checks: list[str] = field(default_factory=list)
+    elapsed_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no violation has severity ``error`` (warnings are allowed)."""
+        return not bool((self.violations["severity"] == "error").any())
+
+    @property
+    def n_errors(self) -> int:
+        """How many violations have severity ``error``."""
+        return int((self.violations["severity"] == "error").sum())
+
+    @property
+    def n_warnings(self) -> int:
+        """How many violations have severity ``warning``."""
+        return int((self.violations["severity"] == "warning").sum())
+
+    def summary(self) -> pd.DataFrame:
+        """Counts per code.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per code found: ``code``, ``severity``, ``count`` and
+            ``description``; errors first, then by count (descending). Empty when
+            the report is clean.
+        """
+        v = self.violations
+        frame = (
+            v.groupby(["code", "severity"], sort=False).size().rename("count").reset_index()
+            if len(v)
+            else pd.DataFrame({"code": [], "severity": [], "count": []})
+        )
+        frame["count"] = frame["count"].astype("int64")
+        frame["description"] = [_describe(code) for code in frame["code"]]
+        frame["_rank"] = frame["severity"].map({"error": 0, "warning": 1})
+        frame = frame.sort_values(["_rank", "count", "code"], ascending=[True, False, True])
+        return frame.drop(columns="_rank").reset_index(drop=True)
+
+    def raise_if_failed(self) -> CheckReport:
+        """Raise if any violation has severity ``error``; otherwise return the report.
+
+        Raises
+        ------
+        IntegrityError
+            With the counts per code in the message.
+
+        Examples
+        --------
+        >>> store.check().raise_if_failed()  # doctest: +SKIP
+        """
+        if not self.ok:
+            counts = self.summary()
+            counts = counts[counts["severity"] == "error"]
+            parts = ", ".join(
+                f"{c} ({n})" for c, n in zip(counts["code"], counts["count"], strict=True)
+            )
+            raise IntegrityError(
+                f"{self.n_errors} integrity violation(s) in {len(self.run_ids)} run(s): {parts}"
+            )
+        return self
+
+    def to_text(self, limit: int = 20) -> str:
+        """A plain-text summary: the header, the counts table and the first violations."""
+        lines = [self._headline()]
+        summary = self.summary()
+        if len(summary):
+            lines.append("")
+            lines.extend(
+                _table(
+                    ("code", "severity", "count", "description"),
+                    [[str(x) for x in row] for row in summary.itertuples(index=False)],
+                )
+            )
+            shown = self.violations.head(limit)
+            lines.append("")
+            lines.extend(
+                _table(
+                    ("code", "run", "key", "entry", "message"),
+                    [
+                        [
+                            r.code,
+                            (r.run_id or "")[:8],
+                            "" if r.record_key is None else str(r.record_key),
+                            "" if pd.isna(r.entry_id) else str(r.entry_id),
+                            r.message,
+                        ]
+                        for r in shown.itertuples(index=False)
+                    ],
+                )
+            )
+            if len(self.violations) > limit:
+                lines.append(f"... and {len(self.violations) - limit} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return f"<CheckReport {self._headline()}>"
+
+    def _headline(self) -> str:
+        runs = ", ".join(r[:8] for r in self.run_ids[:3]) + (
+            ", ..." if len(self.run_ids) > 3 else ""
+        )
+        state = "ok" if self.ok else "FAILED"
+        return (
+            f"{state}: {self.n_errors} error(s), {self.n_warnings} warning(s) in "
+            f"{len(self.run_ids)} run(s) [{runs}]"
+        )
+
+    def _repr_html_(self, limit: int = 50) -> str:
+        colour = "#1a7f37" if self.ok else "#cf222e"
+        parts = [f"<p><b style='color:{colour}'>{escape(self._headline())}</b></p>"]
+        if len(self.violations):
+            parts.append(self.summary().to_html(index=False, escape=True))
+            parts.append(self.violations.head(limit).to_html(index=False, escape=True))
+            if len(self.violations) > limit:
+                parts.append(f"<p>... and {len(self.violations) - limit} more</p>")
+        return "<div class='lineage-kit-check'>" + "".join(parts) + "</div>"
+
+
+def _describe(code: str) -> str:
+    if code in CODES:
+        return CODES[code][1]
+    check = _REGISTRY.get(code)
+    return check.description if check else ""
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    fmt = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]
+    return fmt
+
+
+# --------------------------------------------------------------- running checks
+
+
+def check(
+    store: LineageStore,
+    run: str | Sequence[str] | None = "latest",
+    *,
+    expected_steps: Sequence[str] | None = None,
+    extra: Iterable[CheckFunction] = (),
+) -> CheckReport:
+    """Run every registered integrity check on some runs of a store.
+
+    Parameters
+    ----------
+    store : LineageStore
+    run : str or sequence of str, default "latest"
+        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids/prefixes.
+    expected_steps : sequence of str, optional
+        The step names, in order, every checked run must have (code
+        ``unexpected_steps`` otherwise).
+    extra : iterable of callables, optional
+        One-off checks ``(store, run_ids) -> violations`` run after the registered
+        ones; their default code is the function's name.
+
+    Returns
+    -------
+    CheckReport
+
+    Raises
+    ------
+    RunNotFound
+        ``run`` matches no run (or several), or the store has no runs and a
+        specific run was asked for.
+    ValueError
+        A check returned violations in the wrong shape.
+
+    Examples
+    --------
+    >>> import lineage_kit as lk
+    >>> report = lk.connect("lineage.db").check()  # doctest: +SKIP
+    >>> report.ok, report.summary()  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    checks = list(_REGISTRY.values())
+    if expected_steps is not None:
+        expected = [str(s) for s in expected_steps]
+        checks.append(
+            _Check(
+                "expected_steps",
+                lambda s, ids: _expected_steps(s, ids, expected),
+                "error",
+                CODES["unexpected_steps"][1],
+            )
+        )
+    for func in extra:
+        if not callable(func):
+            raise ValueError(f"extra checks must be callables, not {func!r}")
+        name = getattr(func, "__name__", "custom_check")
+        checks.append(_Check(name, func, "error", ""))
+
+    frames = []
+    with sql.snapshot(store.con):
+        run_ids = _resolve_runs(store, run)
+        for c in checks:
+            frames.append(_normalise(c.func(store, list(run_ids)), c))
+    frames = [f for f in frames if len(f)]
+    violations = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else _normalise([], checks[0] if checks else None)
+    )
+    return CheckReport(
+        violations=violations,
+        run_ids=list(run_ids),
+        checks=[c.name for c in checks],
+        elapsed_seconds=time.perf_counter() - started,
+    )
+
+
+def _resolve_runs(store: LineageStore, run: str | Sequence[str] | None) -> list[str]:
+    if run == "all":
+        return sql.all_run_ids(store.con)
+    if isinstance(run, str) or run is None:
+        return [store.resolve_run(run)]
+    resolved: list[str] = []
+    for r in run:
+        rid = store.resolve_run(r)
+        if rid not in resolved:
+            resolved.append(rid)
+    return resolved
+
+
+def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
+    """Turn what a check returned into a violations frame with the standard columns."""
+    if result is None:
+        result = []
+    if isinstance(result, pd.DataFrame):
+        frame = result.copy()
+    else:
+        rows = list(result)
+        for row in rows:
+            if not isinstance(row, Mapping):
+                raise ValueError(
+                    f"check {c.name if c else '?'!r} must return a DataFrame or dicts, "
+                    f"got {type(row).__name__}"
+                )
+        frame = pd.DataFrame.from_records(rows)
+    unknown = set(frame.columns) - set(VIOLATION_COLUMNS)
+    if unknown:
+        raise ValueError(
+            f"check {c.name if c else '?'!r} returned unknown columns {sorted(unknown)}; "
+            f"violations have {list(VIOLATION_COLUMNS)}"
+        )
+    n = len(frame)
+    if "message" not in frame.columns and n:
+        raise ValueError(f"check {c.name if c else '?'!r} returned violations without a message")
+    defaults = {
+        "code": c.name if c else "",
+        "severity": c.severity if c else "error",
+        "run_id": None,
+        "record_key": None,
+        "entry_id": pd.NA,
+        "message": "",
+    }
+    for column, default in defaults.items():
+        if column not in frame.columns:
+            frame[column] = [default] * n
+    frame = frame[list(VIOLATION_COLUMNS)].astype({"code": object, "severity": object})
+    bad = set(frame["severity"]) - set(SEVERITIES)
+    if bad:
+        raise ValueError(f"check {c.name if c else '?'!r} returned unknown severities {bad}")
+    frame["entry_id"] = pd.array(frame["entry_id"], dtype="Int64")
+    for column in ("run_id", "record_key", "message"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame.reset_index(drop=True)
+
+
+def _v(code: str, run_id: Any, key: Any, entry_id: Any, message: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "severity": CODES[code][0],
+        "run_id": run_id,
+        "record_key": key,
+        "entry_id": entry_id,
+        "message": message,
+    }
+
+
+class _Steps:
+    """Step names and kinds of the checked runs."""
+
+    def __init__(self, store: LineageStore, run_ids: list[str]) -> None:
+        self.by_run: dict[str, list[tuple[int, str, str]]] = {}
+        for run_id, position, name, kind in sql.step_kinds(store.con, sql.runs_param(run_ids)):
+            self.by_run.setdefault(run_id, []).append((position, name, kind))
+
+    def name(self, run_id: str | None, position: int | None) -> str:
+        for p, name, _ in self.by_run.get(run_id or "", []):
+            if p == position:
+                return repr(name)
+        return f"#{position}"
+
+
+def _run_rows(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    wanted = set(run_ids)
+    return [r for r in store.run_rows() if r["run_id"] in wanted]
+
+
+def _finished(store: LineageStore, run_ids: list[str]) -> list[str]:
+    return [r["run_id"] for r in _run_rows(store, run_ids) if r["status"] in _FINISHED]
+
+
+# -------------------------------------------------------------- built-in checks
+
+
+@_builtin("run_status")
+def _run_status(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for row in _run_rows(store, run_ids):
+        if row["status"] == "interrupted":
+            out.append(
+                _v(
+                    "run_interrupted",
+                    row["run_id"],
+                    None,
+                    None,
+                    f"run never finished (stored status {row['status']!r}, writer pid "
+                    f"{row['writer_pid']} on {row['writer_host']}); its chains may be partial",
+                )
+            )
+        elif row["status"] == "failed":
+            out.append(
+                _v(
+                    "run_failed",
+                    row["run_id"],
+                    None,
+                    None,
+                    f"run failed: {row['error'] or 'no error recorded'}",
+                )
+            )
+    return out
+
+
+@_builtin("chains")
+def _chains(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    finished = _finished(store, run_ids)
+    if not finished:
+        return []
+    steps = _Steps(store, finished)
+    return [
+        _v(
+            "incomplete_chain",
+            run_id,
+            key,
+            entry_id,
+            f"ok at step {steps.name(run_id, position)} but never reached the next step",
+        )
+        for run_id, key, entry_id, position in sql.unfinished_entries(
+            store.con, sql.runs_param(finished)
+        )
+    ]
+
+
+@_builtin("missing_parents")
+def _missing_parents(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    steps = _Steps(store, run_ids)
+    return [
+        _v(
+            "missing_parent",
+            run_id,
+            key,
+            entry_id,
+            f"entry at step {steps.name(run_id, position)} has no parent link",
+        )
+        for run_id, key, entry_id, position in sql.entries_without_parent(
+            store.con, sql.runs_param(run_ids)
+        )
+    ]
+
+
+@_builtin("links")
+def _links(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    runs_json = sql.runs_param(run_ids)
+    steps = _Steps(store, run_ids)
+    out = []
+    for row in sql.suspicious_links(store.con, runs_json):
+        r = dict(zip(sql.LINK_COLUMNS, row, strict=True))
+        child, parent, run_id, key = r["child_id"], r["parent_id"], r["run_id"], r["record_key"]
+        if not r["parent_exists"]:
+            out.append(
+                _v(
+                    "orphan_parent",
+                    run_id,
+                    key,
+                    child,
+                    f"entry {child} links to parent {parent}, which does not exist",
+                )
+            )
+            continue
+        if r["parent_run_id"] != run_id:
+            out.append(
+                _v(
+                    "cross_run_parent",
+                    run_id,
+                    key,
+                    child,
+                    f"entry {child} links to parent {parent} of run {r['parent_run_id']}",
+                )
+            )
+            continue  # positions, times and keys of another run mean nothing here
+        here = steps.name(run_id, r["position"])
+        there = steps.name(run_id, r["parent_position"])
+        order = []
+        if r["parent_position"] >= r["position"]:
+            order.append(f"parent {parent} is at step {there}, not before its child's step {here}")
+        if r["parent_created_at"] > r["created_at"]:
+            order.append(
+                f"parent {parent} was created at {r['parent_created_at']}, after its child "
+                f"({r['created_at']})"
+            )
+        if order:
+            out.append(_v("step_order", run_id, key, child, "; ".join(order)))
+        elif r["position"] > r["parent_position"] + 1:
+            out.append(
+                _v(
+                    "chain_gap",
+                    run_id,
+                    key,
+                    child,
+                    f"entry {child} at step {here} links to parent {parent} at step {there}: "
+                    "a step in between was skipped",
+                )
+            )
+        if key != r["parent_key"] and (r["kind"] or "map") == "map":
+            out.append(
+                _v(
+                    "key_changed",
+                    run_id,
+                    key,
+                    child,
+                    f"key {r['parent_key']!r} of parent {parent} became {key!r} at map step {here}",
+                )
+            )
+    for child, parent, parent_run, parent_key in sql.links_from_missing_children(
+        store.con, runs_json
+    ):
+        out.append(
+            _v(
+                "orphan_parent",
+                parent_run,
+                parent_key,
+                parent,
+                f"a link from entry {child}, which does not exist, to parent {parent}",
+            )
+        )
+    return out
+
+
+@_builtin("cycles")
+def _cycles(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    return [
+        _v(
+            "cycle",
+            run_id,
+            key,
+            child,
+            f"entry {child} is its own parent"
+            if child == parent
+            else f"link {child} -> parent {parent} closes a cycle (the entry is its own ancestor)",
+        )
+        for child, parent, run_id, key in sql.cycle_links(store.con, sql.runs_param(run_ids))
+    ]
+
+
+@_builtin("duplicates")
+def _duplicates(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    steps = _Steps(store, run_ids)
+    out = []
+    groups: dict[tuple, list[int]] = {}
+    for run_id, key, position, entry_id, _status, reason in sql.repeated_keys(
+        store.con, sql.runs_param(run_ids)
+    ):
+        if reason == "duplicate_key":
+            continue  # the pipeline correctly refused a duplicate input record
+        groups.setdefault((run_id, key, position), []).append(entry_id)
+    for (run_id, key, position), entries in groups.items():
+        for entry_id in entries[1:]:
+            out.append(
+                _v(
+                    "duplicate_processing",
+                    run_id,
+                    key,
+                    entry_id,
+                    f"key {key!r} processed again at step {steps.name(run_id, position)} "
+                    f"(first as entry {entries[0]})",
+                )
+            )
+    return out
+
+
+@_builtin("values")
+def _values(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    from .pipeline import value_hash
+
+    out = []
+    for run_id, key, entry_id, _position, has_value, stored, actual in sql.value_problems(
+        store.con, sql.runs_param(run_ids), value_hash
+    ):
+        if not has_value:
+            out.append(_v("missing_value", run_id, key, entry_id, "entry has no stored value"))
+        else:
+            out.append(
+                _v(
+                    "hash_mismatch",
+                    run_id,
+                    key,
+                    entry_id,
+                    f"stored value hashes to {actual}, the entry records {stored}",
+                )
+            )
+    for (entry_id,) in sql.values_without_entry(store.con):
+        out.append(
+            _v(
+                "orphan_value",
+                None,
+                None,
+                entry_id,
+                f"a value is stored for entry {entry_id}, which does not exist",
+            )
+        )
+    return out
+
+
+@_builtin("counts")
+def _counts(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    finished = _run_rows(store, _finished(store, run_ids))
+    if not finished:
+        return []
+    ids = [r["run_id"] for r in finished]
+    steps = _Steps(store, ids)
+    tallies: dict[str, dict[str, int]] = {
+        rid: {"first": 0, "rejected": 0, "failed": 0, "published": 0} for rid in ids
+    }
+    last = {rid: max((p for p, _, _ in steps.by_run.get(rid, [])), default=-1) for rid in ids}
+    for run_id, position, status, n in sql.entry_counts(store.con, sql.runs_param(ids)):
+        t = tallies[run_id]
+        if position == 0:
+            t["first"] += n
+        if status in ("rejected", "failed"):
+            t[status] += n
+        elif position == last[run_id]:
+            t["published"] += n
+    out = []
+    for row in finished:
+        rid, t = row["run_id"], tallies[row["run_id"]]
+        kinds = [k for _, _, k in steps.by_run.get(rid, [])]
+        problems = []
+        total = row["n_published"] + row["n_rejected"] + row["n_failed"]
+        if row["n_input"] != total:
+            problems.append(
+                f"n_input {row['n_input']} != published {row['n_published']} + rejected "
+                f"{row['n_rejected']} + failed {row['n_failed']} ({total})"
+            )
+        if kinds and kinds[0] == "map" and t["first"] != row["n_input"]:
+            problems.append(f"n_input {row['n_input']} but {t['first']} entries at the first step")
+        if kinds and all(k == "map" for k in kinds):
+            for column, tally, what in (
+                ("n_published", "published", "ok entries at the last step"),
+                ("n_rejected", "rejected", "rejected entries"),
+                ("n_failed", "failed", "failed entries"),
+            ):
+                if row[column] != t[tally]:
+                    problems.append(f"{column} {row[column]} but {t[tally]} {what}")
+        if problems:
+            out.append(_v("counts_mismatch", rid, None, None, "; ".join(problems)))
+    return out
+
+
+def _expected_steps(
+    store: LineageStore, run_ids: list[str], expected: list[str]
+) -> list[dict[str, Any]]:
+    steps = _Steps(store, run_ids)
+    out = []
+    for rid in run_ids:
+        names = [name for _, name, _ in steps.by_run.get(rid, [])]
+        if names != expected:
+            missing = [n for n in expected if n not in names]
+            extra = [n for n in names if n not in expected]
+            detail = []
+            if missing:
+                detail.append(f"missing {', '.join(missing)}")
+            if extra:
+                detail.append(f"unexpected {', '.join(extra)}")
+            if not detail:
+                detail.append("in another order")
+            out.append(
+                _v(
+                    "unexpected_steps",
+                    rid,
+                    None,
+                    None,
+                    f"steps are {' -> '.join(names) or '(none)'}, expected "
+                    f"{' -> '.join(expected)} ({'; '.join(detail)})",
+                )
+            )
+    return out
+
+
+__all__ = [
+    "CODES",
+    "VIOLATION_COLUMNS",
+    "CheckReport",
+    "check",
+    "register_check",
+    "registered_checks",
+    "unregister_check",
+]

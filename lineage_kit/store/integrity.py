@@ -1,0 +1,290 @@
+"""Set-based SQL for the integrity checks of :mod:`lineage_kit.checks`.
+
+Every function reads only, takes the runs to check as a JSON array (bound to one
+parameter and expanded with ``json_each``), and returns plain rows; turning rows
+into violations with codes and messages is the job of :mod:`lineage_kit.checks`.
+None of them runs a query per record: each is one statement over indexes
+(``lineage_run``, ``lineage_key``, ``parents_parent`` and the primary keys), so a
+run of a million records is checked in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+_RUNS = "SELECT value FROM json_each(?)"
+
+
+def runs_param(run_ids: Iterable[str]) -> str:
+    """The JSON array of run ids bound to the ``json_each(?)`` of every query below."""
+    return json.dumps(list(run_ids))
+
+
+# ------------------------------------------------------------------------- steps
+
+
+def step_kinds(con: sqlite3.Connection, runs_json: str) -> list[tuple[str, int, str, str]]:
+    """``(run_id, position, name, kind)`` of every step of the runs, in order."""
+    return con.execute(
+        f"SELECT run_id, position, name, kind FROM steps WHERE run_id IN ({_RUNS}) "
+        "ORDER BY run_id, position",
+        (runs_json,),
+    ).fetchall()
+
+
+# ---------------------------------------------------------------------- values
+
+
+def values_without_entry(con: sqlite3.Connection) -> list[tuple[int]]:
+    """``(entry_id,)`` of ``records`` rows whose lineage entry does not exist.
+
+    Such a value belongs to no run, so the whole store is searched.
+    """
+    return con.execute(
+        """
+        SELECT r.entry_id FROM records r
+        WHERE NOT EXISTS (SELECT 1 FROM lineage l WHERE l.entry_id = r.entry_id)
+        ORDER BY r.entry_id
+        """
+    ).fetchall()
+
+
+def value_problems(
+    con: sqlite3.Connection, runs_json: str, value_hash: Callable[[str], str]
+) -> list[tuple]:
+    """Entries of the runs whose value is missing or does not match its hash.
+
+    Returns ``(run_id, record_key, entry_id, position, has_value, stored_hash,
+    actual_hash)``. ``value_hash`` is registered as the SQL function
+    ``lk_value_hash`` on the connection (deterministic and read-only: nothing is
+    written), so the hashing runs inside the one scan and only problems reach Python.
+    """
+    con.create_function("lk_value_hash", 1, value_hash, deterministic=True)
+    return con.execute(
+        f"""
+        SELECT run_id, record_key, entry_id, position, has_value, value_hash, actual FROM (
+            SELECT l.run_id, l.record_key, l.entry_id, l.position, l.value_hash,
+                   r.entry_id IS NOT NULL AS has_value,
+                   CASE WHEN r.entry_id IS NOT NULL THEN lk_value_hash(r.value) END AS actual
+            FROM lineage l LEFT JOIN records r ON r.entry_id = l.entry_id
+            WHERE l.run_id IN ({_RUNS})
+        )
+        WHERE NOT has_value OR value_hash IS NOT actual
+        ORDER BY entry_id
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+# ----------------------------------------------------------------------- links
+
+#: Columns of :func:`suspicious_links`.
+LINK_COLUMNS = (
+    "child_id",
+    "parent_id",
+    "run_id",
+    "record_key",
+    "position",
+    "created_at",
+    "kind",
+    "parent_exists",
+    "parent_run_id",
+    "parent_key",
+    "parent_position",
+    "parent_created_at",
+)
+
+
+def suspicious_links(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
+    """Parent links of the runs' entries that break any rule of a chain.
+
+    One pass over the links of the runs' entries, returning (columns
+    :data:`LINK_COLUMNS`) every link whose parent is missing, in another run, at the
+    same or a later step, created after the child, more than one step before the
+    child, or carrying another key although the child's step is a ``map`` step.
+    Self-links (``child_id = parent_id``) are left to :func:`cycle_links`.
+    """
+    return con.execute(
+        f"""
+        SELECT p.child_id, p.parent_id, c.run_id, c.record_key, c.position, c.created_at,
+               s.kind, pa.entry_id IS NOT NULL, pa.run_id, pa.record_key, pa.position,
+               pa.created_at
+        FROM lineage c
+        JOIN parents p ON p.child_id = c.entry_id
+        LEFT JOIN lineage pa ON pa.entry_id = p.parent_id
+        LEFT JOIN steps s ON s.run_id = c.run_id AND s.position = c.position
+        WHERE c.run_id IN ({_RUNS})
+          AND p.parent_id <> p.child_id
+          AND (pa.entry_id IS NULL
+               OR pa.run_id <> c.run_id
+               OR pa.position >= c.position
+               OR c.position > pa.position + 1
+               OR pa.created_at > c.created_at
+               OR (c.record_key IS NOT pa.record_key AND coalesce(s.kind, 'map') = 'map'))
+        ORDER BY p.child_id, p.parent_id
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+def links_from_missing_children(
+    con: sqlite3.Connection, runs_json: str
+) -> list[tuple[int, int, str | None, str | None]]:
+    """``(child_id, parent_id, parent_run_id, parent_key)`` of links whose child is gone.
+
+    Only links whose parent is in one of the runs, or whose parent is gone too
+    (such a link belongs to no run), are returned.
+    """
+    return con.execute(
+        f"""
+        SELECT p.child_id, p.parent_id, pa.run_id, pa.record_key
+        FROM parents p
+        LEFT JOIN lineage pa ON pa.entry_id = p.parent_id
+        WHERE NOT EXISTS (SELECT 1 FROM lineage c WHERE c.entry_id = p.child_id)
+          AND (pa.entry_id IS NULL OR pa.run_id IN ({_RUNS}))
+        ORDER BY p.child_id, p.parent_id
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+def entries_without_parent(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
+    """``(run_id, record_key, entry_id, position)`` of entries after the first step
+    that have no parent link at all (their chain starts in the middle)."""
+    return con.execute(
+        f"""
+        SELECT l.run_id, l.record_key, l.entry_id, l.position
+        FROM lineage l
+        WHERE l.run_id IN ({_RUNS}) AND l.position > 0
+          AND NOT EXISTS (SELECT 1 FROM parents p WHERE p.child_id = l.entry_id)
+        ORDER BY l.entry_id
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+def cycle_links(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
+    """``(child_id, parent_id, run_id, record_key)`` of links that lie on a cycle.
+
+    The pipeline always gives a child a larger entry id than its parents, so every
+    cycle contains at least one link with ``parent_id >= child_id``. Only those
+    candidate links are followed upwards (a recursive CTE whose ``UNION`` stops at
+    nodes already seen); a candidate closes a cycle when its child is among its
+    parent's ancestors.
+    """
+    return con.execute(
+        f"""
+        WITH RECURSIVE
+        candidate(child_id, parent_id) AS (
+            SELECT p.child_id, p.parent_id FROM parents p
+            WHERE p.parent_id >= p.child_id
+        ),
+        up(child_id, parent_id, node) AS (
+            SELECT child_id, parent_id, parent_id FROM candidate
+            UNION
+            SELECT u.child_id, u.parent_id, p.parent_id
+            FROM up u JOIN parents p ON p.child_id = u.node
+            WHERE u.node <> u.child_id
+        )
+        SELECT u.child_id, u.parent_id, c.run_id, c.record_key
+        FROM up u LEFT JOIN lineage c ON c.entry_id = u.child_id
+        WHERE u.node = u.child_id AND (c.entry_id IS NULL OR c.run_id IN ({_RUNS}))
+        ORDER BY u.child_id, u.parent_id
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+# ---------------------------------------------------------------------- chains
+
+
+def unfinished_entries(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
+    """``(run_id, record_key, entry_id, position)`` of ``ok`` entries before their
+    run's last step that have no child entry (the chain stops half-way)."""
+    return con.execute(
+        f"""
+        WITH last(run_id, position) AS (
+            SELECT run_id, max(position) FROM steps
+            WHERE run_id IN ({_RUNS}) GROUP BY run_id
+        )
+        SELECT l.run_id, l.record_key, l.entry_id, l.position
+        FROM last JOIN lineage l ON l.run_id = last.run_id
+        WHERE l.position < last.position AND l.status = 'ok'
+          AND NOT EXISTS (SELECT 1 FROM parents p WHERE p.parent_id = l.entry_id)
+        ORDER BY l.entry_id
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
+    """Entries of every (run, key, step) that occurs more than once.
+
+    Returns ``(run_id, record_key, position, entry_id, status, reason)`` ordered by
+    run, key, step and entry id. Entries without a key are not included. The groups
+    are found on the covering ``lineage_key`` index; only their entries are read.
+    """
+    return con.execute(
+        f"""
+        WITH repeated(record_key, run_id, position) AS (
+            SELECT record_key, run_id, position FROM lineage INDEXED BY lineage_key
+            WHERE record_key IS NOT NULL AND run_id IN ({_RUNS})
+            GROUP BY record_key, run_id, position
+            HAVING count(*) > 1
+        )
+        SELECT l.run_id, l.record_key, l.position, l.entry_id, l.status, l.reason
+        FROM repeated g
+        JOIN lineage l INDEXED BY lineage_key
+          ON l.record_key = g.record_key AND l.run_id = g.run_id AND l.position = g.position
+        ORDER BY l.run_id, l.record_key, l.position, l.entry_id
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+# ------------------------------------------------------------------------ runs
+
+
+def entry_counts(con: sqlite3.Connection, runs_json: str) -> list[tuple[str, int, str, int]]:
+    """``(run_id, position, status, entries)`` for the runs, from the covering
+    ``lineage_run`` index."""
+    return con.execute(
+        f"""
+        SELECT run_id, position, status, count(*) FROM lineage
+        WHERE run_id IN ({_RUNS})
+        GROUP BY run_id, position, status
+        ORDER BY run_id, position, status
+        """,
+        (runs_json,),
+    ).fetchall()
+
+
+def all_run_ids(con: sqlite3.Connection) -> list[str]:
+    """Every run id in the store, newest first."""
+    return [
+        row[0]
+        for row in con.execute("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC")
+    ]
+
+
+@contextmanager
+def snapshot(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run several reads against one consistent snapshot of the store.
+
+    A deferred read transaction (WAL readers never block the writer): every check
+    sees the same committed chunks even while a pipeline keeps writing. Nothing is
+    written; the transaction is rolled back. Inside an open transaction it does
+    nothing.
+    """
+    if con.in_transaction:
+        yield con
+        return
+    con.execute("BEGIN")
+    try:
+        yield con
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")

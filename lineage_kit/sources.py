@@ -232,6 +232,19 @@ def _decode_error(path: Path, data: bytes, exc: UnicodeDecodeError) -> InputErro
     return InputError(f"invalid UTF-8 ({exc.reason})", path=str(path), line=line, column=column)
 
 
+def _locate_invalid_utf8(path: Path) -> InputError:
+    fh, _ = _open_binary(path)
+    try:
+        data = _read_all(fh, path)
+    finally:
+        fh.close()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _decode_error(path, data, exc)
+    return InputError("invalid UTF-8", path=str(path))  # pragma: no cover - decoded above
+
+
 def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
     fh, hashing = _open_binary(path)
     try:
@@ -351,10 +364,10 @@ def _read_csv(path: Path, source: Source) -> Iterator[Any]:
                     )
                     continue
                 yield dict(zip(header, row, strict=True))
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"invalid UTF-8 ({exc.reason})", path=str(path), line=reader.line_num + 1
-            ) from None
+        except UnicodeDecodeError:
+            # The text layer decodes ahead in blocks, so the csv line number can be far
+            # too early: find the bad byte in the file itself.
+            raise _locate_invalid_utf8(path) from None
         except csv.Error as exc:
             raise InputError(
                 f"malformed CSV: {exc}", path=str(path), line=reader.line_num

@@ -83,6 +83,26 @@ def identify(path: Path) -> str:
     )
 
 
+def _read_only_version(path: Path) -> int:
+    """The schema version, read without any chance of writing.
+
+    Closing the last read-write connection checkpoints the WAL into the file, so a
+    store from a newer lineage_kit (whose version may sit in an unfinished WAL) is
+    inspected read-only, and refused before it is opened for writing.
+    """
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            return con.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        # Read-only WAL access can be impossible (no -shm, read-only directory):
+        # fall back on the header's copy of the version.
+        return struct.unpack(">I", _read_header(path)[60:64])[0]
+
+
 def _configure(con: sqlite3.Connection) -> None:
     con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     con.execute("PRAGMA foreign_keys = ON")
@@ -181,17 +201,18 @@ def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Co
     if kind == "missing" and not path.parent.exists():
         raise StoreNotFound(f"cannot create {path}: directory {path.parent} does not exist")
 
+    if kind == "ours":
+        version = _read_only_version(path)
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{path} has schema version {version}, newer than this lineage_kit "
+                f"understands ({SCHEMA_VERSION}); upgrade lineage_kit. The file was left "
+                "unchanged."
+            )
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if kind == "ours":
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{path} has schema version {version}, newer than this lineage_kit "
-                    f"understands ({SCHEMA_VERSION}); upgrade lineage_kit. The file was left "
-                    "unchanged."
-                )
             _configure(con)
             _enable_wal(con)
             if version < SCHEMA_VERSION:

@@ -687,6 +687,30 @@ def test_nasty_records_through_json_and_jsonl_files(tmp_path):
         _assert_every_record_accounted_for(result, _reload(path, fmt))
 
 
+def test_nasty_strings_as_csv_field_names_and_values(tmp_path):
+    encodable = [t for t in NASTY_STRINGS if not any("\ud800" <= c <= "\udfff" for c in t)]
+    fields, seen = [], {"key"}
+    for name in encodable:  # one field per normalized name, so no field_collision
+        if name.strip().lower() not in seen:
+            seen.add(name.strip().lower())
+            fields.append(name)
+    header = ["key", *fields]
+    records = [
+        {"key": key, **{f: encodable[(i + j) % len(encodable)] for j, f in enumerate(fields)}}
+        for i, key in enumerate(encodable)
+    ]
+    path = tmp_path / "nasty.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows([[r[h] for h in header] for r in records])
+    result = lk.run_pipeline(path, db=tmp_path / "csv.db", progress=False)
+    _assert_every_record_accounted_for(result, records)
+    # Rejected: three blank keys ("", " " and "\u2028\u2029", which is Unicode
+    # whitespace) and the two keys holding a NUL.
+    assert (result.n_published, result.n_rejected) == (len(records) - 5, 5)
+
+
 def _has_nan(value) -> bool:
     try:
         json.dumps(value)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b as _blake2b
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -135,8 +136,12 @@ def register_check(
     >>> @lk.register_check("no_test_keys", severity="warning",
     ...                    description="a key starting with 'test-' reached the store")
     ... def no_test_keys(store, run_ids):
-    ...     frame = store.con.execute("SELECT 1").fetchall()  # your query here
-    ...     return []
+    ...     rows = store.con.execute(
+    ...         "SELECT run_id, record_key, entry_id FROM lineage "
+    ...         "WHERE record_key LIKE 'test-%' AND run_id IN (SELECT value FROM json_each(?))",
+    ...         (json.dumps(run_ids),))
+    ...     return [{"run_id": r, "record_key": k, "entry_id": e, "message": "test key"}
+    ...             for r, k, e in rows]
     >>> lk.unregister_check("no_test_keys")
     """
     if not isinstance(name, str) or not name:
@@ -207,12 +212,17 @@ class CheckReport:
     checks : list of str
         The checks that ran.
     elapsed_seconds : float
+    descriptions : dict of str to str
+        The one-line explanation of every code (built-in and of the checks that ran).
     """
 
     violations: pd.DataFrame
     run_ids: list[str]
     checks: list[str] = field(default_factory=list)
     elapsed_seconds: float = 0.0
+    descriptions: dict[str, str] = field(
+        default_factory=lambda: {code: text for code, (_, text) in CODES.items()}
+    )
 
     @property
     def ok(self) -> bool:
@@ -246,7 +256,7 @@ class CheckReport:
             else pd.DataFrame({"code": [], "severity": [], "count": []})
         )
         frame["count"] = frame["count"].astype("int64")
-        frame["description"] = [_describe(code) for code in frame["code"]]
+        frame["description"] = [self.descriptions.get(code, "") for code in frame["code"]]
         frame["_rank"] = frame["severity"].map({"error": 0, "warning": 1})
         frame = frame.sort_values(["_rank", "count", "code"], ascending=[True, False, True])
         return frame.drop(columns="_rank").reset_index(drop=True)
@@ -332,13 +342,6 @@ class CheckReport:
             if len(self.violations) > limit:
                 parts.append(f"<p>... and {len(self.violations) - limit} more</p>")
         return "<div class='lineage-kit-check'>" + "".join(parts) + "</div>"
-
-
-def _describe(code: str) -> str:
-    if code in CODES:
-        return CODES[code][1]
-    check = _REGISTRY.get(code)
-    return check.description if check else ""
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -428,6 +431,10 @@ def check(
         run_ids=list(run_ids),
         checks=[c.name for c in checks],
         elapsed_seconds=time.perf_counter() - started,
+        descriptions={
+            **{c.name: c.description for c in checks if c.description},
+            **{code: text for code, (_, text) in CODES.items()},
+        },
     )
 
 
@@ -489,6 +496,15 @@ def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def value_hash_bytes(data: bytes) -> str:
+    """:func:`lineage_kit.pipeline.value_hash` of a value given as its UTF-8 bytes.
+
+    SQLite stores text as UTF-8, so hashing the stored bytes gives the recorded hash
+    without decoding every value into a Python string first.
+    """
+    return _blake2b(data, digest_size=16).hexdigest()
+
+
 def _v(code: str, run_id: Any, key: Any, entry_id: Any, message: str) -> dict[str, Any]:
     return {
         "code": code,
@@ -507,6 +523,12 @@ class _Steps:
         self.by_run: dict[str, list[tuple[int, str, str]]] = {}
         for run_id, position, name, kind in sql.step_kinds(store.con, sql.runs_param(run_ids)):
             self.by_run.setdefault(run_id, []).append((position, name, kind))
+
+    def kind(self, run_id: str | None, position: int | None) -> str:
+        for p, _, kind in self.by_run.get(run_id or "", []):
+            if p == position:
+                return kind
+        return "map"
 
     def name(self, run_id: str | None, position: int | None) -> str:
         for p, name, _ in self.by_run.get(run_id or "", []):
@@ -538,8 +560,9 @@ def _run_status(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]
                     row["run_id"],
                     None,
                     None,
-                    f"run never finished (stored status {row['status']!r}, writer pid "
-                    f"{row['writer_pid']} on {row['writer_host']}); its chains may be partial",
+                    f"run never finished ({row['error'] or 'its writer process is gone'}; "
+                    f"writer pid {row['writer_pid']} on {row['writer_host']}); its chains "
+                    "may be partial",
                 )
             )
         elif row["status"] == "failed":
@@ -645,7 +668,7 @@ def _links(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
                     "a step in between was skipped",
                 )
             )
-        if key != r["parent_key"] and (r["kind"] or "map") == "map":
+        if key != r["parent_key"] and steps.kind(run_id, r["position"]) == "map":
             out.append(
                 _v(
                     "key_changed",
@@ -714,11 +737,9 @@ def _duplicates(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]
 
 @_builtin("values")
 def _values(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    from .pipeline import value_hash
-
     out = []
     for run_id, key, entry_id, _position, has_value, stored, actual in sql.value_problems(
-        store.con, sql.runs_param(run_ids), value_hash
+        store.con, sql.runs_param(run_ids), value_hash_bytes
     ):
         if not has_value:
             out.append(_v("missing_value", run_id, key, entry_id, "entry has no stored value"))

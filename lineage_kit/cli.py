@@ -163,6 +163,64 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: Text
         )
 
 
+# -------------------------------------------------------------------------- check
+
+
+def _add_check(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="check the integrity of lineage chains",
+        description=(
+            "Run the integrity checks on a run and print a summary table. Exit code 0 "
+            "when no error-severity violation is found (warnings allowed), 1 otherwise."
+        ),
+    )
+    _add_db(p)
+    _add_run_choice(p, allow_all=True)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--expected-steps",
+        metavar="A,B,C",
+        help="comma-separated step names every checked run must have, in order",
+    )
+    p.add_argument(
+        "--limit", type=int, default=20, help="violations listed in the table (default: 20)"
+    )
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from .store import connect
+
+    if args.limit < 0:
+        raise _UsageError("--limit must be 0 or more")
+    expected = None
+    if args.expected_steps is not None:
+        expected = [s.strip() for s in args.expected_steps.split(",") if s.strip()]
+        if not expected:
+            raise _UsageError("--expected-steps needs at least one step name")
+    with connect(args.db) as store:
+        report = store.check(args.run, expected_steps=expected)
+    if args.json:
+        v = report.violations.astype(object).where(report.violations.notna(), None)
+        payload = {
+            "ok": report.ok,
+            "runs": report.run_ids,
+            "errors": report.n_errors,
+            "warnings": report.n_warnings,
+            "summary": {
+                row.code: {"severity": row.severity, "count": int(row.count)}
+                for row in report.summary().itertuples(index=False)
+            },
+            "violations": v.to_dict(orient="records"),
+        }
+        json.dump(payload, out, indent=2, default=int)
+        out.write("\n")
+    else:
+        print(report.to_text(limit=args.limit), file=out)
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
 # ------------------------------------------------------------------------- parser
 
 
@@ -179,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_runs):
+    for add in (_add_run, _add_runs, _add_check):
         add(sub)
     return parser
 

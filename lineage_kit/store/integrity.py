@@ -15,11 +15,22 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-_RUNS = "SELECT value FROM json_each(?)"
+_RUNS = "SELECT value FROM json_each(:runs)"
+
+# Scans of every entry of the runs walk the lineage table in entry_id order (a
+# rowid range, filtered by run) rather than through the lineage_run index: entries
+# of a run are (nearly) contiguous, so the table, its values and its links are then
+# read sequentially, which halves the time of the big scans. The unary ``+`` keeps
+# SQLite from choosing the index instead.
+_SPAN = f"""
+    BETWEEN (SELECT min(entry_id) FROM lineage WHERE run_id IN ({_RUNS}))
+        AND (SELECT max(entry_id) FROM lineage WHERE run_id IN ({_RUNS}))
+    AND +{{alias}}.run_id IN ({_RUNS})
+"""
 
 
 def runs_param(run_ids: Iterable[str]) -> str:
-    """The JSON array of run ids bound to the ``json_each(?)`` of every query below."""
+    """The JSON array of run ids bound to the ``json_each(:runs)`` of every query below."""
     return json.dumps(list(run_ids))
 
 
@@ -31,7 +42,7 @@ def step_kinds(con: sqlite3.Connection, runs_json: str) -> list[tuple[str, int, 
     return con.execute(
         f"SELECT run_id, position, name, kind FROM steps WHERE run_id IN ({_RUNS}) "
         "ORDER BY run_id, position",
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -53,29 +64,31 @@ def values_without_entry(con: sqlite3.Connection) -> list[tuple[int]]:
 
 
 def value_problems(
-    con: sqlite3.Connection, runs_json: str, value_hash: Callable[[str], str]
+    con: sqlite3.Connection, runs_json: str, hash_bytes: Callable[[bytes], str]
 ) -> list[tuple]:
     """Entries of the runs whose value is missing or does not match its hash.
 
     Returns ``(run_id, record_key, entry_id, position, has_value, stored_hash,
-    actual_hash)``. ``value_hash`` is registered as the SQL function
-    ``lk_value_hash`` on the connection (deterministic and read-only: nothing is
-    written), so the hashing runs inside the one scan and only problems reach Python.
+    actual_hash)``. ``hash_bytes`` (the value hash of UTF-8 bytes) is registered as
+    the SQL function ``lk_value_hash`` on the connection (deterministic and
+    read-only: nothing is written), so the hashing runs inside the one scan and only
+    problems reach Python; values are passed as bytes to spare a decode per value.
     """
-    con.create_function("lk_value_hash", 1, value_hash, deterministic=True)
+    con.create_function("lk_value_hash", 1, hash_bytes, deterministic=True)
     return con.execute(
         f"""
         SELECT run_id, record_key, entry_id, position, has_value, value_hash, actual FROM (
             SELECT l.run_id, l.record_key, l.entry_id, l.position, l.value_hash,
                    r.entry_id IS NOT NULL AS has_value,
-                   CASE WHEN r.entry_id IS NOT NULL THEN lk_value_hash(r.value) END AS actual
+                   CASE WHEN r.entry_id IS NOT NULL
+                        THEN lk_value_hash(CAST(r.value AS BLOB)) END AS actual
             FROM lineage l LEFT JOIN records r ON r.entry_id = l.entry_id
-            WHERE l.run_id IN ({_RUNS})
+            WHERE l.entry_id {_SPAN.format(alias="l")}
         )
         WHERE NOT has_value OR value_hash IS NOT actual
         ORDER BY entry_id
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -89,7 +102,6 @@ LINK_COLUMNS = (
     "record_key",
     "position",
     "created_at",
-    "kind",
     "parent_exists",
     "parent_run_id",
     "parent_key",
@@ -110,23 +122,24 @@ def suspicious_links(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
     return con.execute(
         f"""
         SELECT p.child_id, p.parent_id, c.run_id, c.record_key, c.position, c.created_at,
-               s.kind, pa.entry_id IS NOT NULL, pa.run_id, pa.record_key, pa.position,
-               pa.created_at
+               pa.entry_id IS NOT NULL, pa.run_id, pa.record_key, pa.position, pa.created_at
         FROM lineage c
         JOIN parents p ON p.child_id = c.entry_id
         LEFT JOIN lineage pa ON pa.entry_id = p.parent_id
-        LEFT JOIN steps s ON s.run_id = c.run_id AND s.position = c.position
-        WHERE c.run_id IN ({_RUNS})
+        WHERE c.entry_id {_SPAN.format(alias="c")}
           AND p.parent_id <> p.child_id
           AND (pa.entry_id IS NULL
                OR pa.run_id <> c.run_id
                OR pa.position >= c.position
                OR c.position > pa.position + 1
                OR pa.created_at > c.created_at
-               OR (c.record_key IS NOT pa.record_key AND coalesce(s.kind, 'map') = 'map'))
+               OR (c.record_key IS NOT pa.record_key
+                   AND NOT EXISTS (SELECT 1 FROM steps s
+                                   WHERE s.run_id = c.run_id AND s.position = c.position
+                                     AND s.kind IN ('merge', 'split'))))
         ORDER BY p.child_id, p.parent_id
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -147,7 +160,7 @@ def links_from_missing_children(
           AND (pa.entry_id IS NULL OR pa.run_id IN ({_RUNS}))
         ORDER BY p.child_id, p.parent_id
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -162,7 +175,7 @@ def entries_without_parent(con: sqlite3.Connection, runs_json: str) -> list[tupl
           AND NOT EXISTS (SELECT 1 FROM parents p WHERE p.child_id = l.entry_id)
         ORDER BY l.entry_id
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -194,7 +207,7 @@ def cycle_links(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
         WHERE u.node = u.child_id AND (c.entry_id IS NULL OR c.run_id IN ({_RUNS}))
         ORDER BY u.child_id, u.parent_id
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -216,7 +229,7 @@ def unfinished_entries(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
           AND NOT EXISTS (SELECT 1 FROM parents p WHERE p.parent_id = l.entry_id)
         ORDER BY l.entry_id
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -241,7 +254,7 @@ def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
           ON l.record_key = g.record_key AND l.run_id = g.run_id AND l.position = g.position
         ORDER BY l.run_id, l.record_key, l.position, l.entry_id
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 
@@ -258,7 +271,7 @@ def entry_counts(con: sqlite3.Connection, runs_json: str) -> list[tuple[str, int
         GROUP BY run_id, position, status
         ORDER BY run_id, position, status
         """,
-        (runs_json,),
+        {"runs": runs_json},
     ).fetchall()
 
 

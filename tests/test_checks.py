@@ -1,0 +1,558 @@
+"""Integrity checks: every check finds exactly the fault planted with plain SQL.
+
+Each test builds a clean store with the real pipeline, asserts it checks clean,
+corrupts a copy the way a real fault would (raw sqlite3, foreign keys off) and
+asserts that exactly the expected code is reported, at the right record and entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import lineage_kit as lk
+from lineage_kit.checks import CODES, VIOLATION_COLUMNS, value_hash_bytes
+from lineage_kit.pipeline import value_hash
+
+SAMPLE_JSON = Path(__file__).resolve().parent.parent / "data" / "sample_input.json"
+
+KEY = "order-110"  # 4 items in data/sample_input.json, so the split makes order-110#1..#4
+
+
+@lk.step("explode", kind="split", description="one record per item")
+def explode(record: dict) -> list[dict]:
+    return [{**record, "item": i} for i in range(1, int(record["items"]) + 1)]
+
+
+@lk.step("by_region", kind="merge", group_by=lambda key, record: record["region"])
+def by_region(records: list[dict]) -> dict:
+    return {"region": records[0]["region"], "amount": sum(r["amount"] for r in records)}
+
+
+SPLIT_STEPS = [lk.steps.ingest, lk.steps.normalize, explode, lk.steps.publish]
+MERGE_STEPS = [lk.steps.ingest, lk.steps.normalize, by_region, lk.steps.publish]
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _build(path: Path, steps=None, source=SAMPLE_JSON) -> Path:
+    lk.run_pipeline(source, db=path, steps=steps, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean_default(tmp_path_factory) -> Path:
+    return _build(tmp_path_factory.mktemp("default") / "clean.db")
+
+
+@pytest.fixture(scope="module")
+def clean_split(tmp_path_factory) -> Path:
+    return _build(tmp_path_factory.mktemp("split") / "clean.db", steps=SPLIT_STEPS)
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "corrupt.db"
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def _corrupt(path: Path, *statements: tuple) -> None:
+    """Apply raw SQL to a store, as a buggy writer or a hand edit would."""
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA foreign_keys = OFF")
+    for sql, *params in statements:
+        con.execute(sql, params)
+    con.commit()
+    con.close()
+
+
+def _entry(path: Path, key: str, step: str) -> int:
+    """The entry id of ``key`` at the step named ``step`` in the latest run."""
+    con = sqlite3.connect(path)
+    try:
+        rows = con.execute(
+            """
+            SELECT l.entry_id FROM lineage l
+            JOIN steps s ON s.run_id = l.run_id AND s.position = l.position
+            WHERE l.record_key = ? AND s.name = ?
+              AND l.run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)
+            """,
+            (key, step),
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 1, rows
+    return rows[0][0]
+
+
+def _check(path: Path, **kwargs) -> lk.CheckReport:
+    with lk.connect(path) as store:
+        return store.check(**kwargs)
+
+
+def _only(report: lk.CheckReport, code: str) -> pd.Series:
+    """Assert the report holds exactly one violation, of ``code``; return it."""
+    v = report.violations
+    assert list(v["code"]) == [code], v.to_string()
+    return v.iloc[0]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _delete_entry(entry_id: int) -> list[tuple]:
+    return [
+        ("DELETE FROM parents WHERE child_id = ? OR parent_id = ?", entry_id, entry_id),
+        ("DELETE FROM records WHERE entry_id = ?", entry_id),
+        ("DELETE FROM lineage WHERE entry_id = ?", entry_id),
+    ]
+
+
+# --------------------------------------------------------------- clean stores
+
+
+def test_sample_store_checks_clean(sample_store):
+    report = sample_store.check()
+    assert report.ok
+    assert report.violations.empty
+    assert list(report.violations.columns) == list(VIOLATION_COLUMNS)
+    assert report.summary().empty
+
+
+def test_messy_store_checks_clean(messy_store):
+    # 8 records are rejected (bad keys, duplicates, field collisions): outcomes, not faults.
+    run = messy_store.run_rows()[0]
+    assert run["n_rejected"] == 8
+    report = messy_store.check()
+    assert report.violations.empty, report.violations.to_string()
+
+
+def test_split_and_merge_pipelines_check_clean(clean_split, tmp_path):
+    # Split children and merge outputs change keys legitimately.
+    assert _check(clean_split).violations.empty
+    merged = _build(tmp_path / "merge.db", steps=MERGE_STEPS)
+    report = _check(merged)
+    assert report.violations.empty, report.violations.to_string()
+
+
+def test_value_hash_bytes_matches_the_pipeline_hash():
+    for text in ['{"a":1}', '{"name":"Zoë 日本"}', "[]", '"\\ud800"']:
+        assert value_hash_bytes(text.encode("utf-8")) == value_hash(text)
+
+
+# ---------------------------------------------------------- one test per code
+
+
+def test_incomplete_chain(clean_split, tmp_path):
+    db = _copy(clean_split, tmp_path)
+    child = _entry(db, f"{KEY}#2", "explode")
+    _corrupt(db, *_delete_entry(_entry(db, f"{KEY}#2", "publish")))
+    v = _only(_check(db), "incomplete_chain")
+    assert (v.record_key, v.entry_id) == (f"{KEY}#2", child)
+    assert "'explode'" in v.message
+
+
+def test_incomplete_chain_in_a_map_only_run_also_breaks_its_counts(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    normalized = _entry(db, KEY, "normalize")
+    _corrupt(db, *_delete_entry(_entry(db, KEY, "publish")))
+    v = _check(db).violations
+    assert sorted(v["code"]) == ["counts_mismatch", "incomplete_chain"]
+    row = v[v["code"] == "incomplete_chain"].iloc[0]
+    assert (row.record_key, row.entry_id) == (KEY, normalized)
+
+
+def test_chain_gap(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    ingest, publish = _entry(db, KEY, "ingest"), _entry(db, KEY, "publish")
+    _corrupt(
+        db,
+        *_delete_entry(_entry(db, KEY, "normalize")),
+        ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", publish, ingest),
+    )
+    v = _only(_check(db), "chain_gap")
+    assert (v.record_key, v.entry_id) == (KEY, publish)
+
+
+def test_missing_parent(clean_split, tmp_path):
+    db = _copy(clean_split, tmp_path)
+    publish = _entry(db, f"{KEY}#2", "publish")
+    # The split child is lost; order-110 still continues through #1, #3, #4.
+    _corrupt(db, *_delete_entry(_entry(db, f"{KEY}#2", "explode")))
+    v = _only(_check(db), "missing_parent")
+    assert (v.record_key, v.entry_id) == (f"{KEY}#2", publish)
+
+
+def test_a_lost_link_shows_at_both_ends(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    normalized, publish = _entry(db, KEY, "normalize"), _entry(db, KEY, "publish")
+    _corrupt(db, ("DELETE FROM parents WHERE child_id = ?", publish))
+    v = _check(db).violations.set_index("code")
+    assert sorted(v.index) == ["incomplete_chain", "missing_parent"]
+    assert v.loc["incomplete_chain", "entry_id"] == normalized
+    assert v.loc["missing_parent", "entry_id"] == publish
+
+
+def test_orphan_parent(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    publish = _entry(db, KEY, "publish")
+    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", publish, 999_999))
+    v = _only(_check(db), "orphan_parent")
+    assert (v.record_key, v.entry_id) == (KEY, publish)
+    assert "999999" in v.message
+
+
+def test_orphan_parent_from_a_missing_child(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    normalized = _entry(db, KEY, "normalize")
+    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", 999_999, normalized))
+    v = _only(_check(db), "orphan_parent")
+    assert (v.record_key, v.entry_id) == (KEY, normalized)
+
+
+def test_cross_run_parent(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    old_ingest = _entry(db, KEY, "ingest")
+    _build(db)  # a second, clean run
+    assert _check(db, run="all").violations.empty
+    new_normalize = _entry(db, KEY, "normalize")
+    _corrupt(
+        db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", new_normalize, old_ingest)
+    )
+    report = _check(db)
+    v = _only(report, "cross_run_parent")
+    assert (v.run_id, v.record_key, v.entry_id) == (report.run_ids[0], KEY, new_normalize)
+    assert list(_check(db, run="all").violations["code"]) == ["cross_run_parent"]
+
+
+def test_cycle(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    publish = _entry(db, KEY, "publish")
+    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", publish, publish))
+    v = _only(_check(db), "cycle")
+    assert (v.record_key, v.entry_id) == (KEY, publish)
+
+
+def test_a_longer_cycle_is_found_at_the_link_that_closes_it(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    ingest, publish = _entry(db, KEY, "ingest"), _entry(db, KEY, "publish")
+    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", ingest, publish))
+    v = _check(db).violations
+    cycles = v[v["code"] == "cycle"]
+    assert list(cycles["entry_id"]) == [ingest]
+    # The closing link also runs backwards through the steps.
+    assert set(v["code"]) == {"cycle", "step_order"}
+
+
+def test_step_order_created_after_child(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    normalized, publish = _entry(db, KEY, "normalize"), _entry(db, KEY, "publish")
+    _corrupt(
+        db,
+        (
+            "UPDATE lineage SET created_at = '2999-01-01T00:00:00.000000+00:00' WHERE entry_id = ?",
+            normalized,
+        ),
+    )
+    v = _only(_check(db), "step_order")
+    assert (v.record_key, v.entry_id) == (KEY, publish)
+    assert "created" in v.message
+
+
+def test_step_order_parent_at_a_later_step(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    ingest, normalized = _entry(db, KEY, "ingest"), _entry(db, KEY, "normalize")
+    # The normalize entry claims to be an ingest entry: its parent is now at the same step.
+    _corrupt(db, ("UPDATE lineage SET position = 0 WHERE entry_id = ?", normalized))
+    v = _check(db).violations
+    order = v[v["code"] == "step_order"]
+    assert list(order["entry_id"]) == [normalized]
+    assert str(ingest) in order.iloc[0]["message"]
+
+
+def test_duplicate_processing(clean_split, tmp_path):
+    db = _copy(clean_split, tmp_path)
+    split_child = _entry(db, f"{KEY}#1", "explode")
+    publish = _entry(db, f"{KEY}#1", "publish")
+    con = sqlite3.connect(db)
+    (value,) = con.execute("SELECT value FROM records WHERE entry_id = ?", (publish,)).fetchone()
+    (run_id, position, created) = con.execute(
+        "SELECT run_id, position, created_at FROM lineage WHERE entry_id = ?", (publish,)
+    ).fetchone()
+    con.close()
+    # The same record published a second time (a retried chunk that was not rolled back).
+    _corrupt(
+        db,
+        (
+            "INSERT INTO lineage (entry_id, run_id, position, record_key, status, created_at,"
+            " value_hash) VALUES (900000, ?, ?, ?, 'ok', ?, ?)",
+            run_id,
+            position,
+            f"{KEY}#1",
+            created,
+            value_hash(value),
+        ),
+        ("INSERT INTO records (entry_id, value) VALUES (900000, ?)", value),
+        ("INSERT INTO parents (child_id, parent_id) VALUES (900000, ?)", split_child),
+    )
+    v = _only(_check(db), "duplicate_processing")
+    assert (v.record_key, v.entry_id) == (f"{KEY}#1", 900000)
+    assert str(publish) in v.message
+
+
+def test_rejected_duplicate_keys_are_not_duplicate_processing(db):
+    rows = [{"key": "a", "x": 1}, {"key": "b", "x": 2}, {"key": "a", "x": 3}]
+    result = lk.run_pipeline(rows, db=db, progress=False)
+    assert result.n_rejected == 1
+    assert _check(db).violations.empty
+
+
+def test_key_changed(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    publish = _entry(db, KEY, "publish")
+    _corrupt(db, ("UPDATE lineage SET record_key = 'order-999' WHERE entry_id = ?", publish))
+    v = _only(_check(db), "key_changed")
+    assert (v.record_key, v.entry_id) == ("order-999", publish)
+    assert KEY in v.message
+
+
+def test_missing_value(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    normalized = _entry(db, KEY, "normalize")
+    _corrupt(db, ("DELETE FROM records WHERE entry_id = ?", normalized))
+    v = _only(_check(db), "missing_value")
+    assert (v.record_key, v.entry_id) == (KEY, normalized)
+
+
+def test_orphan_value(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    _corrupt(db, ("INSERT INTO records (entry_id, value) VALUES (?, '{}')", 999_999))
+    v = _only(_check(db), "orphan_value")
+    assert v.entry_id == 999_999
+    assert v.run_id is None and v.record_key is None
+
+
+def test_hash_mismatch(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    normalized = _entry(db, KEY, "normalize")
+    _corrupt(db, ("UPDATE records SET value = '{\"amount\": 0}' WHERE entry_id = ?", normalized))
+    v = _only(_check(db), "hash_mismatch")
+    assert (v.record_key, v.entry_id) == (KEY, normalized)
+
+
+@pytest.mark.parametrize("how", ["stored", "writer_gone"])
+def test_run_interrupted(clean_default, tmp_path, how):
+    db = _copy(clean_default, tmp_path)
+    if how == "stored":
+        _corrupt(db, ("UPDATE runs SET status = 'interrupted'",))
+    else:
+        _corrupt(db, ("UPDATE runs SET status = 'running', writer_pid = ?", _dead_pid()))
+    report = _check(db)
+    v = _only(report, "run_interrupted")
+    assert v.run_id == report.run_ids[0]
+    assert pd.isna(v.entry_id) and v.record_key is None
+    assert not report.ok
+
+
+def test_a_running_run_with_a_live_writer_is_not_a_violation(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    _corrupt(db, ("UPDATE runs SET status = 'running', writer_pid = ?", os.getpid()))
+    assert _check(db).violations.empty
+
+
+def test_run_failed_is_one_warning_not_many_incomplete_chains(db):
+    @lk.step("boom")
+    def boom(record: dict) -> dict:
+        if record["key"] == "order-105":
+            raise RuntimeError("boom")
+        return record
+
+    with pytest.raises(lk.StepError):
+        lk.run_pipeline(
+            SAMPLE_JSON,
+            db=db,
+            steps=[*lk.steps.DEFAULT_STEPS[:2], boom, lk.steps.publish],
+            progress=False,
+            fail_fast=True,
+        )
+    report = _check(db)
+    v = _only(report, "run_failed")
+    assert v.severity == "warning"
+    assert "boom" in v.message
+    assert report.ok  # warnings only
+
+
+def test_run_failed_by_plain_sql(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    _corrupt(db, ("UPDATE runs SET status = 'failed'",))
+    assert _only(_check(db), "run_failed").severity == "warning"
+
+
+def test_counts_mismatch(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    _corrupt(db, ("UPDATE runs SET n_published = n_published - 1",))
+    report = _check(db)
+    v = _only(report, "counts_mismatch")
+    assert v.run_id == report.run_ids[0]
+    assert "n_published 29 but 30" in v.message
+
+
+def test_counts_mismatch_against_entries_only(clean_default, tmp_path):
+    # The stored counts add up, but the entries say otherwise.
+    db = _copy(clean_default, tmp_path)
+    _corrupt(db, ("UPDATE runs SET n_published = 29, n_rejected = 1",))
+    v = _only(_check(db), "counts_mismatch")
+    assert "n_rejected 1 but 0 rejected entries" in v.message
+
+
+def test_expected_steps(clean_default):
+    assert _check(clean_default, expected_steps=["ingest", "normalize", "publish"]).ok
+    report = _check(clean_default, expected_steps=["ingest", "validate", "publish"])
+    v = _only(report, "unexpected_steps")
+    assert "missing validate" in v.message and "unexpected normalize" in v.message
+
+
+def test_every_builtin_code_is_documented():
+    text = (Path(__file__).parent.parent / "docs" / "sections" / "checks.md").read_text()
+    for code, (severity, explanation) in CODES.items():
+        assert severity in ("error", "warning")
+        assert explanation
+        assert f"`{code}`" in text, code
+
+
+# ------------------------------------------------------------ choosing runs
+
+
+def test_run_selection(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    first = _check(db).run_ids[0]
+    _build(db)
+    with lk.connect(db) as store:
+        latest = store.resolve_run("latest")
+        assert store.check().run_ids == [latest]
+        assert store.check(first[:8]).run_ids == [first]
+        assert store.check("all").run_ids == [latest, first]
+        assert store.check([first, latest]).run_ids == [first, latest]
+        with pytest.raises(lk.RunNotFound):
+            store.check("no-such-run")
+
+
+def test_only_the_chosen_run_is_checked(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    _corrupt(db, ("UPDATE runs SET n_published = 0",))
+    _build(db)  # a clean newer run
+    assert _check(db).violations.empty
+    assert list(_check(db, run="all").violations["code"]) == ["counts_mismatch"]
+
+
+def test_a_store_without_runs(db):
+    lk.LineageStore(db, create=True).close()
+    with lk.connect(db) as store:
+        report = store.check("all")
+        assert report.ok and report.run_ids == [] and report.violations.empty
+        with pytest.raises(lk.RunNotFound):
+            store.check()
+
+
+# ---------------------------------------------------------------- the report
+
+
+def test_report_summary_and_raise(clean_default, tmp_path):
+    db = _copy(clean_default, tmp_path)
+    _corrupt(
+        db,
+        ("UPDATE runs SET status = 'failed'",),
+        ("INSERT INTO records (entry_id, value) VALUES (999998, '{}')",),
+        ("INSERT INTO records (entry_id, value) VALUES (999999, '{}')",),
+    )
+    report = _check(db)
+    summary = report.summary()
+    assert list(summary["code"]) == ["orphan_value", "run_failed"]  # errors first
+    assert list(summary["count"]) == [2, 1]
+    assert summary.loc[0, "description"] == CODES["orphan_value"][1]
+    assert (report.n_errors, report.n_warnings) == (2, 1)
+    with pytest.raises(lk.IntegrityError, match=r"orphan_value \(2\)"):
+        report.raise_if_failed()
+    html = report._repr_html_()
+    assert "orphan_value" in html and "<table" in html
+    assert "orphan_value" in str(report)
+
+
+def test_clean_report_raise_returns_itself(sample_store):
+    report = sample_store.check()
+    assert report.raise_if_failed() is report
+    assert "ok" in report._repr_html_()
+    assert report.violations["entry_id"].dtype == "Int64"
+
+
+# ----------------------------------------------------------- custom checks
+
+
+def test_register_a_custom_check(sample_store):
+    @lk.register_check("expensive_orders", severity="warning", description="amount over 400")
+    def expensive_orders(store, run_ids):
+        rows = store.con.execute(
+            "SELECT l.run_id, l.record_key, l.entry_id, json_extract(r.value, '$.amount') "
+            "FROM lineage l JOIN records r ON r.entry_id = l.entry_id "
+            "JOIN steps s ON s.run_id = l.run_id AND s.position = l.position "
+            "WHERE s.name = 'publish' AND json_extract(r.value, '$.amount') > 400 "
+            "AND l.run_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(run_ids),),
+        ).fetchall()
+        return [
+            {"run_id": run, "record_key": key, "entry_id": entry, "message": f"amount {amount}"}
+            for run, key, entry, amount in rows
+        ]
+
+    try:
+        report = sample_store.check()
+    finally:
+        lk.unregister_check("expensive_orders")
+    amounts = {r["key"]: r[" Amount "] for r in json.loads(SAMPLE_JSON.read_text())}
+    expected = sorted(k for k, a in amounts.items() if a > 400)
+    assert expected  # the sample has some
+    v = report.violations
+    assert set(v["code"]) == {"expensive_orders"}
+    assert set(v["severity"]) == {"warning"}
+    assert sorted(v["record_key"]) == expected
+    assert report.ok
+    assert report.summary().loc[0, "description"] == "amount over 400"
+    assert "expensive_orders" not in lk.checks.registered_checks()
+    assert sample_store.check().violations.empty
+
+
+def test_one_off_extra_check_as_a_dataframe(sample_store):
+    def no_emea(store, run_ids):
+        return pd.DataFrame({"message": ["pretend problem"], "run_id": [run_ids[0]]})
+
+    report = sample_store.check(extra=[no_emea])
+    v = _only(report, "no_emea")
+    assert v.severity == "error" and v.run_id == report.run_ids[0]
+    assert not report.ok
+
+
+def test_bad_custom_checks_are_refused(sample_store):
+    with pytest.raises(ValueError, match="built-in"):
+        lk.register_check("hash_mismatch")
+    with pytest.raises(ValueError, match="severity"):
+        lk.register_check("x", severity="fatal")
+    with pytest.raises(ValueError, match="unknown columns"):
+        sample_store.check(extra=[lambda s, r: [{"message": "m", "colour": "red"}]])
+    with pytest.raises(ValueError, match="DataFrame or dicts"):
+        sample_store.check(extra=[lambda s, r: ["not a dict"]])
+    with pytest.raises(ValueError, match="built-in"):
+        lk.unregister_check("values")
+    with pytest.raises(KeyError):
+        lk.unregister_check("never_registered")

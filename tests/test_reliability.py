@@ -754,6 +754,7 @@ def test_invalid_utf8_is_an_input_error_naming_file_and_line(tmp_path, fmt, caps
         ("bigint.json", b'[{"key": "a", "v": ' + b"7" * 5000 + b"}]", None),
         ("dupheader.csv", b"key,a,a\nk1,1,2\n", 1),
     ],
+    ids=["deep-jsonl", "deep-json", "bigint-jsonl", "bigint-json", "duplicate-csv-header"],
 )
 def test_unreadable_files_are_input_errors_and_keep_nothing(tmp_path, name, content, line):
     path = tmp_path / name

@@ -22,7 +22,9 @@ from .errors import (
     RunNotFound,
     SchemaVersionError,
     StepError,
+    StoreFull,
     StoreNotFound,
+    StoreWriteError,
 )
 from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
 from .plot import plot_chain, plot_run, plot_runs, plot_timeline
@@ -62,7 +64,9 @@ __all__ = [
     "SchemaVersionError",
     "Step",
     "StepError",
+    "StoreFull",
     "StoreNotFound",
+    "StoreWriteError",
     "__version__",
     "connect",
     "plot_chain",

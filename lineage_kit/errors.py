@@ -58,6 +58,18 @@ class SchemaVersionError(NotALineageStore):
     """The store was written by a newer lineage_kit whose schema this one does not know."""
 
 
+class StoreWriteError(LineageKitError):
+    """Writing to the store failed at the operating-system level (I/O error, file too large).
+
+    The transaction was rolled back: the store keeps only whole chunks, and the run
+    that was writing is marked ``failed`` when that last small update still fits.
+    """
+
+
+class StoreFull(StoreWriteError):
+    """A write failed because the disk (or the store's size limit) is full."""
+
+
 class RunNotFound(LineageKitError, LookupError):
     """A run id, prefix or alias matches no run (or more than one)."""
 

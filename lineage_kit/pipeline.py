@@ -253,15 +253,29 @@ def _not_serializable(value: Any) -> Any:
 
 def _dumps(value: Any) -> str:
     if _c_make_encoder is None:  # an interpreter without json's C accelerator
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    # Exactly what that json.dumps call runs inside (same text, same errors, a fresh
-    # circular-reference memo per call), minus building a JSONEncoder and checking its
-    # keywords on every call: a third of the cost for a small record.
-    return "".join(
-        _c_make_encoder({}, _not_serializable, _encode_str, None, ":", ",", False, False, False)(
-            value, 0
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    else:
+        # Exactly what that json.dumps call runs inside (same text, same errors, a fresh
+        # circular-reference memo per call), minus building a JSONEncoder and checking
+        # its keywords on every call: a third of the cost for a small record.
+        text = "".join(
+            _c_make_encoder(
+                {}, _not_serializable, _encode_str, None, ":", ",", False, False, False
+            )(value, 0)
         )
-    )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates (say from a "\ud800" escape) are not UTF-8, so SQLite
+            # cannot take them raw; as JSON escapes they load back to the same string.
+            text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return text
+
+
+#: What ``json.dumps`` raises for a value that cannot be stored as strict JSON: not
+#: JSON types, NaN/Infinity, an int too long to print, or nesting deeper than the stack.
+_UNSTORABLE = (TypeError, ValueError, RecursionError)
 
 
 def _hash(text: str) -> str:
@@ -423,7 +437,7 @@ class _Run:
                 if vjson is None:
                     try:
                         vjson = _dumps(value)
-                    except (TypeError, ValueError) as exc:
+                    except _UNSTORABLE as exc:
                         self._terminal(
                             chunk,
                             position,
@@ -456,7 +470,7 @@ class _Run:
                     continue
                 try:
                     njson = _dumps(new)
-                except (TypeError, ValueError) as exc:
+                except _UNSTORABLE as exc:
                     message = f"ValueError: step output cannot be stored as JSON: {exc}"
                     self._terminal(chunk, position, stamp, item, _FAILED, None, message)
                     self._stop(position, key, message)
@@ -587,8 +601,11 @@ def _stored_form(value: Any) -> tuple[str, str]:
     """The JSON stored for a value; an unstorable value is kept as its repr string."""
     try:
         text = _dumps(value)
-    except (TypeError, ValueError):
-        text = json.dumps(repr(value))
+    except _UNSTORABLE:
+        try:
+            text = json.dumps(repr(value))
+        except _UNSTORABLE:  # too deep or an int too long even for repr()
+            text = json.dumps(f"<unprintable {type(value).__name__}>")
     return text, _hash(text)
 
 
@@ -699,7 +716,7 @@ class Pipeline:
         }
         try:
             params_json = json.dumps(params, default=str)
-        except (TypeError, ValueError) as exc:
+        except _UNSTORABLE as exc:
             raise ValueError(f"parameters must be JSON-serialisable: {exc}") from None
 
         started = time.perf_counter()

@@ -100,11 +100,18 @@ def _key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None
             return None, "invalid_key", f"key field {name!r} is {value}"
         text = repr(value)
     else:
-        text = str(value)
+        try:
+            text = str(value)
+        except ValueError:  # an int longer than sys.get_int_max_str_digits()
+            return None, "invalid_key", f"key field {name!r} is an integer too long to use"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return None, "invalid_key", f"key field {name!r} is not valid Unicode text"
+    if "\x00" in text:
+        # SQLite's JSON functions (used to find duplicate keys) stop at a NUL, and a
+        # NUL cannot be passed on a command line: refuse it rather than mis-handle it.
+        return None, "invalid_key", f"key field {name!r} contains a NUL character"
     return text, None, None
 
 
@@ -225,6 +232,19 @@ def _decode_error(path: Path, data: bytes, exc: UnicodeDecodeError) -> InputErro
     return InputError(f"invalid UTF-8 ({exc.reason})", path=str(path), line=line, column=column)
 
 
+def _locate_invalid_utf8(path: Path) -> InputError:
+    fh, _ = _open_binary(path)
+    try:
+        data = _read_all(fh, path)
+    finally:
+        fh.close()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _decode_error(path, data, exc)
+    return InputError("invalid UTF-8", path=str(path))  # pragma: no cover - decoded above
+
+
 def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
     fh, hashing = _open_binary(path)
     try:
@@ -246,6 +266,8 @@ def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
         ) from None
     except RecursionError:
         raise InputError("JSON nested too deeply to read", path=str(path)) from None
+    except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
+        raise InputError(f"unreadable JSON value: {exc}", path=str(path)) from None
     if not isinstance(records, list):
         raise InputError(
             f"expected a JSON array of records, found a {type(records).__name__}; "
@@ -292,6 +314,10 @@ def _read_json_lines(path: Path, source: Source) -> Iterator[Any]:
                 raise InputError(
                     "JSON nested too deeply to read", path=str(path), line=number
                 ) from None
+            except ValueError as exc:  # an integer longer than the int-to-str limit
+                raise InputError(
+                    f"unreadable JSON value: {exc}", path=str(path), line=number
+                ) from None
             seen_any = True
             yield record
     finally:
@@ -318,6 +344,14 @@ def _read_csv(path: Path, source: Source) -> Iterator[Any]:
             if header is None:
                 raise InputError("file is empty (no header row)", path=str(path))
             width = len(header)
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                # dict(zip(header, row)) would silently keep only the last of them
+                raise InputError(
+                    f"duplicate column names in the header: {', '.join(map(repr, repeated))}",
+                    path=str(path),
+                    line=1,
+                )
             seen_any = False
             for row in reader:
                 if not row:
@@ -330,10 +364,10 @@ def _read_csv(path: Path, source: Source) -> Iterator[Any]:
                     )
                     continue
                 yield dict(zip(header, row, strict=True))
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"invalid UTF-8 ({exc.reason})", path=str(path), line=reader.line_num + 1
-            ) from None
+        except UnicodeDecodeError:
+            # The text layer decodes ahead in blocks, so the csv line number can be far
+            # too early: find the bad byte in the file itself.
+            raise _locate_invalid_utf8(path) from None
         except csv.Error as exc:
             raise InputError(
                 f"malformed CSV: {exc}", path=str(path), line=reader.line_num

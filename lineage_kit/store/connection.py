@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
+import time
 from pathlib import Path
 
 from ..errors import NotALineageStore, SchemaVersionError, StoreNotFound
@@ -17,6 +18,7 @@ from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+_SQLITE_BUSY = 5  # primary result code of "database is locked"
 
 
 def _read_header(path: Path) -> bytes:
@@ -81,10 +83,52 @@ def identify(path: Path) -> str:
     )
 
 
+def _read_only_version(path: Path) -> int:
+    """The schema version, read without any chance of writing.
+
+    Closing the last read-write connection checkpoints the WAL into the file, so a
+    store from a newer lineage_kit (whose version may sit in an unfinished WAL) is
+    inspected read-only, and refused before it is opened for writing.
+    """
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            return con.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        # Read-only WAL access can be impossible (no -shm, read-only directory):
+        # fall back on the header's copy of the version.
+        return struct.unpack(">I", _read_header(path)[60:64])[0]
+
+
 def _configure(con: sqlite3.Connection) -> None:
     con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     con.execute("PRAGMA foreign_keys = ON")
     con.execute("PRAGMA synchronous = NORMAL")
+
+
+def _enable_wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out other openers of a store being created.
+
+    Leaving rollback-journal mode needs an exclusive lock, and SQLite does not call
+    the busy handler for it while another process is creating or opening the same
+    new store, so ``database is locked`` would reach the user: retry until the busy
+    timeout instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _run_script(con: sqlite3.Connection, script: str) -> None:
@@ -157,25 +201,26 @@ def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Co
     if kind == "missing" and not path.parent.exists():
         raise StoreNotFound(f"cannot create {path}: directory {path.parent} does not exist")
 
+    if kind == "ours":
+        version = _read_only_version(path)
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{path} has schema version {version}, newer than this lineage_kit "
+                f"understands ({SCHEMA_VERSION}); upgrade lineage_kit. The file was left "
+                "unchanged."
+            )
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if kind == "ours":
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{path} has schema version {version}, newer than this lineage_kit "
-                    f"understands ({SCHEMA_VERSION}); upgrade lineage_kit. The file was left "
-                    "unchanged."
-                )
             _configure(con)
-            con.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(con)
             if version < SCHEMA_VERSION:
                 _migrate(con)
         else:
             _configure(con)
             _initialise(con)
-            con.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(con)
     except BaseException:
         con.close()
         raise

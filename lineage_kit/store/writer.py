@@ -13,6 +13,11 @@ from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ..errors import StoreFull, StoreWriteError
+
+_SQLITE_IOERR = 10  # primary result code of "disk I/O error" (EIO, EFBIG, ...)
+_SQLITE_FULL = 13  # primary result code of "database or disk is full"
+
 _INSERT_RUN = """
 INSERT INTO runs (run_id, pipeline, started_at, status, input_path, parameters,
                   package_version, writer_host, writer_pid)
@@ -49,15 +54,48 @@ def transaction(con: sqlite3.Connection, *, immediate: bool = True):
 
     ``immediate=True`` takes the write lock at once (``BEGIN IMMEDIATE``), so a
     writer waits for the lock up front instead of failing half-way.
+
+    Raises
+    ------
+    StoreFull
+        SQLite reported the disk (or ``max_page_count``) full; rolled back first.
+    StoreWriteError
+        Any other I/O error while writing; rolled back first.
     """
     con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield con
-    except BaseException:
+        con.execute("COMMIT")
+    except BaseException as exc:
         if con.in_transaction:
             con.execute("ROLLBACK")
+        code = _primary_code(exc)
+        if code == _SQLITE_FULL:
+            raise StoreFull(
+                f"the lineage store {_store_path(con)} is full (the disk has no space left "
+                "or the store reached its size limit); the transaction was rolled back. "
+                "Free some space and run again."
+            ) from exc
+        if code == _SQLITE_IOERR:
+            raise StoreWriteError(
+                f"could not write to the lineage store {_store_path(con)} ({exc}: the disk "
+                "may be full, the file over a size limit or quota, or the device failing); "
+                "the transaction was rolled back."
+            ) from exc
         raise
-    con.execute("COMMIT")
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return None
+
+
+def _store_path(con: sqlite3.Connection) -> str:
+    try:
+        return con.execute("PRAGMA database_list").fetchone()[2] or "(in memory)"
+    except sqlite3.Error:
+        return "(unknown path)"
 
 
 def begin_run(

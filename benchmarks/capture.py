@@ -97,8 +97,9 @@ def bare_executemany(rows: dict[str, list[tuple]], db: Path) -> None:
     store = lk.LineageStore(db, create=True)  # same schema, pragmas and indexes
     con = store.con
     con.execute("BEGIN IMMEDIATE")
-    con.executemany(f"INSERT INTO runs VALUES ({','.join('?' * 16)})", rows["runs"])
-    con.executemany(f"INSERT INTO steps VALUES ({','.join('?' * 10)})", rows["steps"])
+    for table in ("runs", "steps"):
+        width = len(rows[table][0])
+        con.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * width)})", rows[table])
     con.executemany(
         "INSERT INTO lineage (run_id, position, record_key, status, reason, error, created_at, "
         "value_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -29,6 +28,7 @@ from .errors import InputError, StepError
 from .sources import KeySpec, Source, SourceItem, open_source
 from .store import LineageStore
 from .store import writer as w
+from .store.liveness import this_writer, writer_alive
 
 #: Default number of records per chunk (one write transaction each).
 DEFAULT_CHUNK_SIZE = 2_000
@@ -76,7 +76,8 @@ class Step:
         ``split``: ``record -> list of records or (key, record) pairs``;
         ``merge``: ``list of records -> record``, grouped by ``group_by``.
     source, destination : str or None
-        The stage the record comes from and goes to (``"staging"``, ...).
+        The stage the record comes from and goes to (``"staging"``, ...). A step
+        without a source reads from the previous step's destination.
     description : str
         What the step does, in a sentence.
     kind : {"map", "merge", "split"}
@@ -128,7 +129,8 @@ def step(
     name : str, optional
         The step's name; defaults to the function's name.
     source, destination : str, optional
-        The stages the step reads from and writes to.
+        The stages the step reads from and writes to; without ``source`` the step
+        reads from the previous step's destination.
     description : str, optional
         Defaults to the first line of the function's docstring.
     kind : {"map", "merge", "split"}, default "map"
@@ -654,6 +656,16 @@ class Pipeline:
         self.steps: tuple[Step, ...] = tuple(steps)
         self.name = name
 
+    @property
+    def sources(self) -> tuple[str | None, ...]:
+        """Each step's source stage: its own, or else the previous step's destination."""
+        out: list[str | None] = []
+        for i, s in enumerate(self.steps):
+            out.append(
+                s.source if s.source is not None or i == 0 else self.steps[i - 1].destination
+            )
+        return tuple(out)
+
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}: {' -> '.join(s.name for s in self.steps)})"
 
@@ -738,12 +750,11 @@ class Pipeline:
                     src.path,
                     params_json,
                     __version__,
-                    socket.gethostname(),
-                    os.getpid(),
+                    *this_writer(),
                 ),
                 [
-                    (run_id, i, s.name, s.kind, s.source, s.destination, s.description)
-                    for i, s in enumerate(self.steps)
+                    (run_id, i, s.name, s.kind, source, s.destination, s.description)
+                    for i, (s, source) in enumerate(zip(self.steps, self.sources, strict=True))
                 ],
             )
             state = _Run(self, store, run_id, fail_fast)
@@ -931,10 +942,11 @@ class Pipeline:
 
 def _mark_dead_runs(store: LineageStore) -> None:
     """Persist ``interrupted`` for runs whose writer on this host is gone."""
-    from .store import writer_alive
 
     dead = [
-        run_id for run_id, host, pid in w.running_runs(store.con) if not writer_alive(host, pid)
+        run_id
+        for run_id, host, pid, started in w.running_runs(store.con)
+        if not writer_alive(host, pid, started)
     ]
     w.mark_interrupted(store.con, dead, _now())
 

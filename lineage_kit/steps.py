@@ -61,10 +61,10 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# No fixed source: publish reads from whatever step comes before it.
 publish: Step = replace(
     step(
         "publish",
-        source="normalized",
         destination="output",
         description="deliver the final record",
     )(_identity),

@@ -38,7 +38,14 @@ def test_steps_counts_and_types(fan):
     assert str(steps["started_at"].dt.tz) == "UTC"
     assert steps["started_at"].notna().all()
     assert (steps["finished_at"] >= steps["started_at"]).all()
-    assert steps["source"].fillna("-").tolist() == ["input_file", "-", "-", "items", "-"]
+    # a step without a source reads from the previous step's destination (if it has one)
+    assert steps["source"].fillna("-").tolist() == [
+        "input_file",
+        "staging",
+        "-",
+        "items",
+        "customers",
+    ]
     assert set(steps["run_id"]) == {run1}
 
 

@@ -400,3 +400,17 @@ def test_step_description_defaults_to_the_docstring():
 
     assert (tidy.name, tidy.description) == ("tidy", "Trim whitespace from every value.")
     assert tidy({"a": 1}) == {"a": 1}
+
+
+def test_a_step_without_a_source_reads_from_the_previous_destination(db):
+    @lk.step("enrich", source="normalized", destination="enriched")
+    def enrich(record):
+        return {**record, "region_name": "Europe"}
+
+    assert lk.steps.publish.source is None
+    pipeline = lk.Pipeline([lk.steps.ingest, lk.steps.normalize, enrich, lk.steps.publish])
+    assert pipeline.sources == ("input_file", "staging", "normalized", "enriched")
+    pipeline.run(records(2), db=db, progress=False)
+    with lk.connect(db) as store:
+        stored = rows(store, "SELECT name, source, destination FROM steps ORDER BY position")
+    assert stored[-1] == ("publish", "enriched", "output")

@@ -900,34 +900,66 @@ def test_version_1_fixture_opens_and_checks_clean(tmp_path):
     assert result.status == "completed"
 
 
+def test_version_1_store_is_migrated_to_the_current_schema(tmp_path):
+    db = _copy_fixture(tmp_path)
+    raw = sqlite3.connect(db)
+    before = {
+        table: raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+        for table in ("lineage", "parents", "records", "steps", "runs")
+    }
+    assert "writer_started" not in [r[1] for r in raw.execute("PRAGMA table_info(runs)")]
+    raw.close()
+    with lk.connect(db) as store:
+        assert store.schema_version == lk_store.SCHEMA_VERSION == 2
+        con = store.con
+        assert [r[1] for r in con.execute("PRAGMA table_info(runs)")][-1] == "writer_started"
+        for table, rows in before.items():
+            after = con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            if table == "runs":  # the new column is NULL for runs written by v1
+                assert [r[:-1] for r in after] == rows and {r[-1] for r in after} == {None}
+            else:
+                assert after == rows
+
+
 def test_older_store_is_migrated_forward_in_one_transaction(tmp_path, monkeypatch):
     import lineage_kit.store.connection as connection
 
     db = _copy_fixture(tmp_path)
     with lk.connect(db) as store:
         digest = _digest(store.con, [r["run_id"] for r in store.run_rows()])
-    monkeypatch.setattr(connection, "SCHEMA_VERSION", 2)
+    db = _copy_fixture(tmp_path)  # back to version 1
+    future = lk_store.SCHEMA_VERSION + 1
+    monkeypatch.setattr(connection, "SCHEMA_VERSION", future)
 
-    # A migration that fails half-way leaves the store exactly at version 1.
+    # A migration that fails half-way (after the real v1 -> v2 step) leaves the
+    # store exactly at version 1: all steps run in one transaction.
     monkeypatch.setattr(
         connection,
         "MIGRATIONS",
-        {2: "ALTER TABLE runs ADD COLUMN note TEXT; CREATE TABLE runs (x)"},
+        {
+            **connection.MIGRATIONS,
+            future: "ALTER TABLE runs ADD COLUMN note TEXT; CREATE TABLE runs (x)",
+        },
     )
     with pytest.raises(sqlite3.OperationalError):
         lk.connect(db)
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
-    assert "note" not in [r[1] for r in raw.execute("PRAGMA table_info(runs)")]
+    columns = [r[1] for r in raw.execute("PRAGMA table_info(runs)")]
+    assert "note" not in columns and "writer_started" not in columns
     raw.close()
 
     monkeypatch.setattr(
         connection,
         "MIGRATIONS",
-        {2: "ALTER TABLE runs ADD COLUMN note TEXT; CREATE INDEX lineage_st ON lineage (status)"},
+        {
+            **connection.MIGRATIONS,
+            future: "ALTER TABLE runs ADD COLUMN note TEXT; "
+            "CREATE INDEX lineage_st ON lineage (status)",
+        },
     )
     with lk.connect(db) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == future
         assert "note" in [r[1] for r in store.con.execute("PRAGMA table_info(runs)")]
         assert _digest(store.con, [r["run_id"] for r in store.run_rows()]) != digest  # + column
         assert store.con.execute("SELECT count(*) FROM lineage").fetchone()[0] == 90
@@ -979,15 +1011,3 @@ def test_newer_store_with_an_unfinished_wal_is_left_unchanged(tmp_path):
     # checkpointed the WAL into the file on close); the -shm is only SQLite's
     # shared-memory index of the WAL, rebuilt by any reader.
     assert (after[""], after["-wal"]) == (before[""], before["-wal"])
-
-
-@pytest.mark.skipif(lk_store.SCHEMA_VERSION != 1, reason="the script needs a v1 lineage_kit")
-def test_fixture_script_makes_a_version_1_store(tmp_path):
-    out = tmp_path / "made.db"
-    subprocess.run(
-        [sys.executable, str(FIXTURES / "make_store_v1.py"), str(out)],
-        env=_env(),
-        check=True,
-        timeout=60,
-    )
-    assert sqlite3.connect(out).execute("PRAGMA user_version").fetchone()[0] == 1

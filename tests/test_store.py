@@ -212,3 +212,27 @@ def test_every_statement_is_parameterised():
                         n for n in names if n.split(".")[0].lstrip("_").isupper() or "COLUMNS" in n
                     }
                     assert names <= allowed | constants, f"{path.name}: SQL formatted with {names}"
+
+
+def test_a_running_run_whose_pid_was_reused_is_interrupted(db):
+    import os
+
+    from lineage_kit.store.liveness import process_start, this_writer, writer_alive
+
+    lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)
+    host, pid, started = this_writer()
+    assert started is not None and started == process_start(pid)  # Linux: /proc is there
+    raw = sqlite3.connect(db)
+    # a run left 'running' by a process that had our pid before us
+    raw.execute(
+        "UPDATE runs SET status = 'running', writer_pid = ?, writer_started = ?",
+        (os.getpid(), str(int(started) - 1)),
+    )
+    raw.commit()
+    raw.close()
+    with lk.connect(db) as store:
+        (run,) = store.run_rows()
+    assert run["status"] == "interrupted"
+    assert writer_alive(host, pid, started)
+    assert not writer_alive(host, pid, str(int(started) - 1))
+    assert writer_alive("some-other-host", pid, "0")  # cannot tell from here: alive

@@ -10,7 +10,6 @@ because opening, writing and reading are separate jobs.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import RunNotFound
 from . import queries
 from .connection import identify, open_connection
+from .liveness import writer_alive
 from .schema import APPLICATION_ID, SCHEMA_VERSION
 from .writer import transaction
 
@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     from ..checks import CheckFunction, CheckReport
     from ..summary import RunSummary
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "LineageStore", "connect", "identify"]
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "LineageStore",
+    "connect",
+    "identify",
+    "writer_alive",
+]
 
 RUN_COLUMNS = (
     "run_id",
@@ -52,26 +59,9 @@ RUN_COLUMNS = (
     "error",
     "writer_host",
     "writer_pid",
+    "writer_started",
 )
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, rowid DESC"
-
-
-def writer_alive(host: str | None, pid: int | None) -> bool:
-    """Whether the process that writes a run may still be running.
-
-    A writer on another host cannot be checked from here and counts as alive.
-    """
-    if host != socket.gethostname() or pid is None:
-        return True
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LineageStore:
@@ -160,7 +150,7 @@ class LineageStore:
         rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in self.con.execute(_SELECT_RUNS)]
         for row in rows:
             if row["status"] == "running" and not writer_alive(
-                row["writer_host"], row["writer_pid"]
+                row["writer_host"], row["writer_pid"], row["writer_started"]
             ):
                 row["status"] = "interrupted"
         return rows

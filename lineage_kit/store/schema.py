@@ -10,7 +10,7 @@ from __future__ import annotations
 APPLICATION_ID = 0x4C4B4954
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RUN_STATUSES = ("running", "completed", "completed_with_errors", "failed", "interrupted")
 ENTRY_STATUSES = ("ok", "rejected", "failed")
@@ -85,5 +85,10 @@ CREATE TABLE records (
 );
 """
 
-#: ``MIGRATIONS[v]`` turns a version ``v - 1`` store into version ``v``.
-MIGRATIONS: dict[int, str] = {}
+#: ``MIGRATIONS[v]`` turns a version ``v - 1`` store into version ``v``. A new store
+#: is created at version 1 and migrated forward, so every store takes the same path.
+MIGRATIONS: dict[int, str] = {
+    # v2: the writer's process start time beside its pid, so that a killed run whose
+    # pid was later reused by another process is still seen as interrupted.
+    2: "ALTER TABLE runs ADD COLUMN writer_started TEXT",
+}

@@ -20,8 +20,8 @@ _SQLITE_FULL = 13  # primary result code of "database or disk is full"
 
 _INSERT_RUN = """
 INSERT INTO runs (run_id, pipeline, started_at, status, input_path, parameters,
-                  package_version, writer_host, writer_pid)
-VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)
+                  package_version, writer_host, writer_pid, writer_started)
+VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
 """
 _INSERT_STEP = """
 INSERT INTO steps (run_id, position, name, kind, source, destination, description)
@@ -190,10 +190,10 @@ def discard_run(con: sqlite3.Connection, run_id: str) -> None:
         con.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
 
-def running_runs(con: sqlite3.Connection) -> list[tuple[str, str | None, int | None]]:
-    """``(run_id, writer_host, writer_pid)`` of every run still marked ``running``."""
+def running_runs(con: sqlite3.Connection) -> list[tuple[str, str | None, int | None, str | None]]:
+    """``(run_id, writer_host, writer_pid, writer_started)`` of every ``running`` run."""
     return con.execute(
-        "SELECT run_id, writer_host, writer_pid FROM runs WHERE status = 'running'"
+        "SELECT run_id, writer_host, writer_pid, writer_started FROM runs WHERE status = 'running'"
     ).fetchall()
 
 

@@ -414,3 +414,22 @@ def test_a_step_without_a_source_reads_from_the_previous_destination(db):
     with lk.connect(db) as store:
         stored = rows(store, "SELECT name, source, destination FROM steps ORDER BY position")
     assert stored[-1] == ("publish", "enriched", "output")
+
+
+def test_progress_bar_shows_on_request_and_stays_quiet_otherwise(db, capsys, monkeypatch):
+    import tqdm.auto
+
+    counted = []
+
+    class Recording(tqdm.auto.tqdm):
+        def update(self, n=1):
+            counted.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    lk.run_pipeline(records(50), db=db, chunk_size=10, progress=True)
+    assert "lineage-kit" in capsys.readouterr().err  # the bar was drawn on stderr
+    assert counted == [10] * 5  # advanced once per chunk, to every record
+    lk.run_pipeline(records(50, start=50), db=db, chunk_size=10)  # stderr is not a tty here
+    assert capsys.readouterr().err == ""
+    assert len(counted) == 5

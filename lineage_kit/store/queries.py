@@ -104,6 +104,14 @@ def step_meta_rows(con: sqlite3.Connection, run_id: str) -> list[tuple]:
     ).fetchall()
 
 
+def step_name_rows(con: sqlite3.Connection, run_id: str) -> list[tuple[str, int, str]]:
+    """``(run_id, position, name)`` of a run's steps in pipeline order (the shape
+    :func:`lineage_kit.frames.step_names` reads; lighter than :func:`step_meta_rows`)."""
+    return con.execute(
+        "SELECT run_id, position, name FROM steps WHERE run_id = ? ORDER BY position", (run_id,)
+    ).fetchall()
+
+
 def step_status_counts(con: sqlite3.Connection, run_id: str) -> list[tuple[int, str, int]]:
     """``(position, status, count)`` for a run (a scan of the covering run index)."""
     return con.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -152,17 +152,62 @@ def _ints(text: str | None) -> np.ndarray:
     return np.fromstring(text, sep=",", dtype="int64")
 
 
-def decode_entries(raw: tuple) -> dict[str, Any]:
+#: Width of one stamp in the comma list :func:`lineage_kit.store.queries.entry_columns`
+#: returns (``datetime.isoformat(timespec="microseconds")`` of a UTC time) + the comma.
+_STAMP_CELL = 33
+
+
+def _split_stamps(text: str | None, count: int) -> tuple[np.ndarray, list[str]] | None:
+    """``(codes, texts)`` of a comma list of ``count`` 32-character stamps: row ``i`` is
+    ``texts[codes[i]]``, one text per run of equal neighbours (entries written in one
+    chunk share a stamp). None if the list is not exactly that shape."""
+    if count == 0:
+        return np.zeros(0, dtype=np.intp), []
+    if text is None or len(text) != _STAMP_CELL * count - 1:
+        return None
+    try:
+        raw = (text + ",").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    grid = np.frombuffer(raw, dtype=np.uint8).reshape(count, _STAMP_CELL)
+    comma = grid == ord(",")
+    if not comma[:, -1].all() or comma[:, :-1].any():  # a comma inside a stamp: not ours
+        return None
+    cells = np.frombuffer(raw, dtype=f"S{_STAMP_CELL}")
+    starts = np.ones(count, dtype=bool)
+    starts[1:] = cells[1:] != cells[:-1]
+    codes = np.cumsum(starts) - 1
+    texts = [cell[:-1].decode("ascii") for cell in cells[starts].tolist()]
+    return codes, texts
+
+
+def decode_entries(raw: tuple, created_json: Callable[[], str] | None = None) -> dict[str, Any]:
     """Decode :func:`lineage_kit.store.queries.entry_columns` into columns.
+
+    Parameters
+    ----------
+    raw : tuple
+        The aggregated columns.
+    created_json : callable, optional
+        Returns the selection's ``created_at`` as a JSON array; called only when
+        the comma list of stamps is not the writer's fixed width (a store written
+        by something else). Without it such a store raises RuntimeError.
 
     Returns
     -------
     dict
         ``entry_id``, ``position``, ``status_code`` as int64 arrays; ``record_key``,
-        ``reason``, ``error``, ``created_at``, ``value_hash`` as lists (None where
-        NULL). Sorted by entry id.
+        ``reason``, ``error``, ``value_hash`` as lists (None where NULL);
+        ``created_codes`` (intp array) and ``created_texts`` (list): entry ``i`` was
+        created at ``created_texts[created_codes[i]]``. Sorted by entry id.
     """
     count, ids, positions, keys, codes, reasons, errors, created, hashes = raw
+    stamps = _split_stamps(created, count)
+    if stamps is None:
+        if created_json is None:
+            raise RuntimeError("created_at stamps are not fixed width; pass created_json")
+        factorized, uniques = pd.factorize(np.asarray(json.loads(created_json()), dtype=object))
+        stamps = factorized.astype(np.intp), uniques.tolist()
     columns: dict[str, Any] = {
         "entry_id": _ints(ids),
         "position": _ints(positions),
@@ -170,7 +215,7 @@ def decode_entries(raw: tuple) -> dict[str, Any]:
         "status_code": _ints(codes),
         "reason": json.loads(reasons),
         "error": json.loads(errors),
-        "created_at": json.loads(created),
+        "created_codes": stamps[0],
         "value_hash": json.loads(hashes),
     }
     if len(columns["entry_id"]) != count:
@@ -182,6 +227,7 @@ def decode_entries(raw: tuple) -> dict[str, Any]:
             columns[name] = (
                 values[order] if isinstance(values, np.ndarray) else [values[i] for i in order]
             )
+    columns["created_texts"] = stamps[1]
     return columns
 
 
@@ -197,7 +243,9 @@ def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[
         "status": np.array(ENTRY_STATUSES, dtype=object)[columns["status_code"]].tolist(),
         "reason": columns["reason"],
         "error": columns["error"],
-        "created_at": columns["created_at"],
+        "created_at": np.array(columns["created_texts"], dtype=object)[
+            columns["created_codes"]
+        ].tolist(),
         "value_hash": columns["value_hash"],
     }
 
@@ -287,7 +335,10 @@ def lineage_frame(
         position = store.step_position(run_id, step, steps) if step is not None else None
         if position is None and step is not None:
             continue  # "all": a run without this step contributes nothing
-        columns = decode_entries(q.entry_columns(store.con, run_id, key=key, position=position))
+        columns = decode_entries(
+            q.entry_columns(store.con, run_id, key=key, position=position),
+            functools.partial(q.created_at_json, store.con, run_id, key=key, position=position),
+        )
         edges = decode_edges(
             q.edge_columns(store.con, run_id, key=key, position=position), columns["entry_id"]
         )
@@ -296,7 +347,7 @@ def lineage_frame(
         raise ValueError(f"{step!r} is not a step of the chosen run(s)")
     names = step_names(all_steps)
     if not parts:
-        empty = decode_entries((0, None, None, "[]", None, "[]", "[]", "[]", "[]"))
+        empty = decode_entries((0, None, None, "[]", None, "[]", "[]", None, "[]"))
         parts.append(_entry_block(run_ids[0], empty, (_ints(None), _ints(None)), names))
     for part in parts:
         part["run_id"] = part["run_id"].cat.set_categories(run_ids)
@@ -326,19 +377,13 @@ def _entry_block(
             ),
             "reason": pd.array(columns["reason"], dtype="str"),
             "error": pd.array(columns["error"], dtype="str"),
-            "created_at": _utc_repeated(columns["created_at"]),
+            "created_at": _utc_texts(columns["created_texts"]).take(columns["created_codes"]),
             "value_hash": pd.array(columns["value_hash"], dtype="str"),
             "parent_id": parent_id,
             "n_parents": n_parents,
         },
         columns=list(LINEAGE_COLUMNS),
     )
-
-
-def _utc_repeated(texts: list[str]) -> pd.arrays.DatetimeArray:
-    """Parse ISO-8601 texts of which many repeat (one stamp per chunk and step)."""
-    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
-    return _utc_texts(uniques).take(codes)
 
 
 #: The dtype ``pd.to_datetime(..., utc=True)`` gives the writer's microsecond stamps.

@@ -124,8 +124,6 @@ def test_utc_texts_is_to_datetime(texts):
     got = frames._utc_texts(texts)
     assert got.dtype == want.dtype
     assert list(got) == list(want)
-    repeated = frames._utc_repeated(texts * 3)
-    assert list(repeated) == list(want) * 3
 
 
 def test_utc_texts_writer_stamps_are_utc_microseconds():
@@ -133,3 +131,45 @@ def test_utc_texts_writer_stamps_are_utc_microseconds():
     assert got.dtype == pd.DatetimeTZDtype("us", "UTC")
     assert got[0] == pd.Timestamp(2026, 3, 1, 23, 59, 59, 999999, tz="UTC")
     assert np.asarray(got.asi8)[0] % 1_000_000 == 999_999
+
+
+def test_split_stamps_runs_and_rejects():
+    a, b = "2026-03-01T10:00:00.000001+00:00", "2026-03-01T10:00:00.000002+00:00"
+    codes, texts = frames._split_stamps(",".join([a, a, b, a]), 4)
+    assert [texts[c] for c in codes] == [a, a, b, a]
+    assert frames._split_stamps(None, 0)[1] == []
+    assert frames._split_stamps(",".join([a, a]), 3) is None  # count does not match
+    short = "2026-03-01T10:00:00+00:00"  # 25 characters
+    assert frames._split_stamps(",".join([a, short]), 2) is None
+    odd = "2026-03-01,10:00:00.000001+00:00"  # 32 characters with a comma inside
+    assert frames._split_stamps(",".join([a, odd]), 2) is None
+    assert frames._split_stamps(",".join([a, "2026-03-01T10:00:00.00000é+00:00"]), 2) is None
+
+
+def test_lineage_and_graph_read_stamps_of_other_widths(fan, tmp_path):
+    """A store whose created_at texts are not the writer's fixed width (another tool
+    wrote them) still loads: the stamps are then read as JSON and parsed by pandas."""
+    store, run1, _ = fan
+    entry_ids = store.lineage(run1)["entry_id"].tolist()
+    stamps = {
+        entry_ids[0]: "2026-03-01T10:00:00Z",
+        entry_ids[1]: "2026-03-01T10:00:00.5+02:00",
+    }
+    con = store.con  # the test, not the package, edits the file
+    with con:
+        con.executemany(
+            "UPDATE lineage SET created_at = ? WHERE entry_id = ?",
+            [(text, entry_id) for entry_id, text in stamps.items()],
+        )
+    frame = store.lineage(run1)
+    texts = [
+        r[0]
+        for r in con.execute(
+            "SELECT created_at FROM lineage WHERE run_id = ? ORDER BY entry_id", (run1,)
+        )
+    ]
+    want = pd.to_datetime(texts, utc=True, format="ISO8601")
+    assert list(frame["created_at"]) == list(want)
+    assert frame["created_at"].iloc[1] == pd.Timestamp("2026-03-01T08:00:00.5", tz="UTC")
+    graph = store.graph(run1)
+    assert [pd.Timestamp(graph.nodes[i]["created_at"]) for i in entry_ids] == list(want)

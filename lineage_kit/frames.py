@@ -7,7 +7,9 @@ order, nullable integers.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,17 +152,62 @@ def _ints(text: str | None) -> np.ndarray:
     return np.fromstring(text, sep=",", dtype="int64")
 
 
-def decode_entries(raw: tuple) -> dict[str, Any]:
+#: Width of one stamp in the comma list :func:`lineage_kit.store.queries.entry_columns`
+#: returns (``datetime.isoformat(timespec="microseconds")`` of a UTC time) + the comma.
+_STAMP_CELL = 33
+
+
+def _split_stamps(text: str | None, count: int) -> tuple[np.ndarray, list[str]] | None:
+    """``(codes, texts)`` of a comma list of ``count`` 32-character stamps: row ``i`` is
+    ``texts[codes[i]]``, one text per run of equal neighbours (entries written in one
+    chunk share a stamp). None if the list is not exactly that shape."""
+    if count == 0:
+        return np.zeros(0, dtype=np.intp), []
+    if text is None or len(text) != _STAMP_CELL * count - 1:
+        return None
+    try:
+        raw = (text + ",").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    grid = np.frombuffer(raw, dtype=np.uint8).reshape(count, _STAMP_CELL)
+    comma = grid == ord(",")
+    if not comma[:, -1].all() or comma[:, :-1].any():  # a comma inside a stamp: not ours
+        return None
+    cells = np.frombuffer(raw, dtype=f"S{_STAMP_CELL}")
+    starts = np.ones(count, dtype=bool)
+    starts[1:] = cells[1:] != cells[:-1]
+    codes = np.cumsum(starts) - 1
+    texts = [cell[:-1].decode("ascii") for cell in cells[starts].tolist()]
+    return codes, texts
+
+
+def decode_entries(raw: tuple, created_json: Callable[[], str] | None = None) -> dict[str, Any]:
     """Decode :func:`lineage_kit.store.queries.entry_columns` into columns.
+
+    Parameters
+    ----------
+    raw : tuple
+        The aggregated columns.
+    created_json : callable, optional
+        Returns the selection's ``created_at`` as a JSON array; called only when
+        the comma list of stamps is not the writer's fixed width (a store written
+        by something else). Without it such a store raises RuntimeError.
 
     Returns
     -------
     dict
         ``entry_id``, ``position``, ``status_code`` as int64 arrays; ``record_key``,
-        ``reason``, ``error``, ``created_at``, ``value_hash`` as lists (None where
-        NULL). Sorted by entry id.
+        ``reason``, ``error``, ``value_hash`` as lists (None where NULL);
+        ``created_codes`` (intp array) and ``created_texts`` (list): entry ``i`` was
+        created at ``created_texts[created_codes[i]]``. Sorted by entry id.
     """
     count, ids, positions, keys, codes, reasons, errors, created, hashes = raw
+    stamps = _split_stamps(created, count)
+    if stamps is None:
+        if created_json is None:
+            raise RuntimeError("created_at stamps are not fixed width; pass created_json")
+        factorized, uniques = pd.factorize(np.asarray(json.loads(created_json()), dtype=object))
+        stamps = factorized.astype(np.intp), uniques.tolist()
     columns: dict[str, Any] = {
         "entry_id": _ints(ids),
         "position": _ints(positions),
@@ -168,7 +215,7 @@ def decode_entries(raw: tuple) -> dict[str, Any]:
         "status_code": _ints(codes),
         "reason": json.loads(reasons),
         "error": json.loads(errors),
-        "created_at": json.loads(created),
+        "created_codes": stamps[0],
         "value_hash": json.loads(hashes),
     }
     if len(columns["entry_id"]) != count:
@@ -180,6 +227,7 @@ def decode_entries(raw: tuple) -> dict[str, Any]:
             columns[name] = (
                 values[order] if isinstance(values, np.ndarray) else [values[i] for i in order]
             )
+    columns["created_texts"] = stamps[1]
     return columns
 
 
@@ -195,7 +243,9 @@ def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[
         "status": np.array(ENTRY_STATUSES, dtype=object)[columns["status_code"]].tolist(),
         "reason": columns["reason"],
         "error": columns["error"],
-        "created_at": columns["created_at"],
+        "created_at": np.array(columns["created_texts"], dtype=object)[
+            columns["created_codes"]
+        ].tolist(),
         "value_hash": columns["value_hash"],
     }
 
@@ -285,7 +335,10 @@ def lineage_frame(
         position = store.step_position(run_id, step, steps) if step is not None else None
         if position is None and step is not None:
             continue  # "all": a run without this step contributes nothing
-        columns = decode_entries(q.entry_columns(store.con, run_id, key=key, position=position))
+        columns = decode_entries(
+            q.entry_columns(store.con, run_id, key=key, position=position),
+            functools.partial(q.created_at_json, store.con, run_id, key=key, position=position),
+        )
         edges = decode_edges(
             q.edge_columns(store.con, run_id, key=key, position=position), columns["entry_id"]
         )
@@ -294,7 +347,7 @@ def lineage_frame(
         raise ValueError(f"{step!r} is not a step of the chosen run(s)")
     names = step_names(all_steps)
     if not parts:
-        empty = decode_entries((0, None, None, "[]", None, "[]", "[]", "[]", "[]"))
+        empty = decode_entries((0, None, None, "[]", None, "[]", "[]", None, "[]"))
         parts.append(_entry_block(run_ids[0], empty, (_ints(None), _ints(None)), names))
     for part in parts:
         part["run_id"] = part["run_id"].cat.set_categories(run_ids)
@@ -324,7 +377,7 @@ def _entry_block(
             ),
             "reason": pd.array(columns["reason"], dtype="str"),
             "error": pd.array(columns["error"], dtype="str"),
-            "created_at": _utc_repeated(columns["created_at"]),
+            "created_at": _utc_texts(columns["created_texts"]).take(columns["created_codes"]),
             "value_hash": pd.array(columns["value_hash"], dtype="str"),
             "parent_id": parent_id,
             "n_parents": n_parents,
@@ -333,15 +386,57 @@ def _entry_block(
     )
 
 
-def _utc_repeated(texts: list[str]) -> pd.DatetimeIndex:
-    """Parse ISO-8601 texts of which many repeat (one stamp per chunk and step)."""
-    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
-    return pd.to_datetime(uniques, utc=True, format="ISO8601").take(codes)
+#: The dtype ``pd.to_datetime(..., utc=True)`` gives the writer's microsecond stamps.
+_UTC_US = pd.DatetimeTZDtype("us", "UTC")
+#: What ``astype("str")`` / ``pd.array(..., dtype="str")`` resolve to, looked up once.
+_STR = pd.api.types.pandas_dtype("str")
+
+
+def _writer_stamp(text: object) -> bool:
+    # datetime.isoformat(timespec="microseconds") of a UTC time, as the writer stores it
+    return (
+        isinstance(text, str)
+        and len(text) == 32
+        and text[10] == "T"
+        and text[19] == "."
+        and text.endswith("+00:00")
+    )
+
+
+def _utc_texts(texts: Sequence[Any]) -> pd.arrays.DatetimeArray:
+    """``pd.to_datetime(texts, utc=True, format="ISO8601")`` as an array, fast for the
+    writer's fixed-width stamps (numpy parses those; anything else goes to pandas)."""
+    if len(texts) and all(_writer_stamp(t) for t in texts):
+        try:
+            naive = np.array([t[:26] for t in texts], dtype="datetime64[us]")
+        except ValueError:
+            pass
+        else:
+            return pd.array(naive, dtype=_UTC_US)  # naive values are UTC wall times
+    return pd.to_datetime(texts, utc=True, format="ISO8601").array
 
 
 # ------------------------------------------------------------- traces and walks
 
 RELATIONS = ("upstream", "self", "downstream")
+
+_STATUS_DTYPE = pd.CategoricalDtype(list(ENTRY_STATUSES))
+_KIND_DTYPE = pd.CategoricalDtype(list(STEP_KINDS))
+_RELATION_DTYPE = pd.CategoricalDtype(list(RELATIONS))
+
+
+@functools.lru_cache(maxsize=256)
+def _category_dtype(categories: tuple[str, ...], ordered: bool) -> pd.CategoricalDtype:
+    """A categorical dtype, built once per category list (building one costs ~30 us)."""
+    return pd.CategoricalDtype(list(categories), ordered=ordered)
+
+
+def _categorical(values: tuple, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    """``pd.Categorical(values, dtype=dtype)`` for short columns: codes by dict lookup,
+    -1 (NaN) for a value that is not a category, as pandas does."""
+    lookup = {c: i for i, c in enumerate(dtype.categories)}
+    codes = np.array([lookup.get(v, -1) for v in values], dtype=np.int16)
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
 def _step_categories(store: LineageStore, run_ids: list[str]) -> list[str]:
@@ -349,36 +444,56 @@ def _step_categories(store: LineageStore, run_ids: list[str]) -> list[str]:
 
     rows: list[tuple] = []
     for run_id in run_ids:
-        rows.extend(q.step_meta_rows(store.con, run_id))
+        rows.extend(q.step_name_rows(store.con, run_id))
     return step_names(rows)
 
 
+_DETAIL_INTS = frozenset({"entry_id", "position", "depth"})
+_DETAIL_TEXTS = frozenset({"source", "destination", "description", "record_key", "reason", "error"})
+_DETAIL_FIXED = {"kind": _KIND_DTYPE, "status": _STATUS_DTYPE, "relation": _RELATION_DTYPE}
+
+
 def _detail_frame(
-    store: LineageStore, rows: list[tuple], columns: tuple[str, ...], run_ids: list[str]
+    store: LineageStore,
+    rows: list[tuple],
+    columns: tuple[str, ...],
+    run_ids: list[str],
+    skip: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
-    """Trace / walk rows -> a typed frame (``record_key`` is renamed ``key``)."""
-    frame = pd.DataFrame.from_records(rows, columns=list(columns))
-    frame = frame.rename(columns={"record_key": "key"})
-    frame["entry_id"] = frame["entry_id"].astype("int64")
-    frame["position"] = frame["position"].astype("int64")
-    if "depth" in frame:
-        frame["depth"] = frame["depth"].astype("int64")
-    frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
-    frame["step"] = pd.Categorical(
-        frame["step"], categories=_step_categories(store, run_ids), ordered=True
-    )
-    frame["kind"] = pd.Categorical(frame["kind"], categories=list(STEP_KINDS))
-    frame["status"] = pd.Categorical(frame["status"], categories=list(ENTRY_STATUSES))
-    if "relation" in frame:
-        frame["relation"] = pd.Categorical(frame["relation"], categories=list(RELATIONS))
-    for column in ("key", "source", "destination", "description", "reason", "error"):
-        frame[column] = frame[column].astype("str")
-    frame["created_at"] = _utc(frame["created_at"])
-    frame["parent_ids"] = [
-        [int(p) for p in text.split(",")] if isinstance(text, str) else []
-        for text in frame["parent_ids"]
-    ]
-    return frame
+    """Trace / walk rows -> a typed frame (``record_key`` is renamed ``key``).
+
+    Columns named in ``skip`` are left out. Each column is built already typed and
+    the frame in one constructor call: a trace is a handful of rows, so per-call
+    pandas overhead (dtype inference, ``astype`` copies) is what costs.
+    """
+    data: dict[str, Any] = {}
+    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
+        if name in skip:
+            continue
+        if name in _DETAIL_INTS:
+            data[name] = np.array(values, dtype=np.int64)
+        elif name in _DETAIL_TEXTS:
+            data["key" if name == "record_key" else name] = pd.array(values, dtype=_STR)
+        elif name in _DETAIL_FIXED:
+            data[name] = _categorical(values, _DETAIL_FIXED[name])
+        elif name == "run_id":
+            data[name] = _categorical(values, _category_dtype(tuple(run_ids), False))
+        elif name == "step":
+            steps = tuple(_step_categories(store, run_ids))
+            data[name] = _categorical(values, _category_dtype(steps, True))
+        elif name == "value_hash":  # as DataFrame.from_records infers it: all NULL -> object
+            none = all(v is None for v in values)
+            data[name] = np.array(values, dtype=object) if none else pd.array(values, dtype=_STR)
+        elif name == "created_at":
+            data[name] = _utc_texts(list(values))
+        elif name == "parent_ids":
+            data[name] = [
+                [int(p) for p in text.split(",")] if isinstance(text, str) else []
+                for text in values
+            ]
+        else:  # pragma: no cover - a column added to the queries without a type here
+            raise RuntimeError(f"no type for trace column {name!r}")
+    return pd.DataFrame(data, copy=False)
 
 
 def trace_frame(store: LineageStore, key: str, run: str | None = "latest") -> pd.DataFrame:
@@ -456,7 +571,7 @@ def walk_frame(
         raise EntryNotFound(f"no lineage entry {entry_id} in {store.path}")
     columns = ("entry_id", "depth", *q.TRACE_COLUMNS[1:])
     run_ids = list(dict.fromkeys(r[2] for r in rows))
-    return _detail_frame(store, rows, columns, run_ids).drop(columns="relation")
+    return _detail_frame(store, rows, columns, run_ids, skip=frozenset({"relation"}))
 
 
 def source_frame(

@@ -9,6 +9,7 @@ because opening, writing and reading are separate jobs.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -327,7 +328,10 @@ class LineageStore:
         edges: list[Iterable[tuple[int, int]]] = []
         for run_id in run_ids:
             if key is None:
-                decoded = decode_entries(queries.entry_columns(self.con, run_id))
+                decoded = decode_entries(
+                    queries.entry_columns(self.con, run_id),
+                    functools.partial(queries.created_at_json, self.con, run_id),
+                )
                 columns = entry_graph_columns(run_id, decoded)
                 parents, children = decode_edges(
                     queries.edge_columns(self.con, run_id), decoded["entry_id"]

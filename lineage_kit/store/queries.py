@@ -104,6 +104,14 @@ def step_meta_rows(con: sqlite3.Connection, run_id: str) -> list[tuple]:
     ).fetchall()
 
 
+def step_name_rows(con: sqlite3.Connection, run_id: str) -> list[tuple[str, int, str]]:
+    """``(run_id, position, name)`` of a run's steps in pipeline order (the shape
+    :func:`lineage_kit.frames.step_names` reads; lighter than :func:`step_meta_rows`)."""
+    return con.execute(
+        "SELECT run_id, position, name FROM steps WHERE run_id = ? ORDER BY position", (run_id,)
+    ).fetchall()
+
+
 def step_status_counts(con: sqlite3.Connection, run_id: str) -> list[tuple[int, str, int]]:
     """``(position, status, count)`` for a run (a scan of the covering run index)."""
     return con.execute(
@@ -190,7 +198,7 @@ _COLUMNS_SELECT = (
     "SELECT count(*), group_concat(l.entry_id), group_concat(l.position), "
     "json_group_array(l.record_key), "
     "group_concat(CASE l.status WHEN 'ok' THEN 0 WHEN 'rejected' THEN 1 ELSE 2 END), "
-    "json_group_array(l.reason), json_group_array(l.error), json_group_array(l.created_at), "
+    "json_group_array(l.reason), json_group_array(l.error), group_concat(l.created_at), "
     "json_group_array(l.value_hash) FROM lineage l WHERE "
 )
 _RUN_RANGE = """
@@ -234,15 +242,35 @@ def entry_columns(
     """A run's entries as aggregated columns.
 
     Returns ``(count, entry_ids, positions, keys, status_codes, reasons, errors,
-    created_ats, value_hashes)``: integers as comma-separated text (``None`` when
-    empty), texts as JSON arrays; status codes index ``ENTRY_STATUSES``. A whole
-    run comes in entry-id order; a filtered selection in index order.
+    created_ats, value_hashes)``: integers and stamps as comma-separated text
+    (``None`` when empty; the writer's stamps are fixed width and hold no comma, so
+    splitting them needs no parser: :func:`created_at_json` reads them as JSON for
+    a store where that does not hold), other texts as JSON arrays; status codes
+    index ``ENTRY_STATUSES``. A whole run comes in entry-id order; a filtered
+    selection in index order.
     """
     selection = _selection(con, run_id, key, position)
     if selection is None:
-        return (0, None, None, "[]", None, "[]", "[]", "[]", "[]")
+        return (0, None, None, "[]", None, "[]", "[]", None, "[]")
     where, params = selection
     return con.execute(_COLUMNS_SELECT + where, params).fetchone()
+
+
+def created_at_json(
+    con: sqlite3.Connection,
+    run_id: str,
+    *,
+    key: str | None = None,
+    position: int | None = None,
+) -> str:
+    """The ``created_at`` of the selection of :func:`entry_columns` as a JSON array."""
+    selection = _selection(con, run_id, key, position)
+    if selection is None:
+        return "[]"
+    where, params = selection
+    return con.execute(
+        "SELECT json_group_array(l.created_at) FROM lineage l WHERE " + where, params
+    ).fetchone()[0]
 
 
 def edge_columns(

@@ -14,8 +14,8 @@ from typing import Any
 from common import Figure, fresh_db, interleaved, orders, peak_rss_mib, run_child, timed
 
 import lineage_kit as lk
-from lineage_kit.pipeline import _dumps as _pipeline_dumps
 from lineage_kit.steps import DEFAULT_STEPS
+from lineage_kit.values import to_json as _pipeline_dumps
 
 N_STEPS = len(DEFAULT_STEPS)
 # The pipeline's own JSON serialiser, so the baselines pay exactly the same for it.

@@ -19,6 +19,7 @@ from .errors import (
     KeyNotFound,
     LineageKitError,
     NotALineageStore,
+    Reject,
     RunNotFound,
     SchemaVersionError,
     StepError,
@@ -26,7 +27,7 @@ from .errors import (
     StoreNotFound,
     StoreWriteError,
 )
-from .pipeline import Pipeline, Reject, RunResult, Step, run_pipeline, step
+from .pipeline import Pipeline, RunResult, Step, run_pipeline, step
 from .plot import plot_chain, plot_run, plot_runs, plot_timeline
 from .store import LineageStore, connect
 from .summary import RunSummary

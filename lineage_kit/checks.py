@@ -484,7 +484,7 @@ def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
 
 
 def value_hash_bytes(data: bytes) -> str:
-    """:func:`lineage_kit.pipeline.value_hash` of a value given as its UTF-8 bytes.
+    """:func:`lineage_kit.values.value_hash` of a value given as its UTF-8 bytes.
 
     SQLite stores text as UTF-8, so hashing the stored bytes gives the recorded hash
     without decoding every value into a Python string first.

@@ -88,3 +88,29 @@ class StepError(LineageKitError):
 
 class IntegrityError(LineageKitError):
     """Raised by :meth:`CheckReport.raise_if_failed` when error-severity violations exist."""
+
+
+class Reject(Exception):
+    """Raise inside a step to reject the current record with a reason code.
+
+    Parameters
+    ----------
+    reason : str
+        A short, stable code such as ``"negative_amount"``.
+    message : str, optional
+        A human explanation.
+
+    Examples
+    --------
+    >>> import lineage_kit as lk
+    >>> @lk.step("validate")
+    ... def validate(record):
+    ...     if record["amount"] < 0:
+    ...         raise lk.Reject("negative_amount", f"amount is {record['amount']}")
+    ...     return record
+    """
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+        self.message = message or reason

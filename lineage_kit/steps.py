@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .pipeline import Reject, Step, step
+from .errors import Reject
+from .pipeline import Step, step
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def test_each_entry_links_to_the_previous_step_of_the_same_record(sample_store):
 
 
 def test_stored_hash_is_the_hash_of_the_stored_value(sample_store):
-    from lineage_kit.pipeline import value_hash
+    from lineage_kit.values import value_hash
 
     for stored, value in rows(
         sample_store, "SELECT value_hash, value FROM lineage JOIN records USING (entry_id)"

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import lineage_kit as lk
 import lineage_kit.store as lk_store
 from lineage_kit.cli import main
-from lineage_kit.pipeline import value_hash
+from lineage_kit.values import value_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -1,0 +1,519 @@
+"""The runner behind :meth:`Pipeline.run`: steps applied to chunks of records.
+
+Chunks are computed in memory and written in one transaction each (all steps of the
+chunk together, so a reader never sees half a chunk). Entry ids are assigned by
+SQLite in insertion order, so parent links are built from indexes known in memory,
+never looked up. Merge steps are barriers: their inputs wait until every chunk
+before them is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from .errors import Reject
+from .store import writer as w
+from .store.liveness import writer_alive
+from .values import UNSTORABLE, stored_form, to_json, value_hash
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline, Step
+    from .sources import Source, SourceItem
+    from .store import LineageStore
+
+_OK, _REJECTED, _FAILED = 0, 1, 2  # outcome ranks: the worst outcome of a record wins
+_STATUS = ("ok", "rejected", "failed")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Abort(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+# An item in flight: (key, value, value_json, value_hash, parent, roots, split)
+#   parent: index of its entry in the current chunk (int), a tuple of entry ids
+#           written by an earlier chunk, or None (fresh from the source)
+#   roots:  the input ordinal (int) or ordinals (tuple) it descends from
+#   split:  whether a split step is on its path (its roots may end several times)
+
+
+class _Chunk:
+    """Rows of one chunk, in the order their entry ids will be assigned."""
+
+    __slots__ = ("absolute_parents", "entries", "local_parents", "values")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple] = []
+        self.values: list[str] = []
+        self.local_parents: list[tuple[int, int]] = []
+        self.absolute_parents: list[tuple[int, int]] = []
+
+    def add(self, entry: tuple, value_json: str, parent: Any) -> int:
+        index = len(self.entries)
+        self.entries.append(entry)
+        self.values.append(value_json)
+        if type(parent) is int:
+            self.local_parents.append((index, parent))
+        elif parent:
+            self.absolute_parents.extend((index, p) for p in parent)
+        return index
+
+
+class Run:
+    """The state of one pipeline run (counts, timing, merge buffers)."""
+
+    def __init__(self, pipeline: Pipeline, store: LineageStore, run_id: str, fail_fast: bool):
+        self.pipeline = pipeline
+        self.store = store
+        self.run_id = run_id
+        self.fail_fast = fail_fast
+        self.counts = [0, 0, 0]  # published, rejected, failed
+        self.n_input = 0
+        self.n_entries = 0
+        self.pending: dict[int, int] = {}  # root -> worst outcome, for split records
+        n = len(pipeline.steps)
+        self.busy = [0.0] * n
+        self.first_seen: list[str | None] = [None] * n
+        self.last_seen: list[str | None] = [None] * n
+
+    # -- outcomes
+
+    def end(self, roots: Any, split: bool, outcome: int) -> None:
+        if type(roots) is int:
+            roots = (roots,)
+        if split:
+            pending = self.pending
+            for r in roots:
+                if pending.get(r, -1) < outcome:
+                    pending[r] = outcome
+        else:
+            self.counts[outcome] += len(roots)
+
+    def settle(self) -> None:
+        for outcome in self.pending.values():
+            self.counts[outcome] += 1
+        self.pending.clear()
+
+    # -- writing
+
+    def flush(self, chunk: _Chunk) -> int:
+        if not chunk.entries:
+            return 0
+        base = w.write_chunk(
+            self.store.con,
+            chunk.entries,
+            chunk.values,
+            chunk.local_parents,
+            chunk.absolute_parents,
+        )
+        self.n_entries += len(chunk.entries)
+        return base
+
+    # -- steps
+
+    def apply(self, position: int, items: list[tuple], chunk: _Chunk) -> list[tuple]:
+        st = self.pipeline.steps[position]
+        started = time.perf_counter()
+        stamp = now()
+        if self.first_seen[position] is None:
+            self.first_seen[position] = stamp
+        try:
+            if st.kind == "split":
+                out = self._split(st, position, items, chunk, stamp)
+            elif st.batch:
+                out = self._batch(st, position, items, chunk, stamp)
+            else:
+                out = self._map(st, position, items, chunk, stamp)
+        finally:
+            self.busy[position] += time.perf_counter() - started
+            self.last_seen[position] = now()
+        return out
+
+    def _stop(self, position: int, key: Any, message: str) -> None:
+        if self.fail_fast:
+            name = self.pipeline.steps[position].name
+            raise Abort(f"step {name!r} failed on record {key!r}: {message}")
+
+    def _terminal(self, chunk, position, stamp, item, status, reason, error) -> None:
+        key, value, vjson, vhash, parent, roots, split = item
+        if vjson is None:
+            vjson, vhash = stored_form(value)
+        chunk.add(
+            (self.run_id, position, key, _STATUS[status], reason, error, stamp, vhash),
+            vjson,
+            parent,
+        )
+        self.end(roots, split, status)
+
+    def _map(
+        self,
+        st: Step,
+        position: int,
+        items,
+        chunk: _Chunk,
+        stamp: str,
+        results: Iterator[Any] | None = None,
+    ) -> list[tuple]:
+        """Apply a map step record by record (``results``: outputs a batch step made)."""
+        run_id, identity, out = self.run_id, st.identity, []
+        func = st.func if results is None else (lambda _value: next(results))
+        # chunk.add() inlined for the common case (one parent in this chunk): this loop
+        # runs once per record and step.
+        add, entries, values = chunk.add, chunk.entries, chunk.values
+        add_entry, add_value = entries.append, values.append
+        add_local = chunk.local_parents.append
+        append = out.append
+        for item in items:
+            key, value, vjson, vhash, parent, roots, split = item
+            if identity:
+                new = value
+                if vjson is None:
+                    try:
+                        vjson = to_json(value)
+                    except UNSTORABLE as exc:
+                        self._terminal(
+                            chunk,
+                            position,
+                            stamp,
+                            item,
+                            _REJECTED,
+                            "invalid_value",
+                            f"value cannot be stored as JSON: {exc}",
+                        )
+                        continue
+                    vhash = value_hash(vjson)
+                njson, nhash = vjson, vhash
+            else:
+                try:
+                    new = func(value)
+                except Reject as exc:
+                    self._terminal(chunk, position, stamp, item, _REJECTED, exc.reason, exc.message)
+                    continue
+                except Exception as exc:
+                    self._terminal(chunk, position, stamp, item, _FAILED, None, error_text(exc))
+                    self._stop(position, key, error_text(exc))
+                    continue
+                if not isinstance(new, dict):
+                    message = (
+                        f"TypeError: step returned {type(new).__name__}, not a dict; "
+                        "raise lk.Reject to drop a record"
+                    )
+                    self._terminal(chunk, position, stamp, item, _FAILED, None, message)
+                    self._stop(position, key, message)
+                    continue
+                try:
+                    njson = to_json(new)
+                except UNSTORABLE as exc:
+                    message = f"ValueError: step output cannot be stored as JSON: {exc}"
+                    self._terminal(chunk, position, stamp, item, _FAILED, None, message)
+                    self._stop(position, key, message)
+                    continue
+                nhash = value_hash(njson)
+            if type(parent) is int:
+                index = len(entries)
+                add_entry((run_id, position, key, "ok", None, None, stamp, nhash))
+                add_value(njson)
+                add_local((index, parent))
+            else:
+                index = add((run_id, position, key, "ok", None, None, stamp, nhash), njson, parent)
+            append((key, new, njson, nhash, index, roots, split))
+        return out
+
+    def _batch(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[tuple]:
+        try:
+            results = st.func([item[1] for item in items])
+            if not isinstance(results, list) or len(results) != len(items):
+                raise TypeError(
+                    f"batch step must return a list of {len(items)} records, got "
+                    f"{type(results).__name__} of length {len(results) if hasattr(results, '__len__') else '?'}"  # noqa: E501
+                )
+        except Reject as exc:
+            for item in items:
+                self._terminal(chunk, position, stamp, item, _REJECTED, exc.reason, exc.message)
+            return []
+        except Exception as exc:
+            for item in items:
+                self._terminal(chunk, position, stamp, item, _FAILED, None, error_text(exc))
+            if items:
+                self._stop(position, items[0][0], error_text(exc))
+            return []
+        return self._map(st, position, items, chunk, stamp, results=iter(results))
+
+    def _split(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[tuple]:
+        run_id, out = self.run_id, []
+        for item in items:
+            key, value, _vjson, _vhash, parent, roots, _split = item
+            try:
+                children = st.func(value)
+                if not isinstance(children, list | tuple):
+                    raise TypeError(f"split step must return a list, got {type(children).__name__}")
+                pairs = []
+                for i, child in enumerate(children, start=1):
+                    if isinstance(child, tuple) and len(child) == 2:
+                        child_key, child_value = child
+                        child_key = str(child_key)
+                    else:
+                        child_key, child_value = f"{key}#{i}", child
+                    if not isinstance(child_value, dict):
+                        raise TypeError(f"split child {i} is a {type(child_value).__name__}")
+                    pairs.append((child_key, child_value, to_json(child_value)))
+            except Reject as exc:
+                self._terminal(chunk, position, stamp, item, _REJECTED, exc.reason, exc.message)
+                continue
+            except Exception as exc:
+                self._terminal(chunk, position, stamp, item, _FAILED, None, error_text(exc))
+                self._stop(position, key, error_text(exc))
+                continue
+            if not pairs:
+                self._terminal(
+                    chunk,
+                    position,
+                    stamp,
+                    item,
+                    _REJECTED,
+                    "split_empty",
+                    "split step returned no records",
+                )
+                continue
+            for child_key, child_value, cjson in pairs:
+                chash = value_hash(cjson)
+                index = chunk.add(
+                    (run_id, position, child_key, "ok", None, None, stamp, chash), cjson, parent
+                )
+                out.append((child_key, child_value, cjson, chash, index, roots, True))
+        return out
+
+    def merge(self, position: int, members: list[tuple], chunk: _Chunk) -> list[tuple]:
+        """Apply a merge step to one group (members carry absolute entry ids)."""
+        st = self.pipeline.steps[position]
+        started = time.perf_counter()
+        stamp = now()
+        if self.first_seen[position] is None:
+            self.first_seen[position] = stamp
+        group_key = members[0][0]
+        parents = tuple(p for m in members for p in m[4])
+        roots = tuple(sorted({r for m in members for r in _as_tuple(m[5])}))
+        split = any(m[6] for m in members)
+        try:
+            merged = st.func([m[1] for m in members])
+            if not isinstance(merged, dict):
+                raise TypeError(f"merge step returned {type(merged).__name__}, not a dict")
+            mjson = to_json(merged)
+        except Reject as exc:
+            status, reason, error = _REJECTED, exc.reason, exc.message
+        except Exception as exc:
+            status, reason, error = _FAILED, None, error_text(exc)
+        else:
+            mhash = value_hash(mjson)
+            index = chunk.add(
+                (self.run_id, position, group_key, "ok", None, None, stamp, mhash), mjson, parents
+            )
+            self.busy[position] += time.perf_counter() - started
+            self.last_seen[position] = now()
+            return [(group_key, merged, mjson, mhash, index, roots, split)]
+        # A failed merge stores its members' values as a JSON array.
+        ajson = "[" + ",".join(m[2] for m in members) + "]"
+        chunk.add(
+            (
+                self.run_id,
+                position,
+                group_key,
+                _STATUS[status],
+                reason,
+                error,
+                stamp,
+                value_hash(ajson),
+            ),
+            ajson,
+            parents,
+        )
+        self.end(roots, split, status)
+        self.busy[position] += time.perf_counter() - started
+        self.last_seen[position] = now()
+        if status == _FAILED:
+            self._stop(position, group_key, error or "")
+        return []
+
+    # -- a whole run
+
+    def finish(self, src: Source, status: str, error: str | None) -> None:
+        self.settle()
+        try:
+            w.finish_run(
+                self.store.con,
+                self.run_id,
+                status=status,
+                finished_at=now(),
+                input_sha256=src.sha256,
+                counts=(self.n_input, *self.counts),
+                error=error,
+                step_times=[
+                    (self.first_seen[i], self.last_seen[i], self.busy[i], i)
+                    for i in range(len(self.pipeline.steps))
+                ],
+            )
+        except Exception:
+            if status == "failed":
+                return  # the original error is more useful than this one
+            raise
+
+    def execute(
+        self,
+        blocks: Iterator[list[SourceItem]],
+        chunk_size: int,
+        progress: bool | None,
+    ) -> None:
+        merges = [i for i, s in enumerate(self.pipeline.steps) if s.kind == "merge"]
+        end = merges[0] if merges else len(self.pipeline.steps)
+        bar = progress_bar(progress)
+        barrier: list[tuple] = []
+        try:
+            ordinal = 0
+            for block in blocks:
+                chunk = _Chunk()
+                items = self._admit(block, ordinal, chunk)
+                ordinal += len(block)
+                self.n_input += len(block)
+                try:
+                    reached = self._through(items, 0, end, chunk)
+                except Abort:
+                    self.flush(chunk)  # keep the failed entry and what led to it
+                    raise
+                self._settle_segment(reached, end, chunk, barrier)
+                if bar is not None:
+                    bar.update(len(block))
+            self._after_merges(merges, barrier, chunk_size)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _admit(self, block: list[SourceItem], ordinal: int, chunk: _Chunk) -> list[tuple]:
+        """Turn source items into items in flight; reject bad and duplicate ones."""
+        keys = [it.key for it in block if it.reason is None]
+        seen = w.existing_keys(self.store.con, self.run_id, 0, json.dumps(keys)) if keys else set()
+        items, stamp = [], now()
+        for i, it in enumerate(block, start=ordinal):
+            reason, message = it.reason, it.message
+            if reason is None:
+                if it.key in seen:
+                    reason, message = "duplicate_key", f"key {it.key!r} already seen in this run"
+                else:
+                    seen.add(it.key)
+            if reason is None:
+                items.append((it.key, it.value, None, None, None, i, False))
+            else:
+                vjson, vhash = stored_form(it.value)
+                chunk.add(
+                    (self.run_id, 0, it.key, "rejected", reason, message, stamp, vhash),
+                    vjson,
+                    None,
+                )
+                self.counts[_REJECTED] += 1
+        return items
+
+    def _through(self, items: list[tuple], start: int, end: int, chunk: _Chunk) -> list[tuple]:
+        for position in range(start, end):
+            if not items:
+                break
+            items = self.apply(position, items, chunk)
+        return items
+
+    def _settle_segment(
+        self, reached: list[tuple], end: int, chunk: _Chunk, barrier: list[tuple]
+    ) -> None:
+        """Write the chunk; records past the last step are published, others wait."""
+        base = self.flush(chunk)
+        if end == len(self.pipeline.steps):
+            for item in reached:
+                self.end(item[5], item[6], _OK)
+        else:
+            barrier.extend((*item[:4], (base + item[4],), *item[5:]) for item in reached)
+
+    def _after_merges(self, merges: list[int], barrier: list[tuple], chunk_size: int) -> None:
+        for n, position in enumerate(merges):
+            end = merges[n + 1] if n + 1 < len(merges) else len(self.pipeline.steps)
+            group_by = self.pipeline.steps[position].group_by
+            groups: dict[str, list[tuple]] = {}
+            chunk = _Chunk()
+            stamp = now()
+            for item in barrier:
+                try:
+                    group = group_by(item[0], item[1])
+                    if group is None:
+                        raise ValueError("group_by returned None")
+                except Exception as exc:
+                    self._terminal_group_error(position, item, chunk, stamp, exc)
+                    continue
+                groups.setdefault(str(group), []).append((str(group), *item[1:]))
+            barrier = []
+            for block in chunked(groups.values(), chunk_size):
+                try:
+                    for members in block:
+                        merged = self.merge(position, members, chunk)
+                        barrier.extend(self._through(merged, position + 1, end, chunk))
+                except Abort:
+                    self.flush(chunk)
+                    raise
+                base = self.flush(chunk)
+                if end == len(self.pipeline.steps):
+                    for item in barrier:
+                        self.end(item[5], item[6], _OK)
+                    barrier = []
+                else:
+                    barrier = [(*it[:4], (base + it[4],), *it[5:]) for it in barrier]
+                chunk = _Chunk()
+            self.flush(chunk)
+
+    def _terminal_group_error(
+        self, position: int, item: tuple, chunk: _Chunk, stamp: str, exc: Exception
+    ) -> None:
+        self._terminal(
+            chunk, position, stamp, item, _FAILED, None, f"group_by raised {error_text(exc)}"
+        )
+        self._stop(position, item[0], error_text(exc))
+
+
+def _as_tuple(roots: Any) -> tuple:
+    return (roots,) if type(roots) is int else roots
+
+
+def chunked(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(iterable)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def mark_dead_runs(store: LineageStore) -> None:
+    """Persist ``interrupted`` for runs whose writer on this host is gone."""
+
+    dead = [
+        run_id
+        for run_id, host, pid, started in w.running_runs(store.con)
+        if not writer_alive(host, pid, started)
+    ]
+    w.mark_interrupted(store.con, dead, now())
+
+
+def progress_bar(progress: bool | None) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(unit=" records", desc="lineage-kit", leave=False)

@@ -368,7 +368,7 @@ class Run:
                 ],
             )
         except Exception:
-            if status == "failed":
+            if status in ("failed", "interrupted"):
                 return  # the original error is more useful than this one
             raise
 
@@ -457,7 +457,11 @@ class Run:
                     if group is None:
                         raise ValueError("group_by returned None")
                 except Exception as exc:
-                    self._terminal_group_error(position, item, chunk, stamp, exc)
+                    try:
+                        self._terminal_group_error(position, item, chunk, stamp, exc)
+                    except Abort:
+                        self.flush(chunk)  # keep the failed entry (fail_fast)
+                        raise
                     continue
                 groups.setdefault(str(group), []).append((str(group), *item[1:]))
             barrier = []

@@ -361,8 +361,9 @@ class Pipeline:
             except Abort as exc:
                 status, error = "failed", exc.error
             except BaseException as exc:
-                # Our own bug, a full disk or Ctrl-C: keep what was written as evidence.
-                state.finish(src, "failed", error_text(exc))
+                # Ctrl-C, a full disk or our own bug: keep what was written as evidence.
+                ended = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                state.finish(src, ended, error_text(exc))
                 raise
             if status == "completed" and (state.counts[1] or state.counts[2]):
                 status = "completed_with_errors"

@@ -433,3 +433,38 @@ def test_progress_bar_shows_on_request_and_stays_quiet_otherwise(db, capsys, mon
     lk.run_pipeline(records(50, start=50), db=db, chunk_size=10)  # stderr is not a tty here
     assert capsys.readouterr().err == ""
     assert len(counted) == 5
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_keeps_what_was_written(db):
+    @lk.step("slow")
+    def slow(record):
+        if record["key"] == "k25":
+            raise KeyboardInterrupt
+        return record
+
+    with pytest.raises(KeyboardInterrupt):
+        lk.Pipeline([lk.steps.ingest, slow]).run(records(40), db=db, chunk_size=10, progress=False)
+    with lk.connect(db) as store:
+        (run,) = store.run_rows()
+        kept = rows(store, "SELECT count(*) FROM lineage WHERE position = 1")
+        report = store.check()
+    assert run["status"] == "interrupted"
+    assert kept == [(20,)]  # the two chunks before the interrupted one, whole
+    assert list(report.violations["code"]) == ["run_interrupted"]
+
+
+def test_group_by_failure_with_fail_fast_keeps_the_failed_entry(db):
+    @lk.step("by_region", kind="merge", group_by=lambda key, r: r["region"])
+    def by_region(members):
+        return {"n": len(members)}
+
+    data = [{"key": "a", "region": "EU"}, {"key": "b"}]  # b has no region: group_by raises
+    with pytest.raises(lk.StepError, match="KeyError"):
+        lk.Pipeline([lk.steps.ingest, by_region]).run(data, db=db, fail_fast=True, progress=False)
+    with lk.connect(db) as store:
+        failed = rows(
+            store, "SELECT record_key, position, error FROM lineage WHERE status = 'failed'"
+        )
+        (run,) = store.run_rows()
+    assert run["status"] == "failed"
+    assert failed == [("b", 1, "group_by raised KeyError: 'region'")]

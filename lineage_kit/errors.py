@@ -83,7 +83,17 @@ class EntryNotFound(LineageKitError, LookupError):
 
 
 class StepError(LineageKitError):
-    """A step raised while the pipeline ran with ``fail_fast=True``."""
+    """A step failed while the pipeline ran with ``fail_fast=True``.
+
+    Attributes
+    ----------
+    result : RunResult or None
+        What the stopped run did (status ``failed``, the counts so far).
+    """
+
+    def __init__(self, message: str, result: object | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class IntegrityError(LineageKitError):

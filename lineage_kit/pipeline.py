@@ -383,7 +383,7 @@ class Pipeline:
         finally:
             store.close()
         if status == "failed" and fail_fast:
-            raise StepError(f"run {run_id} stopped (fail_fast): {error}")
+            raise StepError(f"run {run_id} stopped (fail_fast): {error}", result)
         return result
 
 

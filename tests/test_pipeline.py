@@ -182,12 +182,15 @@ def test_a_step_that_raises_fails_only_that_record(db):
 
 def test_fail_fast_stops_the_run_and_marks_it_failed(db):
     pipeline = lk.Pipeline([lk.steps.ingest, lowercase, explode_on_bad, lk.steps.publish])
-    with pytest.raises(lk.StepError, match="cursed"):
+    with pytest.raises(lk.StepError, match="cursed") as info:
         pipeline.run(records(6), db=db, fail_fast=True, progress=False)
+    stopped = info.value.result
+    assert (stopped.status, stopped.n_input, stopped.n_failed) == ("failed", 6, 1)
     with lk.connect(db) as store:
         (run,) = store.run_rows()
         failed = rows(store, "SELECT record_key FROM lineage WHERE status = 'failed'")
         after = rows(store, "SELECT count(*) FROM lineage WHERE position = 3")
+    assert run["run_id"] == stopped.run_id
     assert run["status"] == "failed"
     assert "cursed" in run["error"]
     assert failed == [("k3",)]

@@ -386,13 +386,22 @@ class Run:
             ordinal = 0
             for block in blocks:
                 chunk = _Chunk()
-                items = self._admit(block, ordinal, chunk)
+                items, refused = self._admit(block, ordinal)
                 ordinal += len(block)
                 self.n_input += len(block)
                 try:
-                    reached = self._through(items, 0, end, chunk)
+                    items = self.apply(0, items, chunk) if items else items
                 except Abort:
+                    self._refuse(refused, chunk)
                     self.flush(chunk)  # keep the failed entry and what led to it
+                    raise
+                # Refused records follow the first step's entries, so a duplicate
+                # comes after the record it duplicates, in ids and in time.
+                self._refuse(refused, chunk)
+                try:
+                    reached = self._through(items, 1, end, chunk)
+                except Abort:
+                    self.flush(chunk)
                     raise
                 self._settle_segment(reached, end, chunk, barrier)
                 if bar is not None:
@@ -402,29 +411,35 @@ class Run:
             if bar is not None:
                 bar.close()
 
-    def _admit(self, block: list[SourceItem], ordinal: int, chunk: _Chunk) -> list[tuple]:
-        """Turn source items into items in flight; reject bad and duplicate ones."""
+    def _admit(self, block: list[SourceItem], ordinal: int) -> tuple[list[tuple], list[tuple]]:
+        """Split source items into items in flight and refused ``(item, reason, message)``.
+
+        Records without a usable key, and keys already seen in this run (one indexed
+        query per chunk for earlier chunks), are refused.
+        """
         keys = [it.key for it in block if it.reason is None]
         seen = w.existing_keys(self.store.con, self.run_id, 0, json.dumps(keys)) if keys else set()
-        items, stamp = [], now()
+        items, refused = [], []
         for i, it in enumerate(block, start=ordinal):
-            reason, message = it.reason, it.message
-            if reason is None:
-                if it.key in seen:
-                    reason, message = "duplicate_key", f"key {it.key!r} already seen in this run"
-                else:
-                    seen.add(it.key)
-            if reason is None:
-                items.append((it.key, it.value, None, None, None, i, False))
+            if it.reason is not None:
+                refused.append((it, it.reason, it.message))
+            elif it.key in seen:
+                refused.append((it, "duplicate_key", f"key {it.key!r} already seen in this run"))
             else:
-                vjson, vhash = stored_form(it.value)
-                chunk.add(
-                    (self.run_id, 0, it.key, "rejected", reason, message, stamp, vhash),
-                    vjson,
-                    None,
-                )
-                self.counts[_REJECTED] += 1
-        return items
+                seen.add(it.key)
+                items.append((it.key, it.value, None, None, None, i, False))
+        return items, refused
+
+    def _refuse(self, refused: list[tuple], chunk: _Chunk) -> None:
+        """Record refused source items as rejected entries at the first step."""
+        stamp = now()
+        for it, reason, message in refused:
+            vjson, vhash = stored_form(it.value)
+            chunk.add(
+                (self.run_id, 0, it.key, "rejected", reason, message, stamp, vhash), vjson, None
+            )
+        self.counts[_REJECTED] += len(refused)
+        refused.clear()
 
     def _through(self, items: list[tuple], start: int, end: int, chunk: _Chunk) -> list[tuple]:
         for position in range(start, end):

@@ -471,3 +471,14 @@ def test_group_by_failure_with_fail_fast_keeps_the_failed_entry(db):
         (run,) = store.run_rows()
     assert run["status"] == "failed"
     assert failed == [("b", 1, "group_by raised KeyError: 'region'")]
+
+
+def test_a_duplicate_is_recorded_after_the_record_it_duplicates(messy_store):
+    dup = rows(
+        messy_store,
+        "SELECT entry_id, status, reason, created_at FROM lineage "
+        "WHERE record_key = 'order-102' AND position = 0 ORDER BY entry_id",
+    )
+    (first_id, first_status, _, first_at), (dup_id, dup_status, reason, dup_at) = dup
+    assert (first_status, dup_status, reason) == ("ok", "rejected", "duplicate_key")
+    assert first_id < dup_id and first_at <= dup_at

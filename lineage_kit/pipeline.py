@@ -20,7 +20,7 @@ from typing import Any
 from . import __version__
 from .engine import Abort, Run, chunked, error_text, mark_dead_runs, now
 from .errors import InputError, StepError
-from .sources import KeySpec, Source, open_source
+from .sources import KeySpec, Source, absent_key_fields, open_source
 from .store import LineageStore
 from .store import writer as w
 from .store.liveness import this_writer
@@ -330,6 +330,8 @@ class Pipeline:
         # malformed file fails here and nothing is created or written.
         blocks = chunked(src.items(), chunk_size)
         first = next(blocks, None)
+        if first is not None and (problem := absent_key_fields(first, src.key)):
+            raise InputError(problem, path=src.path)
         blocks = chain([first], blocks) if first is not None else iter(())
         store = LineageStore(db, create=True)
         try:

@@ -54,6 +54,7 @@ class Source:
 
     def __init__(self, records: Callable[[], Iterator[Any]], key: KeySpec, path: str | None):
         self._records = records
+        self.key = key
         self._key = _key_function(key)
         self.path = path
         self.sha256: str | None = None
@@ -115,14 +116,56 @@ def _key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None
     return text, None, None
 
 
+def _normal(name: str) -> str:
+    return name.strip().lower()
+
+
 def _lookup(record: dict, name: str) -> Any:
     if name in record:
         return record[name]
-    # The key may be spelled messily in the raw record (" Key "): match it normalised.
+    # The key may be spelled messily on either side (" Order No " for "order no"):
+    # match both normalised, as the normalize step would.
+    wanted = _normal(name)
     for field, value in record.items():
-        if isinstance(field, str) and field.strip().lower() == name:
+        if isinstance(field, str) and _normal(field) == wanted:
             return value
     return None
+
+
+def absent_key_fields(items: Sequence[SourceItem], key: KeySpec) -> str | None:
+    """Explain a key that no record has at all (a wrong ``key`` or ``format``).
+
+    Parameters
+    ----------
+    items : sequence of SourceItem
+        The first items read (a pipeline looks at its first chunk).
+    key : str, sequence of str or callable
+        The key spec the items were read with.
+
+    Returns
+    -------
+    str or None
+        A message naming the key and the fields that were seen, when every item was
+        rejected and no object among them has the key field(s); otherwise None.
+    """
+    if callable(key) or not items or any(it.reason is None for it in items):
+        return None
+    names = [key] if isinstance(key, str) else list(key)
+    wanted = {_normal(n) for n in names}
+    objects = [it.value for it in items if isinstance(it.value, dict)]
+    if not any(objects):  # no fields at all to suggest: the data is just bad
+        return None
+    for record in objects:
+        if wanted <= {_normal(str(f)) for f in record}:
+            return None
+    seen = sorted({str(f) for record in objects[:100] for f in record})
+    shown = ", ".join(repr(f) for f in seen[:15]) + (", ..." if len(seen) > 15 else "")
+    spelled = ", ".join(repr(n) for n in names)
+    return (
+        f"no record among the first {len(items)} has the key field {spelled}; fields seen: "
+        f"{shown}. Choose the key with key=... (CLI: --key FIELD or --key A,B), "
+        "or check the format"
+    )
 
 
 def _key_function(key: KeySpec) -> Callable[[dict], tuple[str | None, str | None, str | None]]:

@@ -482,3 +482,23 @@ def test_a_duplicate_is_recorded_after_the_record_it_duplicates(messy_store):
     (first_id, first_status, _, first_at), (dup_id, dup_status, reason, dup_at) = dup
     assert (first_status, dup_status, reason) == ("ok", "rejected", "duplicate_key")
     assert first_id < dup_id and first_at <= dup_at
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"key": "order_id"}, "has the key field 'order_id'"),
+        ({"format": "csv"}, "fields seen: '\\['"),
+    ],
+)
+def test_a_key_no_record_has_is_an_input_error_not_a_run_of_rejects(tmp_path, options, message):
+    db = tmp_path / "x.db"
+    with pytest.raises(lk.InputError, match=message):
+        lk.run_pipeline(SAMPLE_JSON, db=db, progress=False, **options)
+    assert not db.exists()
+
+
+def test_records_that_all_lack_a_value_for_a_present_key_field_are_a_run(db):
+    # the field exists, the values are missing: data to reject, not a wrong key
+    result = lk.run_pipeline([{"key": None}, {"key": ""}], db=db, progress=False)
+    assert (result.n_input, result.n_rejected) == (2, 2)

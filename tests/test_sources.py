@@ -193,3 +193,10 @@ def test_objects_that_are_not_inputs_are_refused():
         open_source(42)
     with pytest.raises(lk.InputError, match="iterable of records"):
         open_source({"key": "a"})
+
+
+def test_key_names_match_field_names_normalised_on_both_sides():
+    rows = [{" Order No ": 5, "Store": "BER"}]
+    assert keys(rows, key="order no") == [("5", None)]
+    assert keys(rows, key="Order No") == [("5", None)]
+    assert keys(rows, key=["STORE", " order no"]) == [("BER|5", None)]

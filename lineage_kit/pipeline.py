@@ -174,41 +174,30 @@ class RunResult:
         """True when every input record was published."""
         return self.status == "completed"
 
-    def summary(self) -> str:
-        """A short, human summary (what the CLI prints)."""
-        lines = [
-            f"run        {self.run_id}",
-            f"status     {self.status}",
-            f"input      {self.n_input}",
-            f"published  {self.n_published}",
-            f"rejected   {self.n_rejected}",
-            f"failed     {self.n_failed}",
-            f"entries    {self.n_entries}",
-            f"store      {self.db}",
-            f"elapsed    {self.elapsed_seconds:.3f} s",
+    def _fields(self) -> list[tuple[str, object]]:
+        fields: list[tuple[str, object]] = [
+            ("run", self.run_id),
+            ("status", self.status),
+            ("input", self.n_input),
+            ("published", self.n_published),
+            ("rejected", self.n_rejected),
+            ("failed", self.n_failed),
+            ("entries", self.n_entries),
+            ("store", self.db),
+            ("elapsed", f"{self.elapsed_seconds:.3f} s"),
         ]
         if self.error:
-            lines.append(f"error      {self.error}")
-        return "\n".join(lines)
+            fields.append(("error", self.error))
+        return fields
+
+    def summary(self) -> str:
+        """A short, human summary (what the CLI prints)."""
+        return "\n".join(f"{label:<10} {value}" for label, value in self._fields())
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from .summary import html_table
 
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
-            for k, v in (
-                ("run", self.run_id),
-                ("status", self.status),
-                ("input", self.n_input),
-                ("published", self.n_published),
-                ("rejected", self.n_rejected),
-                ("failed", self.n_failed),
-                ("entries", self.n_entries),
-                ("store", self.db),
-                ("elapsed", f"{self.elapsed_seconds:.3f} s"),
-            )
-        )
-        return f"<table><caption>lineage_kit run</caption>{rows}</table>"
+        return html_table(["", ""], [list(f) for f in self._fields()], caption="lineage_kit run")
 
 
 class Pipeline:

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -126,23 +127,27 @@ class Run:
 
     # -- steps
 
-    def apply(self, position: int, items: list[tuple], chunk: _Chunk) -> list[tuple]:
-        st = self.pipeline.steps[position]
+    @contextmanager
+    def _timing(self, position: int) -> Iterator[str]:
+        """Account the block's time to a step; yields the stamp for its entries."""
         started = time.perf_counter()
         stamp = now()
         if self.first_seen[position] is None:
             self.first_seen[position] = stamp
         try:
-            if st.kind == "split":
-                out = self._split(st, position, items, chunk, stamp)
-            elif st.batch:
-                out = self._batch(st, position, items, chunk, stamp)
-            else:
-                out = self._map(st, position, items, chunk, stamp)
+            yield stamp
         finally:
             self.busy[position] += time.perf_counter() - started
             self.last_seen[position] = now()
-        return out
+
+    def apply(self, position: int, items: list[tuple], chunk: _Chunk) -> list[tuple]:
+        st = self.pipeline.steps[position]
+        with self._timing(position) as stamp:
+            if st.kind == "split":
+                return self._split(st, position, items, chunk, stamp)
+            if st.batch:
+                return self._batch(st, position, items, chunk, stamp)
+            return self._map(st, position, items, chunk, stamp)
 
     def _stop(self, position: int, key: Any, message: str) -> None:
         if self.fail_fast:
@@ -300,11 +305,16 @@ class Run:
 
     def merge(self, position: int, members: list[tuple], chunk: _Chunk) -> list[tuple]:
         """Apply a merge step to one group (members carry absolute entry ids)."""
+        with self._timing(position) as stamp:
+            out, failure = self._merge(position, members, chunk, stamp)
+        if failure is not None:
+            self._stop(position, members[0][0], failure)
+        return out
+
+    def _merge(
+        self, position: int, members: list[tuple], chunk: _Chunk, stamp: str
+    ) -> tuple[list[tuple], str | None]:
         st = self.pipeline.steps[position]
-        started = time.perf_counter()
-        stamp = now()
-        if self.first_seen[position] is None:
-            self.first_seen[position] = stamp
         group_key = members[0][0]
         parents = tuple(p for m in members for p in m[4])
         roots = tuple(sorted({r for m in members for r in _as_tuple(m[5])}))
@@ -323,31 +333,13 @@ class Run:
             index = chunk.add(
                 (self.run_id, position, group_key, "ok", None, None, stamp, mhash), mjson, parents
             )
-            self.busy[position] += time.perf_counter() - started
-            self.last_seen[position] = now()
-            return [(group_key, merged, mjson, mhash, index, roots, split)]
-        # A failed merge stores its members' values as a JSON array.
+            return [(group_key, merged, mjson, mhash, index, roots, split)], None
+        # A merge that did not succeed stores its members' values as a JSON array.
         ajson = "[" + ",".join(m[2] for m in members) + "]"
-        chunk.add(
-            (
-                self.run_id,
-                position,
-                group_key,
-                _STATUS[status],
-                reason,
-                error,
-                stamp,
-                value_hash(ajson),
-            ),
-            ajson,
-            parents,
-        )
+        entry = (self.run_id, position, group_key, _STATUS[status], reason, error, stamp)
+        chunk.add((*entry, value_hash(ajson)), ajson, parents)
         self.end(roots, split, status)
-        self.busy[position] += time.perf_counter() - started
-        self.last_seen[position] = now()
-        if status == _FAILED:
-            self._stop(position, group_key, error or "")
-        return []
+        return [], (error if status == _FAILED else None)
 
     # -- a whole run
 

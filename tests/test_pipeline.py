@@ -502,3 +502,12 @@ def test_records_that_all_lack_a_value_for_a_present_key_field_are_a_run(db):
     # the field exists, the values are missing: data to reject, not a wrong key
     result = lk.run_pipeline([{"key": None}, {"key": ""}], db=db, progress=False)
     assert (result.n_input, result.n_rejected) == (2, 2)
+
+
+def test_a_failing_merge_under_fail_fast_names_the_error(db):
+    @lk.step("boom", kind="merge", group_by=lambda key, r: "all")
+    def boom(members):
+        raise ValueError("cannot merge these")
+
+    with pytest.raises(lk.StepError, match="cannot merge these"):
+        lk.Pipeline([lk.steps.ingest, boom]).run(records(3), db=db, fail_fast=True, progress=False)

@@ -182,7 +182,7 @@ def _add_trace(sub: Any) -> None:
 
 def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
     from .store import connect
-    from .store.queries import TRACE_COLUMNS, trace_rows
+    from .store.queries import TRACE_COLUMNS, parse_id_list, trace_rows
 
     with connect(args.db) as store:
         run_ids = store.resolve_runs(args.run)
@@ -198,8 +198,7 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
         )
         return EXIT_PROBLEMS
     for row in rows:
-        text = row["parent_ids"]
-        row["parent_ids"] = [int(p) for p in text.split(",")] if text else []
+        row["parent_ids"] = parse_id_list(row["parent_ids"])
         row["key"] = row.pop("record_key")
     if args.json:
         json.dump(rows, out, indent=2)

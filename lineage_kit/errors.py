@@ -6,6 +6,8 @@ so ``except lk.LineageKitError`` catches all of them and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LineageKitError(Exception):
     """Base class for every error lineage_kit raises on purpose."""
@@ -76,6 +78,43 @@ class RunNotFound(LineageKitError, LookupError):
 
 class KeyNotFound(LineageKitError, LookupError):
     """A record key has no lineage in the chosen run."""
+
+
+def key_not_found(
+    key: str, run_ids: Sequence[str] | None, *, all_runs: bool = False
+) -> KeyNotFound:
+    """The :class:`KeyNotFound` for a key looked up in runs or in a graph.
+
+    Every explore function builds its message here, so they all read alike.
+
+    Parameters
+    ----------
+    key : str
+        The record key.
+    run_ids : sequence of str or None
+        The runs searched; None when a graph was searched.
+    all_runs : bool, default False
+        The runs searched were every run of the store (``run="all"``).
+
+    Returns
+    -------
+    KeyNotFound
+        To be raised by the caller.
+
+    Examples
+    --------
+    >>> str(key_not_found("order-999", ["3f2a"]))
+    "key 'order-999' has no lineage entries in run 3f2a"
+    """
+    if run_ids is None:
+        where = "the graph"
+    elif all_runs or not run_ids:
+        where = "any run"
+    elif len(run_ids) == 1:
+        where = f"run {run_ids[0]}"
+    else:
+        where = "runs " + ", ".join(run_ids)
+    return KeyNotFound(f"key {key!r} has no lineage entries in {where}")
 
 
 class EntryNotFound(LineageKitError, LookupError):

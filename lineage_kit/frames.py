@@ -1,25 +1,47 @@
-"""Typed pandas DataFrames loaded from a lineage store.
+"""Typed pandas DataFrames (and the lineage graph) loaded from a lineage store.
 
 Loaders never write. SQL lives in :mod:`lineage_kit.store`; this module turns rows
 into DataFrames with proper dtypes: UTC timestamps, categoricals in pipeline
-order, nullable integers.
+order, nullable integers, pandas' ``str`` dtype for text (a missing text is NaN).
+:func:`lineage_graph` decodes the same columns into the input of the pure graph
+builder :func:`lineage_kit.graph.entry_graph`.
+
+Record keys are text: every ``key`` parameter also takes a number, turned into
+text by the rule the sources apply to key fields
+(:func:`lineage_kit.sources.key_text`, ``110`` -> ``"110"``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from .errors import key_not_found
+from .sources import key_text
 from .store import RUN_COLUMNS
+from .store.queries import parse_id_list
 from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from .store import LineageStore
+
+#: What a ``run`` parameter accepts: a run id, a unique prefix, ``"latest"``,
+#: ``"all"``, or a list of ids / prefixes / ``"latest"`` (see
+#: :meth:`LineageStore.resolve_runs`).
+Runs = str | Sequence[str] | None
+
+
+def _key(key: str | int | float | None) -> str | None:
+    return None if key is None else key_text(key)
 
 
 def _utc(values: pd.Series) -> pd.Series:
@@ -34,9 +56,17 @@ def runs_frame(store: LineageStore) -> pd.DataFrame:
     pandas.DataFrame
         One row per run: ``run_id``, ``pipeline``, ``started_at`` and ``finished_at``
         (UTC), ``status`` (categorical; a run whose writer died shows
-        ``interrupted``), the input path and sha256, counts ``n_input``,
-        ``n_published``, ``n_rejected``, ``n_failed``, ``parameters`` (JSON text),
-        ``package_version``, ``error``, and ``duration_s``.
+        ``interrupted``), ``input_path`` and ``input_sha256`` (missing for a run
+        over in-memory records), counts ``n_input``, ``n_published``,
+        ``n_rejected``, ``n_failed`` (int64), ``parameters`` (JSON text),
+        ``package_version``, ``error`` (missing unless the run failed),
+        ``writer_host``, ``writer_pid`` (Int64), ``writer_started`` and
+        ``duration_s`` (float64; NaN while a run is unfinished). A missing text is
+        None in a column where every run lacks it, NaN otherwise.
+
+    Examples
+    --------
+    >>> runs_frame(store)[["run_id", "status", "n_published"]]  # doctest: +SKIP
     """
     frame = pd.DataFrame.from_records(store.run_rows(), columns=list(RUN_COLUMNS))
     frame["started_at"] = _utc(frame["started_at"])
@@ -74,29 +104,36 @@ def step_names(step_rows: list[tuple]) -> list[str]:
     return list(dict.fromkeys(r[2] for r in ordered))
 
 
-def steps_frame(store: LineageStore, run: str | None = "latest") -> pd.DataFrame:
+def steps_frame(store: LineageStore, run: Runs = "latest") -> pd.DataFrame:
     """The steps of a run, one row per step in pipeline order.
 
     Parameters
     ----------
     store : LineageStore
-    run : str, default "latest"
-        A run id, a unique prefix, ``"latest"`` or ``"all"``.
+    run : str or list of str, default "latest"
+        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+        prefixes or ``"latest"``.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``run_id`` (categorical), ``position`` (int64), ``name``
         (categorical in pipeline order), ``kind`` (categorical map/merge/split),
-        ``source``, ``destination``, ``description``, ``started_at`` and
+        ``source``, ``destination``, ``description`` (str; NaN where the step has
+        none), ``started_at`` and
         ``finished_at`` (UTC; NaT when the step never ran), ``busy_seconds``
         (float64), ``n_ok``, ``n_rejected``, ``n_failed`` (int64: the step's entries
-        by status). With ``run="all"``, runs oldest first.
+        by status). With ``run="all"``, runs oldest first (no rows for a store
+        without runs).
 
     Raises
     ------
     RunNotFound
         ``run`` matches no run.
+
+    Examples
+    --------
+    >>> steps_frame(store)[["name", "n_ok", "n_rejected"]]  # doctest: +SKIP
     """
     from .store import queries as q
 
@@ -286,8 +323,8 @@ def _parent_columns(
 
 def lineage_frame(
     store: LineageStore,
-    run: str | None = "latest",
-    key: str | None = None,
+    run: Runs = "latest",
+    key: str | int | float | None = None,
     step: str | int | None = None,
 ) -> pd.DataFrame:
     """The lineage entries of a run, one row per entry, by entry id.
@@ -295,10 +332,11 @@ def lineage_frame(
     Parameters
     ----------
     store : LineageStore
-    run : str, default "latest"
-        A run id, a unique prefix, ``"latest"`` or ``"all"``.
-    key : str, optional
-        Only this record key's entries.
+    run : str or list of str, default "latest"
+        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+        prefixes or ``"latest"``.
+    key : str, int or float, optional
+        Only this record key's entries (a number is turned into key text).
     step : str or int, optional
         Only this step's entries (its name or position).
 
@@ -306,19 +344,24 @@ def lineage_frame(
     -------
     pandas.DataFrame
         Columns ``entry_id`` (int64), ``run_id`` (categorical), ``position``
-        (int64), ``step`` (categorical in pipeline order), ``key`` (None for
-        records rejected before they had a key), ``status`` (categorical
-        ok/rejected/failed), ``reason``, ``error``, ``created_at`` (UTC),
-        ``value_hash``, ``parent_id`` (Int64: the parent entry, the smallest one for
-        a merged entry, ``<NA>`` for a first-step entry) and ``n_parents`` (int64;
-        more than 1 for a merged entry).
+        (int64), ``step`` (categorical in pipeline order), ``key`` (str; missing,
+        i.e. NaN, for records rejected before they had a key: test with
+        ``frame["key"].isna()``), ``status`` (categorical ok/rejected/failed),
+        ``reason`` and ``error`` (str; NaN where there is none), ``created_at``
+        (UTC), ``value_hash`` (str), ``parent_id`` (Int64: the parent entry, the
+        smallest one for a merged entry, ``<NA>`` for a first-step entry) and
+        ``n_parents`` (int64; more than 1 for a merged entry). With ``run="all"``
+        on a store without runs: no rows, same columns and dtypes.
 
     Raises
     ------
     RunNotFound
         ``run`` matches no run.
     ValueError
-        ``step`` is not a step of the run.
+        ``step`` is not a step of the chosen run(s), or ``key`` is a number no
+        source accepts as a key (NaN, infinite).
+    TypeError
+        ``key`` is neither text nor a number.
 
     Examples
     --------
@@ -326,6 +369,7 @@ def lineage_frame(
     """
     from .store import queries as q
 
+    key = _key(key)
     parts = []
     run_ids = store.resolve_runs(run)
     all_steps: list[tuple] = []
@@ -346,9 +390,10 @@ def lineage_frame(
     if step is not None and not parts:
         raise ValueError(f"{step!r} is not a step of the chosen run(s)")
     names = step_names(all_steps)
-    if not parts:
+    if not parts:  # no entries, or no runs at all ("all" on an empty store)
         empty = decode_entries((0, None, None, "[]", None, "[]", "[]", None, "[]"))
-        parts.append(_entry_block(run_ids[0], empty, (_ints(None), _ints(None)), names))
+        placeholder = run_ids[0] if run_ids else ""  # dropped by set_categories below
+        parts.append(_entry_block(placeholder, empty, (_ints(None), _ints(None)), names))
     for part in parts:
         part["run_id"] = part["run_id"].cat.set_categories(run_ids)
         part["step"] = part["step"].cat.set_categories(names, ordered=True)
@@ -406,7 +451,9 @@ def _writer_stamp(text: object) -> bool:
 def _utc_texts(texts: Sequence[Any]) -> pd.arrays.DatetimeArray:
     """``pd.to_datetime(texts, utc=True, format="ISO8601")`` as an array, fast for the
     writer's fixed-width stamps (numpy parses those; anything else goes to pandas)."""
-    if len(texts) and all(_writer_stamp(t) for t in texts):
+    if not len(texts):  # pandas would pick second resolution for an empty list
+        return pd.array(np.array([], dtype="datetime64[us]"), dtype=_UTC_US)
+    if all(_writer_stamp(t) for t in texts):
         try:
             naive = np.array([t[:26] for t in texts], dtype="datetime64[us]")
         except ValueError:
@@ -414,6 +461,96 @@ def _utc_texts(texts: Sequence[Any]) -> pd.arrays.DatetimeArray:
         else:
             return pd.array(naive, dtype=_UTC_US)  # naive values are UTC wall times
     return pd.to_datetime(texts, utc=True, format="ISO8601").array
+
+
+# ------------------------------------------------------------------------ graph
+
+
+def lineage_graph(
+    store: LineageStore, run: Runs = "latest", key: str | int | float | None = None
+) -> nx.DiGraph:
+    """The lineage graph of a run, or of everything connected to one key.
+
+    Loads the entries and links (decoded as for :func:`lineage_frame`, without
+    building a DataFrame) and hands them to the pure builder
+    :func:`lineage_kit.graph.entry_graph`.
+
+    Parameters
+    ----------
+    store : LineageStore
+    run : str or list of str, default "latest"
+        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+        prefixes or ``"latest"``.
+    key : str, int or float, optional
+        Only the key's entries and all their ancestors and descendants (so a
+        merged record shows its parents with other keys, a split record its
+        children); nodes then also carry the stored ``value``. A number is turned
+        into key text.
+
+    Returns
+    -------
+    networkx.DiGraph
+        Nodes are entry ids with attributes ``key, step, position, status,
+        reason, error, run, created_at, value_hash`` (and ``value``); missing
+        texts (``key`` of a keyless record, ``reason``, ``error``) are None. Edges
+        run parent -> child. ``G.graph`` holds ``run_id`` (``None`` for several
+        runs or none), ``run_ids`` and ``steps`` (dicts of ``position, name, kind,
+        source, destination, description``: of the newest run with ``"all"``,
+        otherwise of the first run given). ``run="all"`` on a store without runs
+        gives an empty graph (``steps`` empty).
+
+    Raises
+    ------
+    RunNotFound
+        ``run`` matches no run.
+    KeyNotFound
+        ``key`` has no entries in the chosen run(s).
+    TypeError, ValueError
+        ``key`` is not a record key (see :func:`lineage_kit.sources.key_text`).
+
+    Examples
+    --------
+    >>> G = lineage_graph(store, key="order-101")  # doctest: +SKIP
+    >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]  # doctest: +SKIP
+    ['ingest', 'normalize', 'publish']
+    """
+    from .graph import ENTRY_FIELDS, STEP_FIELDS, entry_graph
+    from .store import queries as q
+
+    key = _key(key)
+    run_ids = store.resolve_runs(run)
+    steps = {run_id: q.step_meta_rows(store.con, run_id) for run_id in run_ids}
+    entries: dict[str, list[Any]] = {name: [] for name in (*ENTRY_FIELDS, "value")}
+    edges: list[Iterable[tuple[int, int]]] = []
+    for run_id in run_ids:
+        if key is None:
+            decoded = decode_entries(
+                q.entry_columns(store.con, run_id),
+                functools.partial(q.created_at_json, store.con, run_id),
+            )
+            columns = entry_graph_columns(run_id, decoded)
+            parents, children = decode_edges(q.edge_columns(store.con, run_id), decoded["entry_id"])
+            edges.append(zip(parents.tolist(), children.tolist(), strict=True))
+        else:
+            found = q.connected_entry_rows(store.con, run_id, key)
+            columns = dict(zip((*ENTRY_FIELDS, "value"), zip(*found, strict=True), strict=False))
+            edges.append(q.links_among(store.con, [r[0] for r in found]))
+        for name, values in columns.items():
+            entries[name].extend(values)
+    if key is not None and not entries["entry_id"]:
+        raise key_not_found(key, run_ids, all_runs=run == "all")
+    newest = (run_ids[-1] if run == "all" else run_ids[0]) if run_ids else None
+    return entry_graph(
+        entries,
+        chain.from_iterable(edges),
+        step_names={run_id: [s[2] for s in rows] for run_id, rows in steps.items()},
+        with_values=key is not None,
+        graph_attrs={
+            "run_id": run_ids[0] if len(run_ids) == 1 else None,
+            "run_ids": run_ids,
+            "steps": [dict(zip(STEP_FIELDS, s[1:7], strict=True)) for s in steps.get(newest, [])],
+        },
+    )
 
 
 # ------------------------------------------------------------- traces and walks
@@ -487,25 +624,23 @@ def _detail_frame(
         elif name == "created_at":
             data[name] = _utc_texts(list(values))
         elif name == "parent_ids":
-            data[name] = [
-                [int(p) for p in text.split(",")] if isinstance(text, str) else []
-                for text in values
-            ]
+            data[name] = [parse_id_list(text) for text in values]
         else:  # pragma: no cover - a column added to the queries without a type here
             raise RuntimeError(f"no type for trace column {name!r}")
     return pd.DataFrame(data, copy=False)
 
 
-def trace_frame(store: LineageStore, key: str, run: str | None = "latest") -> pd.DataFrame:
+def trace_frame(store: LineageStore, key: str | int | float, run: Runs = "latest") -> pd.DataFrame:
     """One record's chain: its entries and everything up- and downstream of them.
 
     Parameters
     ----------
     store : LineageStore
-    key : str
-        A record key.
-    run : str, default "latest"
-        A run id, a unique prefix, ``"latest"`` or ``"all"``.
+    key : str, int or float
+        A record key (a number is turned into key text: ``110`` -> ``"110"``).
+    run : str or list of str, default "latest"
+        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+        prefixes or ``"latest"``.
 
     Returns
     -------
@@ -516,7 +651,8 @@ def trace_frame(store: LineageStore, key: str, run: str | None = "latest") -> pd
         key's own entries; ``upstream``: entries of other keys it came from, e.g.
         before a split; ``downstream``: entries it led to, e.g. a merge),
         ``status``, ``reason``, ``error``, ``value_hash``, ``created_at`` (UTC) and
-        ``parent_ids`` (a list of entry ids).
+        ``parent_ids`` (a list of entry ids). Text columns are str, NaN where
+        missing.
 
     Raises
     ------
@@ -524,17 +660,22 @@ def trace_frame(store: LineageStore, key: str, run: str | None = "latest") -> pd
         The key has no entries in the chosen run(s).
     RunNotFound
         ``run`` matches no run.
+    TypeError, ValueError
+        ``key`` is not a record key (see :func:`lineage_kit.sources.key_text`).
+
+    Examples
+    --------
+    >>> trace_frame(store, "order-101")[["step", "relation", "status"]]  # doctest: +SKIP
     """
-    from .errors import KeyNotFound
     from .store import queries as q
 
+    key = key_text(key)
     run_ids = store.resolve_runs(run)
     rows: list[tuple] = []
     for run_id in run_ids:
         rows.extend(q.trace_rows(store.con, run_id, key))
     if not rows:
-        where = "any run" if run == "all" else f"run {run_ids[0]}"
-        raise KeyNotFound(f"key {key!r} has no lineage entries in {where}")
+        raise key_not_found(key, run_ids, all_runs=run == "all")
     return _detail_frame(store, rows, q.TRACE_COLUMNS, run_ids)
 
 
@@ -542,6 +683,16 @@ def walk_frame(
     store: LineageStore, entry_id: int, depth: int | None = None, direction: str = "up"
 ) -> pd.DataFrame:
     """Everything an entry came from (``direction="up"``) or led to (``"down"``).
+
+    Parameters
+    ----------
+    store : LineageStore
+    entry_id : int
+        A lineage entry id (entry ids are unique across runs).
+    depth : int, optional
+        How many links to follow; None follows them to the end.
+    direction : {"up", "down"}, default "up"
+        Towards the parents or towards the children.
 
     Returns
     -------
@@ -575,41 +726,71 @@ def walk_frame(
 
 
 def source_frame(
-    store: LineageStore, output: str | int, run: str | None = "latest"
+    store: LineageStore,
+    key: str | int | float | None = None,
+    run: str | None = "latest",
+    *,
+    entry_id: int | None = None,
 ) -> pd.DataFrame:
-    """The original input value(s) an output record or entry came from.
+    """The original input value(s) a record key or an entry came from.
+
+    Give exactly one of ``key`` and ``entry_id``.
 
     Parameters
     ----------
     store : LineageStore
-    output : str or int
-        A record key (its entries at its furthest step in the run are followed
-        back) or an entry id (``run`` is then ignored).
+    key : str, int or float, optional
+        A record key: its entries at its furthest step in the run are followed
+        back. A number is a key too (``110`` -> ``"110"``), never an entry id.
     run : str, default "latest"
-        A run id, a unique prefix or ``"latest"``.
+        A run id, a unique prefix or ``"latest"`` (for ``key``; an entry id names
+        its run already, so ``run`` is then ignored).
+    entry_id : int, optional
+        A lineage entry id, followed back instead of a key.
 
     Returns
     -------
     pandas.DataFrame
-        One row per first-step ancestor (several after a merge): ``entry_id``,
-        ``run_id``, ``key``, ``status``, ``reason``, ``created_at`` (UTC),
-        ``value_hash`` and ``value`` (the record as it arrived, parsed from JSON).
+        One row per first-step ancestor (several after a merge), by entry id:
+        ``entry_id`` (int64), ``run_id``, ``key`` (str; NaN for a record rejected
+        before it had a key), ``status`` (categorical), ``reason`` (str; NaN where
+        there is none), ``created_at`` (UTC), ``value_hash`` and ``value`` (the
+        record as it arrived, parsed from JSON).
 
     Raises
     ------
-    KeyNotFound, EntryNotFound, RunNotFound
-        Nothing matches ``output`` or ``run``.
+    TypeError
+        Neither or both of ``key`` and ``entry_id`` were given, ``entry_id`` is not
+        an integer, or ``key`` is neither text nor a number.
+    ValueError
+        ``key`` is a number no source accepts as a key (NaN, infinite).
+    KeyNotFound
+        The key has no entries in the run.
+    EntryNotFound
+        No entry has this id.
+    RunNotFound
+        ``run`` matches no run.
+
+    Examples
+    --------
+    >>> source_frame(store, "order-101")["value"][0]  # doctest: +SKIP
+    >>> source_frame(store, entry_id=42)  # doctest: +SKIP
     """
-    from .errors import EntryNotFound, KeyNotFound
+    from .errors import EntryNotFound
     from .store import queries as q
 
-    if isinstance(output, str):
+    if (key is None) == (entry_id is None):
+        raise TypeError("give exactly one of key and entry_id")
+    if key is not None:
+        key = key_text(key)
         run_id = store.resolve_run(run)
-        seeds = q.last_entries_of_key(store.con, run_id, output)
+        seeds = q.last_entries_of_key(store.con, run_id, key)
         if not seeds:
-            raise KeyNotFound(f"key {output!r} has no lineage entries in run {run_id}")
+            raise key_not_found(key, [run_id])
     else:
-        seeds = [int(output)]
+        if isinstance(entry_id, bool):
+            raise TypeError("entry_id is an integer, not a bool")
+        seeds = [operator.index(entry_id)]
         if not q.entry_exists(store.con, seeds[0]):
             raise EntryNotFound(f"no lineage entry {seeds[0]} in {store.path}")
     rows = q.source_rows(store.con, seeds)
@@ -627,6 +808,8 @@ def source_frame(
         ],
     )
     frame["entry_id"] = frame["entry_id"].astype("int64")
+    for column in ("key", "reason"):
+        frame[column] = frame[column].astype(_STR)
     frame["status"] = pd.Categorical(frame["status"], categories=list(ENTRY_STATUSES))
     frame["created_at"] = _utc(frame["created_at"])
     frame["value"] = [json.loads(v) for v in frame["value"]]
@@ -638,8 +821,8 @@ def source_frame(
 
 def records_frame(
     store: LineageStore,
-    run: str | None = "latest",
-    key: str | None = None,
+    run: Runs = "latest",
+    key: str | int | float | None = None,
     step: str | int | None = None,
     expand: bool = False,
 ) -> pd.DataFrame:
@@ -648,10 +831,11 @@ def records_frame(
     Parameters
     ----------
     store : LineageStore
-    run : str, default "latest"
-        A run id, a unique prefix, ``"latest"`` or ``"all"``.
-    key : str, optional
-        Only this record key.
+    run : str or list of str, default "latest"
+        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+        prefixes or ``"latest"``.
+    key : str, int or float, optional
+        Only this record key (a number is turned into key text).
     step : str or int, optional
         Only this step (name or position).
     expand : bool, default False
@@ -664,15 +848,27 @@ def records_frame(
     -------
     pandas.DataFrame
         ``entry_id``, ``run_id``, ``step``, ``position``, ``key``, ``status``
-        (typed as in :func:`lineage_frame`), then ``value`` or the expanded columns.
+        (typed as in :func:`lineage_frame`), then ``value`` (the parsed JSON value:
+        a dict, or a list for a failed merge) or the expanded columns. No rows
+        (and no expanded columns) when nothing is selected.
 
     Raises
     ------
-    RunNotFound, ValueError
-        As :func:`lineage_frame`.
+    RunNotFound
+        ``run`` matches no run.
+    ValueError
+        ``step`` is not a step of the chosen run(s), or ``key`` is a number no
+        source accepts as a key.
+    TypeError
+        ``key`` is neither text nor a number.
+
+    Examples
+    --------
+    >>> records_frame(store, key="order-101", expand=True)  # doctest: +SKIP
     """
     from .store import queries as q
 
+    key = _key(key)
     meta = lineage_frame(store, run, key=key, step=step)[
         ["entry_id", "run_id", "step", "position", "key", "status"]
     ]
@@ -748,13 +944,24 @@ def diff_values(before: Any, after: Any) -> list[tuple[str, str, Any, Any]]:
     return out
 
 
-def changes_frame(store: LineageStore, key: str, run: str | None = "latest") -> pd.DataFrame:
+def changes_frame(
+    store: LineageStore, key: str | int | float, run: Runs = "latest"
+) -> pd.DataFrame:
     """What each step did to one record's value, field by field.
 
     Each of the key's entries is compared with its parent entry (with each
     parent, for a merged entry); a first-step entry has no parent and shows
     nothing. Rejected and failed entries store the value they received, so they
     show no changes.
+
+    Parameters
+    ----------
+    store : LineageStore
+    key : str, int or float
+        A record key (a number is turned into key text).
+    run : str or list of str, default "latest"
+        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+        prefixes or ``"latest"``.
 
     Returns
     -------
@@ -763,12 +970,21 @@ def changes_frame(store: LineageStore, key: str, run: str | None = "latest") -> 
         (categorical), ``position``, ``parent_id``, ``parent_key``, ``field``
         (dotted path into nested objects; ``"(value)"`` for a value that is not
         an object), ``change`` (categorical added/removed/changed), ``old``,
-        ``new``; in step order.
+        ``new`` (object: the JSON values, None for an added or removed field); in
+        step order. No rows when no step changed anything.
 
     Raises
     ------
-    KeyNotFound, RunNotFound
-        As :func:`trace_frame`.
+    KeyNotFound
+        The key has no entries in the chosen run(s).
+    RunNotFound
+        ``run`` matches no run.
+    TypeError, ValueError
+        ``key`` is not a record key (see :func:`lineage_kit.sources.key_text`).
+
+    Examples
+    --------
+    >>> changes_frame(store, "order-101")[["step", "field", "change"]]  # doctest: +SKIP
     """
     from .store import queries as q
 
@@ -852,20 +1068,31 @@ def compare_frame(store: LineageStore, run_a: str, run_b: str) -> pd.DataFrame:
     its last entry. Records rejected before they had a key cannot be matched
     across runs and are left out.
 
+    Parameters
+    ----------
+    store : LineageStore
+    run_a, run_b : str
+        Each a run id, a unique prefix or ``"latest"``.
+
     Returns
     -------
     pandas.DataFrame
         One row per key that differs, sorted by ``difference`` then ``key``:
         ``key``, ``difference`` (categorical: ``only_in_a``, ``only_in_b``,
         ``different_path``, ``different_value``), ``path_a``, ``path_b``,
-        ``status_a``, ``status_b`` (final statuses), ``hash_a``, ``hash_b``.
+        ``status_a``, ``status_b`` (final statuses), ``hash_a``, ``hash_b``; all
+        but ``difference`` str, NaN on the side where the key is absent.
 
     Raises
     ------
     RunNotFound
-        Either run matches nothing.
+        Either run matches no run (or more than one).
     ValueError
         ``"all"`` was given.
+
+    Examples
+    --------
+    >>> compare_frame(store, "3f2a", "latest")["difference"].value_counts()  # doctest: +SKIP
     """
     if "all" in (run_a, run_b):
         raise ValueError("compare_runs compares two runs; 'all' is not one run")

@@ -1,8 +1,9 @@
 """networkx graphs of lineage: record chains and the step summary.
 
 Builders here are pure functions from rows or DataFrames to a ``networkx.DiGraph``;
-they never touch the store (``LineageStore.graph`` and ``.step_graph`` fetch the
-rows and call them). Graphs are DAGs, so networkx's own algorithms apply:
+they never touch the store (:func:`lineage_kit.frames.lineage_graph`, behind
+``LineageStore.graph``, and ``LineageStore.step_graph`` fetch the rows and call
+them). Graphs are DAGs, so networkx's own algorithms apply:
 ``nx.ancestors``, ``nx.topological_sort``, ``nx.dag_longest_path``.
 """
 
@@ -183,7 +184,14 @@ def step_graph(steps: pd.DataFrame) -> nx.DiGraph:
         source stage -> destination stage, with attributes ``step, position, kind,
         description, ok, rejected, failed``. ``G.graph["run_id"]`` is the run
         (``None`` when ``steps`` holds several runs: their counts are added up per
-        stage pair, the other attributes come from the first run listed).
+        stage pair, the other attributes come from the first run listed; ``None``
+        too when ``steps`` has no rows, which gives a graph without nodes), and
+        ``G.graph["run_ids"]`` the runs in the order listed.
+
+    Raises
+    ------
+    KeyError
+        ``steps`` lacks one of the columns above (it is not a steps frame).
 
     Examples
     --------

@@ -13,7 +13,8 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from .errors import KeyNotFound
+from .errors import key_not_found
+from .sources import key_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -149,7 +150,9 @@ def _run_label(run_id: Any) -> str:
 # ------------------------------------------------------------------------ chain
 
 
-def _chain_graph(source: LineageStore | nx.DiGraph, key: str, run: str | None) -> nx.DiGraph:
+def _chain_graph(
+    source: LineageStore | nx.DiGraph, key: str | int | float, run: str | None
+) -> nx.DiGraph:
     """The graph of ``key``'s entries with all their ancestors and descendants."""
     import networkx as nx
 
@@ -157,9 +160,10 @@ def _chain_graph(source: LineageStore | nx.DiGraph, key: str, run: str | None) -
         run_id = source.graph.get("run_id")
         if run not in (None, "latest") and run_id and not str(run_id).startswith(str(run)):
             raise ValueError(f"the graph holds run {run_id!r}, not {run!r}")
+        key = key_text(key)
         own = [n for n, k in source.nodes(data="key") if k == key]
         if not own:
-            raise KeyNotFound(f"no entry of key {key!r} in the graph")
+            raise key_not_found(key, None)
         keep = set(own)
         for node in own:
             keep |= nx.ancestors(source, node) | nx.descendants(source, node)
@@ -211,7 +215,7 @@ def _header(step: dict[str, Any], width: int) -> str:
 
 def plot_chain(
     source: LineageStore | nx.DiGraph,
-    key: str,
+    key: str | int | float,
     run: str | None = "latest",
     ax: Axes | None = None,
 ) -> Axes:
@@ -232,8 +236,8 @@ def plot_chain(
         ``store.graph()``, with or without ``key`` (then the entries of ``key`` and
         all their ancestors and descendants are drawn). Value summaries need the
         ``value`` node attribute, which ``store.graph(key=...)`` provides.
-    key : str
-        The record key.
+    key : str, int or float
+        The record key (a number is turned into key text, ``110`` -> ``"110"``).
     run : str, default "latest"
         A run id, unique prefix or ``"latest"``; for a graph it must match the
         graph's run.
@@ -802,7 +806,7 @@ def _chunk_moments(source: Any, run_id: Any) -> pd.DataFrame | None:
         return None
     import pandas as pd
 
-    from .store.timeline import chunk_moments
+    from .store.queries import chunk_moments
 
     rows = chunk_moments(source.con, str(run_id))
     frame = pd.DataFrame(rows, columns=["position", "created_at", "entries"])

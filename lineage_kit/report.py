@@ -12,7 +12,7 @@ from itertools import groupby
 from typing import Any
 
 from .store import LineageStore
-from .store.queries import REPORT_COLUMNS, count_entries, report_rows, step_rows
+from .store.queries import REPORT_COLUMNS, count_entries, parse_id_list, report_rows, step_rows
 
 
 def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[str]) -> None:
@@ -86,7 +86,6 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
 
 def _link(entry: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any]:
     st = steps[entry["position"]]
-    parents = entry["parent_ids"]
     return {
         "entry_id": entry["entry_id"],
         "step": st["name"],
@@ -96,6 +95,6 @@ def _link(entry: dict[str, Any], steps: list[dict[str, Any]]) -> dict[str, Any]:
         "status": entry["status"],
         "reason": entry["reason"],
         "error": entry["error"],
-        "parents": [int(p) for p in parents.split(",")] if parents else [],
+        "parents": parse_id_list(entry["parent_ids"]),
         "time": entry["created_at"],
     }

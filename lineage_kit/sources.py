@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,53 @@ def _key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None
 
 def _normal(name: str) -> str:
     return name.strip().lower()
+
+
+def key_text(value: str | int | float) -> str:
+    """The record key a source makes of ``value``: text as is, a number as text.
+
+    Record keys are stored as text. A number is turned into text by the rule the
+    sources apply to a key field (``110`` -> ``"110"``, ``2.5`` -> ``"2.5"``,
+    ``1e20`` -> ``"1e+20"``), so ``store.trace(110)`` finds the record read from
+    ``{"id": 110}``. numpy numbers count as numbers.
+
+    Parameters
+    ----------
+    value : str, int or float
+        A record key.
+
+    Returns
+    -------
+    str
+        The key as stored.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not text or a number (a bool, None, a list, ...).
+    ValueError
+        ``value`` is a number no source accepts as a key (NaN, infinite) or text
+        holding a NUL character.
+
+    Examples
+    --------
+    >>> key_text(110), key_text("order-101")
+    ('110', 'order-101')
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a record key cannot contain a NUL character")
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)
+    else:
+        raise TypeError(f"a record key is text or a number, not {type(value).__name__}")
+    text, _, message = _key_part(value, "key")
+    if text is None:
+        raise ValueError(message)
+    return text
 
 
 def _lookup(record: dict, name: str) -> Any:

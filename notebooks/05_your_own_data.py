@@ -129,12 +129,12 @@ rejected[["entry_id", "step", "key", "reason", "error"]]
 
 # %% [markdown]
 # What did those rows look like? A rejected entry stores the value it arrived with;
-# `source_of` follows it back to the input exactly as read (for a malformed row,
-# the raw fields).
+# `source_of(entry_id=...)` follows it back to the input exactly as read (for a
+# malformed row, the raw fields). (A bare number would be read as a record key.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-raw = pd.concat([store.source_of(int(e)) for e in rejected["entry_id"]], ignore_index=True)
+raw = pd.concat([store.source_of(entry_id=int(e)) for e in rejected["entry_id"]], ignore_index=True)
 raw.insert(1, "rejected_for", rejected["reason"].to_numpy())
 assert raw.loc[raw["rejected_for"] == "invalid_price", "value"].iloc[0]["Unit Price"] == "19,90"
 for reason, value in zip(raw["rejected_for"], raw["value"], strict=True):

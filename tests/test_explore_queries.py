@@ -153,12 +153,14 @@ def test_source_of(fan):
     assert sorted(store.source_of("B", run=run2)["key"]) == ["o3", "o4", "o5"]
     assert store.source_of("o5/w", run=run1)["key"].tolist() == ["o5"]
     keyless = store.lineage(run1).query("key.isna()")["entry_id"].iloc[0]
-    source = store.source_of(int(keyless))
+    source = store.source_of(entry_id=int(keyless))
     assert source["entry_id"].tolist() == [keyless]
     assert source["value"].iloc[0] == {"customer": "D", "amount": 1, "items": ["n"]}
     with pytest.raises(lk.KeyNotFound):
         store.source_of("nope")
     with pytest.raises(lk.EntryNotFound):
+        store.source_of(entry_id=10_000)
+    with pytest.raises(lk.KeyNotFound):  # a number is a key, not an entry id
         store.source_of(10_000)
 
 

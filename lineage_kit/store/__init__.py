@@ -9,12 +9,10 @@ because opening, writing and reading are separate jobs.
 
 from __future__ import annotations
 
-import functools
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,13 +219,14 @@ class LineageStore:
 
     # ----------------------------------------------------------------- explore
 
-    def steps(self, run: str | None = "latest") -> pd.DataFrame:
+    def steps(self, run: str | Sequence[str] | None = "latest") -> pd.DataFrame:
         """The steps of a run with entry counts by status, in pipeline order.
 
         Parameters
         ----------
-        run : str, default "latest"
-            A run id, a unique prefix, ``"latest"`` or ``"all"``.
+        run : str or list of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+            prefixes or ``"latest"``.
 
         Returns
         -------
@@ -249,18 +248,20 @@ class LineageStore:
 
     def lineage(
         self,
-        run: str | None = "latest",
-        key: str | None = None,
+        run: str | Sequence[str] | None = "latest",
+        key: str | int | float | None = None,
         step: str | int | None = None,
     ) -> pd.DataFrame:
         """The lineage entries of a run, one row per entry.
 
         Parameters
         ----------
-        run : str, default "latest"
-            A run id, a unique prefix, ``"latest"`` or ``"all"``.
-        key : str, optional
-            Only this record key's entries.
+        run : str or list of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+            prefixes or ``"latest"``.
+        key : str, int or float, optional
+            Only this record key's entries (a number is turned into key text,
+            ``110`` -> ``"110"``).
         step : str or int, optional
             Only this step's entries (name or position).
 
@@ -274,7 +275,10 @@ class LineageStore:
         RunNotFound
             ``run`` matches no run.
         ValueError
-            ``step`` is not a step of the chosen run(s).
+            ``step`` is not a step of the chosen run(s), or ``key`` is a number
+            no source accepts as a key (NaN, infinite).
+        TypeError
+            ``key`` is neither text nor a number.
 
         Examples
         --------
@@ -284,26 +288,30 @@ class LineageStore:
 
         return lineage_frame(self, run, key=key, step=step)
 
-    def graph(self, run: str | None = "latest", key: str | None = None) -> nx.DiGraph:
+    def graph(
+        self, run: str | Sequence[str] | None = "latest", key: str | int | float | None = None
+    ) -> nx.DiGraph:
         """The lineage graph of a run, or of everything connected to one key.
 
         Parameters
         ----------
-        run : str, default "latest"
-            A run id, a unique prefix, ``"latest"`` or ``"all"``.
-        key : str, optional
+        run : str or list of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+            prefixes or ``"latest"``.
+        key : str, int or float, optional
             Only the key's entries and all their ancestors and descendants (so a
             merged record shows its parents with other keys, a split record its
-            children); nodes then also carry the stored ``value``.
+            children); nodes then also carry the stored ``value``. A number is
+            turned into key text.
 
         Returns
         -------
         networkx.DiGraph
-            Nodes are entry ids with attributes ``key, step, position, status,
-            reason, error, run, created_at, value_hash`` (and ``value``); edges run
-            parent -> child. ``G.graph`` holds ``run_id`` (``None`` for several
-            runs), ``run_ids`` and ``steps`` (dicts of ``position, name, kind,
-            source, destination, description``; of the newest run chosen).
+            See :func:`lineage_kit.frames.lineage_graph`: nodes are entry ids with
+            attributes ``key, step, position, status, reason, error, run,
+            created_at, value_hash`` (and ``value``); edges run parent -> child.
+            ``G.graph`` holds ``run_id``, ``run_ids`` and ``steps``. Empty for
+            ``"all"`` on a store without runs.
 
         Raises
         ------
@@ -311,6 +319,8 @@ class LineageStore:
             ``run`` matches no run.
         KeyNotFound
             ``key`` has no entries in the chosen run(s).
+        TypeError, ValueError
+            ``key`` is not a record key.
 
         Examples
         --------
@@ -318,56 +328,18 @@ class LineageStore:
         >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]  # doctest: +SKIP
         ['ingest', 'normalize', 'publish']
         """
-        from ..errors import KeyNotFound
-        from ..frames import decode_edges, decode_entries, entry_graph_columns
-        from ..graph import ENTRY_FIELDS, STEP_FIELDS, entry_graph
+        from ..frames import lineage_graph
 
-        run_ids = self.resolve_runs(run)
-        steps = {run_id: queries.step_meta_rows(self.con, run_id) for run_id in run_ids}
-        entries: dict[str, list[Any]] = {name: [] for name in (*ENTRY_FIELDS, "value")}
-        edges: list[Iterable[tuple[int, int]]] = []
-        for run_id in run_ids:
-            if key is None:
-                decoded = decode_entries(
-                    queries.entry_columns(self.con, run_id),
-                    functools.partial(queries.created_at_json, self.con, run_id),
-                )
-                columns = entry_graph_columns(run_id, decoded)
-                parents, children = decode_edges(
-                    queries.edge_columns(self.con, run_id), decoded["entry_id"]
-                )
-                edges.append(zip(parents.tolist(), children.tolist(), strict=True))
-            else:
-                found = queries.connected_entry_rows(self.con, run_id, key)
-                columns = dict(
-                    zip((*ENTRY_FIELDS, "value"), zip(*found, strict=True), strict=False)
-                )
-                edges.append(queries.links_among(self.con, [r[0] for r in found]))
-            for name, values in columns.items():
-                entries[name].extend(values)
-        if key is not None and not entries["entry_id"]:
-            where = "any run" if run == "all" else f"run {run_ids[0]}"
-            raise KeyNotFound(f"key {key!r} has no lineage entries in {where}")
-        newest = run_ids[-1] if run == "all" else run_ids[0]
-        return entry_graph(
-            entries,
-            chain.from_iterable(edges),
-            step_names={run_id: [s[2] for s in rows] for run_id, rows in steps.items()},
-            with_values=key is not None,
-            graph_attrs={
-                "run_id": run_ids[0] if len(run_ids) == 1 else None,
-                "run_ids": run_ids,
-                "steps": [dict(zip(STEP_FIELDS, s[1:7], strict=True)) for s in steps[newest]],
-            },
-        )
+        return lineage_graph(self, run, key)
 
-    def step_graph(self, run: str | None = "latest") -> nx.DiGraph:
+    def step_graph(self, run: str | Sequence[str] | None = "latest") -> nx.DiGraph:
         """The stage summary graph: stages as nodes, one edge per step with counts.
 
         Parameters
         ----------
-        run : str, default "latest"
-            A run id, a unique prefix, ``"latest"`` or ``"all"`` (counts added up).
+        run : str or list of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+            prefixes or ``"latest"`` (several runs: counts added up).
 
         Returns
         -------
@@ -393,14 +365,39 @@ class LineageStore:
 
     def records(
         self,
-        run: str | None = "latest",
-        key: str | None = None,
+        run: str | Sequence[str] | None = "latest",
+        key: str | int | float | None = None,
         step: str | int | None = None,
         expand: bool = False,
     ) -> pd.DataFrame:
         """The stored value of every entry (what each record looked like after each step).
 
-        See :func:`lineage_kit.frames.records_frame`.
+        Parameters
+        ----------
+        run : str or list of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+            prefixes or ``"latest"``.
+        key : str, int or float, optional
+            Only this record key (a number is turned into key text).
+        step : str or int, optional
+            Only this step (name or position).
+        expand : bool, default False
+            Flatten the values into ``value.<field>`` columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.records_frame`.
+
+        Raises
+        ------
+        RunNotFound
+            ``run`` matches no run.
+        ValueError
+            ``step`` is not a step of the chosen run(s), or ``key`` is a number
+            no source accepts as a key.
+        TypeError
+            ``key`` is neither text nor a number.
 
         Examples
         --------
@@ -410,17 +407,32 @@ class LineageStore:
 
         return records_frame(self, run, key=key, step=step, expand=expand)
 
-    def trace(self, key: str, run: str | None = "latest") -> pd.DataFrame:
+    def trace(
+        self, key: str | int | float, run: str | Sequence[str] | None = "latest"
+    ) -> pd.DataFrame:
         """One record's chain in step order, with step metadata, status, error, hash, time.
 
-        See :func:`lineage_kit.frames.trace_frame`.
+        Parameters
+        ----------
+        key : str, int or float
+            A record key (a number is turned into key text, ``110`` -> ``"110"``).
+        run : str or list of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+            prefixes or ``"latest"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.trace_frame`.
 
         Raises
         ------
         KeyNotFound
-            The key has no entries in the run.
+            The key has no entries in the chosen run(s).
         RunNotFound
             ``run`` matches no run.
+        TypeError, ValueError
+            ``key`` is not a record key.
 
         Examples
         --------
@@ -458,23 +470,73 @@ class LineageStore:
 
         return walk_frame(self, entry_id, depth, "down")
 
-    def source_of(self, output: str | int, run: str | None = "latest") -> pd.DataFrame:
+    def source_of(
+        self,
+        key: str | int | float | None = None,
+        run: str | None = "latest",
+        *,
+        entry_id: int | None = None,
+    ) -> pd.DataFrame:
         """The original input value(s), as they arrived, behind a record key or entry.
 
-        See :func:`lineage_kit.frames.source_frame`.
+        Parameters
+        ----------
+        key : str, int or float, optional
+            A record key (a number is a key too: ``110`` -> ``"110"``).
+        run : str, default "latest"
+            A run id, a unique prefix or ``"latest"``; ignored with ``entry_id``.
+        entry_id : int, optional
+            A lineage entry id instead of a key. Give exactly one of the two.
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.source_frame`.
+
+        Raises
+        ------
+        TypeError
+            Neither or both of ``key`` and ``entry_id`` given, or a wrong type.
+        ValueError
+            ``key`` is a number no source accepts as a key.
+        KeyNotFound, EntryNotFound, RunNotFound
+            Nothing matches ``key``, ``entry_id`` or ``run``.
 
         Examples
         --------
         >>> store.source_of("order-101")["value"][0]  # doctest: +SKIP
+        >>> store.source_of(entry_id=42)  # doctest: +SKIP
         """
         from ..frames import source_frame
 
-        return source_frame(self, output, run)
+        return source_frame(self, key, run, entry_id=entry_id)
 
-    def changes(self, key: str, run: str | None = "latest") -> pd.DataFrame:
+    def changes(
+        self, key: str | int | float, run: str | Sequence[str] | None = "latest"
+    ) -> pd.DataFrame:
         """Per step, the fields it added, removed or changed in one record.
 
-        See :func:`lineage_kit.frames.changes_frame`.
+        Parameters
+        ----------
+        key : str, int or float
+            A record key (a number is turned into key text).
+        run : str or list of str, default "latest"
+            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
+            prefixes or ``"latest"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`lineage_kit.frames.changes_frame`.
+
+        Raises
+        ------
+        KeyNotFound
+            The key has no entries in the chosen run(s).
+        RunNotFound
+            ``run`` matches no run.
+        TypeError, ValueError
+            ``key`` is not a record key.
 
         Examples
         --------
@@ -487,7 +549,26 @@ class LineageStore:
     def compare_runs(self, run_a: str, run_b: str) -> pd.DataFrame:
         """Keys only in A, only in B, on a different path, or with a different final value.
 
-        See :func:`lineage_kit.frames.compare_frame`.
+        Parameters
+        ----------
+        run_a, run_b : str
+            Each a run id, a unique prefix or ``"latest"`` (not ``"all"``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per key that differs; see :func:`lineage_kit.frames.compare_frame`.
+
+        Raises
+        ------
+        RunNotFound
+            Either run matches no run (or more than one).
+        ValueError
+            ``"all"`` was given.
+
+        Examples
+        --------
+        >>> store.compare_runs("3f2a", "latest")  # doctest: +SKIP
         """
         from ..frames import compare_frame
 

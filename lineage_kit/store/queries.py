@@ -44,6 +44,32 @@ REPORT_COLUMNS = (
 )
 
 
+def parse_id_list(text: str | None) -> list[int]:
+    """The entry ids of a ``group_concat`` comma list (such as ``parent_ids``).
+
+    Parameters
+    ----------
+    text : str or None
+        Comma-separated integers; None or ``""`` (no parents) gives an empty list.
+
+    Returns
+    -------
+    list of int
+        The ids, in the order listed.
+
+    Raises
+    ------
+    ValueError
+        A part is not an integer.
+
+    Examples
+    --------
+    >>> parse_id_list("12,3"), parse_id_list(None)
+    ([12, 3], [])
+    """
+    return [int(part) for part in text.split(",")] if text else []
+
+
 def report_rows(con: sqlite3.Connection, run_id: str) -> Iterator[tuple]:
     """Every entry of a run with its parent ids (comma-separated), by key then step."""
     return con.execute(
@@ -471,3 +497,25 @@ def value_columns(
         return None, None
     where, params = selection
     return con.execute(_VALUES_SELECT + where, params).fetchone()
+
+
+# -------------------------------------------------------------------- timeline
+
+
+def chunk_moments(con: sqlite3.Connection, run_id: str) -> list[tuple]:
+    """When each chunk entered each step: ``(position, created_at, entries)`` rows.
+
+    The pipeline stamps every entry a step makes for one chunk with the same
+    ``created_at``, so the distinct stamps of a step are the moments it started on a
+    chunk. One set-based query, grouped in SQLite.
+    """
+    return con.execute(
+        """
+        SELECT position, created_at, count(*)
+        FROM lineage
+        WHERE run_id = ?
+        GROUP BY position, created_at
+        ORDER BY position, created_at
+        """,
+        (run_id,),
+    ).fetchall()

@@ -609,20 +609,45 @@ class _ChainRow(NamedTuple):
 _SHARED: ContextVar[dict[tuple, Any] | None] = ContextVar("lineage_kit_check_cache", default=None)
 
 
-def _chain_rows(store: LineageStore, run_ids: list[str]) -> list[_ChainRow]:
+def _shared(name: str, store: LineageStore, run_ids: list[str], compute: Callable[[], Any]) -> Any:
+    """``compute()``, run once per :func:`check` call for the same store and runs."""
     cache = _SHARED.get()
-    key = ("chain_rows", id(store.con), tuple(run_ids))
-    if cache is not None and key in cache:
-        return cache[key]
-    rows = [
-        _ChainRow(*row)
-        for row in sql.chain_rows(
-            store.con, sql.runs_param(run_ids), sql.runs_param(_finished(store, run_ids))
-        )
-    ]
-    if cache is not None:
-        cache[key] = rows
-    return rows
+    if cache is None:
+        return compute()
+    key = (name, id(store.con), tuple(run_ids))
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def _entry_counts(store: LineageStore, run_ids: list[str]) -> list[tuple]:
+    return _shared(
+        "entry_counts",
+        store,
+        run_ids,
+        lambda: sql.entry_counts(store.con, sql.runs_param(run_ids)),
+    )
+
+
+def _span(store: LineageStore, run_ids: list[str]) -> tuple[int | None, int | None]:
+    return sql.span(_entry_counts(store, run_ids))
+
+
+def _chain_rows(store: LineageStore, run_ids: list[str]) -> list[_ChainRow]:
+    return _shared(
+        "chain_rows",
+        store,
+        run_ids,
+        lambda: [
+            _ChainRow(*row)
+            for row in sql.chain_rows(
+                store.con,
+                sql.runs_param(run_ids),
+                sql.runs_param(_finished(store, run_ids)),
+                _span(store, run_ids),
+            )
+        ],
+    )
 
 
 @_builtin("chains")
@@ -803,7 +828,7 @@ def _duplicates(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]
 def _values(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
     out = []
     for run_id, key, entry_id, _position, has_value, stored, actual in sql.value_problems(
-        store.con, sql.runs_param(run_ids), value_hash_bytes
+        store.con, sql.runs_param(run_ids), _span(store, run_ids), value_hash_bytes
     ):
         if not has_value:
             out.append(_v("missing_value", run_id, key, entry_id, "entry has no stored value"))
@@ -841,7 +866,9 @@ def _counts(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
         rid: {"first": 0, "rejected": 0, "failed": 0, "published": 0} for rid in ids
     }
     last = {rid: max((p for p, _, _ in steps.by_run.get(rid, [])), default=-1) for rid in ids}
-    for run_id, position, status, n in sql.entry_counts(store.con, sql.runs_param(ids)):
+    for run_id, position, status, n, _lo, _hi in _entry_counts(store, run_ids):
+        if run_id not in tallies:
+            continue  # a run that did not finish: its counts are not final
         t = tallies[run_id]
         if position == 0:
             t["first"] += n

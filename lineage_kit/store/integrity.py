@@ -21,12 +21,11 @@ _RUNS = "SELECT value FROM json_each(:runs)"
 # rowid range, filtered by run) rather than through the lineage_run index: entries
 # of a run are (nearly) contiguous, so the table, its values and its links are then
 # read sequentially, which halves the time of the big scans. The unary ``+`` keeps
-# SQLite from choosing the index instead.
-_SPAN = f"""
-    BETWEEN (SELECT min(entry_id) FROM lineage WHERE run_id IN ({_RUNS}))
-        AND (SELECT max(entry_id) FROM lineage WHERE run_id IN ({_RUNS}))
-    AND +{{alias}}.run_id IN ({_RUNS})
-"""
+# SQLite from choosing the index instead. The range (``:lo``, ``:hi``) comes from
+# :func:`entry_counts` (see :func:`span`): a ``min(entry_id)`` per statement would
+# read the run's whole ``lineage_run`` index again, as that index is not ordered by
+# entry id within a run.
+_SPAN = f"BETWEEN :lo AND :hi AND +{{alias}}.run_id IN ({_RUNS})"
 
 
 def runs_param(run_ids: Iterable[str]) -> str:
@@ -68,7 +67,10 @@ def values_without_entry(con: sqlite3.Connection) -> list[tuple[int]]:
 
 
 def value_problems(
-    con: sqlite3.Connection, runs_json: str, hash_bytes: Callable[[bytes], str]
+    con: sqlite3.Connection,
+    runs_json: str,
+    entry_span: tuple[int | None, int | None],
+    hash_bytes: Callable[[bytes], str],
 ) -> list[tuple]:
     """Entries of the runs whose value is missing or does not match its hash.
 
@@ -77,6 +79,7 @@ def value_problems(
     the SQL function ``lk_value_hash`` on the connection (deterministic and
     read-only: nothing is written), so the hashing runs inside the one scan and only
     problems reach Python; values are passed as bytes to spare a decode per value.
+    ``entry_span`` is the :func:`span` of the runs' entries.
     """
     con.create_function("lk_value_hash", 1, hash_bytes, deterministic=True)
     return con.execute(
@@ -92,7 +95,7 @@ def value_problems(
         WHERE NOT has_value OR value_hash IS NOT actual
         ORDER BY entry_id
         """,
-        {"runs": runs_json},
+        {"runs": runs_json, "lo": entry_span[0], "hi": entry_span[1]},
     ).fetchall()
 
 
@@ -117,7 +120,12 @@ CHAIN_COLUMNS = (
 )
 
 
-def chain_rows(con: sqlite3.Connection, runs_json: str, finished_json: str) -> list[tuple]:
+def chain_rows(
+    con: sqlite3.Connection,
+    runs_json: str,
+    finished_json: str,
+    entry_span: tuple[int | None, int | None],
+) -> list[tuple]:
     """Entries of the runs, with their parent links, that break any rule of a chain.
 
     One pass over the runs' entries in entry-id order (the rowid range of
@@ -141,7 +149,7 @@ def chain_rows(con: sqlite3.Connection, runs_json: str, finished_json: str) -> l
     drop repeats. Rows are ordered by child entry id, then parent id.
     """
     return con.execute(
-        f"""
+        """
         WITH checked(run_id, last_position) AS MATERIALIZED (
             SELECT j.value,
                    CASE WHEN j.value IN (SELECT value FROM json_each(:finished))
@@ -157,9 +165,7 @@ def chain_rows(con: sqlite3.Connection, runs_json: str, finished_json: str) -> l
         LEFT JOIN parents p ON p.child_id = c.entry_id
         LEFT JOIN lineage pa ON pa.entry_id = p.parent_id
         LEFT JOIN parents ch ON ch.parent_id = c.entry_id
-        WHERE c.entry_id
-              BETWEEN (SELECT min(entry_id) FROM lineage WHERE run_id IN ({_RUNS}))
-                  AND (SELECT max(entry_id) FROM lineage WHERE run_id IN ({_RUNS}))
+        WHERE c.entry_id BETWEEN :lo AND :hi
           AND ((p.child_id IS NULL AND c.position > 0)
                OR (ch.parent_id IS NULL AND c.status = 'ok'
                    AND c.position < k.last_position)
@@ -176,7 +182,7 @@ def chain_rows(con: sqlite3.Connection, runs_json: str, finished_json: str) -> l
                                               AND s.kind IN ('merge', 'split'))))))
         ORDER BY c.entry_id, p.parent_id
         """,
-        {"runs": runs_json, "finished": finished_json},
+        {"runs": runs_json, "finished": finished_json, "lo": entry_span[0], "hi": entry_span[1]},
     ).fetchall()
 
 
@@ -265,18 +271,32 @@ def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
 # ------------------------------------------------------------------------ runs
 
 
-def entry_counts(con: sqlite3.Connection, runs_json: str) -> list[tuple[str, int, str, int]]:
-    """``(run_id, position, status, entries)`` for the runs, from the covering
-    ``lineage_run`` index."""
+def entry_counts(
+    con: sqlite3.Connection, runs_json: str
+) -> list[tuple[str, int, str, int, int, int]]:
+    """``(run_id, position, status, entries, min_entry_id, max_entry_id)`` for the
+    runs, from one scan of the covering ``lineage_run`` index."""
     return con.execute(
         f"""
-        SELECT run_id, position, status, count(*) FROM lineage
+        SELECT run_id, position, status, count(*), min(entry_id), max(entry_id) FROM lineage
         WHERE run_id IN ({_RUNS})
         GROUP BY run_id, position, status
         ORDER BY run_id, position, status
         """,
         {"runs": runs_json},
     ).fetchall()
+
+
+def span(counts: Iterable[tuple]) -> tuple[int | None, int | None]:
+    """The smallest and largest entry id in rows of :func:`entry_counts`.
+
+    ``(None, None)`` when there are no entries (a ``BETWEEN NULL AND NULL`` matches
+    nothing).
+    """
+    rows = list(counts)
+    if not rows:
+        return None, None
+    return min(r[4] for r in rows), max(r[5] for r in rows)
 
 
 @contextmanager

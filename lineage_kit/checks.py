@@ -638,15 +638,19 @@ def _chain_rows(store: LineageStore, run_ids: list[str]) -> list[_ChainRow]:
         "chain_rows",
         store,
         run_ids,
-        lambda: [
-            _ChainRow(*row)
-            for row in sql.chain_rows(
-                store.con,
-                sql.runs_param(run_ids),
-                sql.runs_param(_finished(store, run_ids)),
-                _span(store, run_ids),
-            )
-        ],
+        lambda: sorted(
+            (
+                _ChainRow(*row)
+                for row in sql.chain_rows(
+                    store.con,
+                    sql.runs_param(run_ids),
+                    sql.runs_param(_finished(store, run_ids)),
+                    _span(store, run_ids),
+                )
+            ),
+            # by child, then parent: links are reported in (child, parent) order
+            key=lambda r: (r.child_id, -1 if r.parent_id is None else r.parent_id),
+        ),
     )
 
 

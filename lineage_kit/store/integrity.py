@@ -146,7 +146,8 @@ def chain_rows(
 
     An entry with several parents and several children appears once per pair, so a
     row may be returned for one reason and repeated; callers re-test each row and
-    drop repeats. Rows are ordered by child entry id, then parent id.
+    drop repeats. Rows are ordered by child entry id (the scan's own order, so no
+    sort); the order of one entry's rows is not defined.
     """
     return con.execute(
         """
@@ -180,7 +181,7 @@ def chain_rows(
                                             WHERE s.run_id = c.run_id
                                               AND s.position = c.position
                                               AND s.kind IN ('merge', 'split'))))))
-        ORDER BY c.entry_id, p.parent_id
+        ORDER BY c.entry_id
         """,
         {"runs": runs_json, "finished": finished_json, "lo": entry_span[0], "hi": entry_span[1]},
     ).fetchall()

@@ -128,26 +128,28 @@ def chain_rows(
 ) -> list[tuple]:
     """Entries of the runs, with their parent links, that break any rule of a chain.
 
-    One pass over the runs' entries in entry-id order (the rowid range of
-    ``_SPAN``), each joined to its parent links (``parents`` primary key), the
-    parent entries (rowid) and whether any link names it as a parent
-    (``parents_parent``). The anti-joins are ``LEFT JOIN ... IS NULL``, which SQLite
-    runs as plain seeks rather than a correlated subquery per entry. A row (columns
+    One pass over the runs' entries in entry-id order (the rowid range
+    ``entry_span``, the :func:`span` of the runs' entries), each joined to its parent
+    links (``parents`` primary key) and the parent entries (rowid). The anti-join
+    for a missing parent is a ``LEFT JOIN ... IS NULL``, which SQLite runs as a plain
+    seek rather than a correlated subquery per entry. A row (columns
     :data:`CHAIN_COLUMNS`) is returned for
 
     - an entry after the first step with no parent link at all (``parent_id`` NULL);
     - an ``ok`` entry before its run's last step that no link names as a parent
       (``has_child`` 0), in the runs of ``finished_json`` only (``last_position`` is
-      NULL for the others);
+      NULL for the others); the ``parents_parent`` lookup runs only for such entries
+      and is a subquery, not a join, so an entry with many parents and many children
+      does not multiply into parents x children rows;
     - a link, other than a self-link (left to :func:`cycle_links`), whose parent is
       missing, in another run, at the same or a later step, created after the
       child, more than one step before the child, or carrying another key although
       the child's step is a ``map`` step.
 
-    An entry with several parents and several children appears once per pair, so a
-    row may be returned for one reason and repeated; callers re-test each row and
-    drop repeats. Rows are ordered by child entry id (the scan's own order, so no
-    sort); the order of one entry's rows is not defined.
+    An entry comes back once per parent link, so a row may be returned for one
+    reason and repeated for another link of the same entry; callers re-test each
+    row and drop repeats. Rows are ordered by child entry id (the scan's own order,
+    so no sort); the order of one entry's rows is not defined.
     """
     return con.execute(
         """
@@ -160,16 +162,16 @@ def chain_rows(
         )
         SELECT c.entry_id, c.run_id, c.record_key, c.position, c.status, c.created_at,
                k.last_position, p.parent_id, pa.entry_id IS NOT NULL, pa.run_id,
-               pa.record_key, pa.position, pa.created_at, ch.parent_id IS NOT NULL
+               pa.record_key, pa.position, pa.created_at,
+               EXISTS (SELECT 1 FROM parents ch WHERE ch.parent_id = c.entry_id)
         FROM lineage c
         CROSS JOIN checked k ON k.run_id = c.run_id
         LEFT JOIN parents p ON p.child_id = c.entry_id
         LEFT JOIN lineage pa ON pa.entry_id = p.parent_id
-        LEFT JOIN parents ch ON ch.parent_id = c.entry_id
         WHERE c.entry_id BETWEEN :lo AND :hi
           AND ((p.child_id IS NULL AND c.position > 0)
-               OR (ch.parent_id IS NULL AND c.status = 'ok'
-                   AND c.position < k.last_position)
+               OR (c.status = 'ok' AND c.position < k.last_position
+                   AND NOT EXISTS (SELECT 1 FROM parents ch WHERE ch.parent_id = c.entry_id))
                OR (p.parent_id <> p.child_id
                    AND (pa.entry_id IS NULL
                         OR pa.run_id <> c.run_id

@@ -1,0 +1,166 @@
+"""The shared passes behind the integrity checks.
+
+The checks ``chains``, ``missing_parents`` and ``links`` read one pass over each
+entry joined to its parent links and to the links that name it as a parent, so an
+entry with several parents and several children comes back once per pair. These
+tests corrupt such entries (split parents, merge children) and assert that each
+fault is still reported exactly once. The plan tests pin the shape that keeps a
+million-record check fast: rowid ranges and seeks, no correlated subquery per row
+over the big tables, no temporary B-tree.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+import lineage_kit as lk
+from lineage_kit.checks import value_hash_bytes
+from lineage_kit.store import integrity as sql
+
+from .test_checks import (
+    KEY,
+    MERGE_STEPS,
+    SPLIT_STEPS,
+    _build,
+    _check,
+    _copy,
+    _corrupt,
+    _delete_entry,
+    _entry,
+)
+
+
+@pytest.fixture(scope="module")
+def clean_split(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("split") / "clean.db", steps=SPLIT_STEPS)
+
+
+@pytest.fixture(scope="module")
+def clean_merge(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("merge") / "clean.db", steps=MERGE_STEPS)
+
+
+def _children(path, entry_id: int) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(
+            "SELECT count(*) FROM parents WHERE parent_id = ?", (entry_id,)
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_bad_link_of_a_split_parent_is_reported_once(clean_split, tmp_path):
+    db = _copy(clean_split, tmp_path)
+    ingest, normalized = _entry(db, KEY, "ingest"), _entry(db, KEY, "normalize")
+    assert _children(db, normalized) == 4  # order-110 has 4 items: #1..#4
+    # The ingest entry now claims to be created after the normalize entry it feeds.
+    _corrupt(db, ("UPDATE lineage SET created_at = '9999-12-31' WHERE entry_id = ?", ingest))
+    v = _check(db).violations
+    assert list(v["code"]) == ["step_order"], v.to_string()
+    assert (v.iloc[0].record_key, v.iloc[0].entry_id) == (KEY, normalized)
+
+
+def test_a_split_parent_without_its_own_parent_is_reported_once(clean_split, tmp_path):
+    db = _copy(clean_split, tmp_path)
+    ingest, normalized = _entry(db, KEY, "ingest"), _entry(db, KEY, "normalize")
+    _corrupt(db, ("DELETE FROM parents WHERE child_id = ?", normalized))
+    v = _check(db).violations.sort_values("code")
+    assert list(v["code"]) == ["incomplete_chain", "missing_parent"], v.to_string()
+    assert list(v["entry_id"]) == [ingest, normalized]
+    # The pass returns the entry once, not once per child: its 4 children are not
+    # joined in (an entry with many parents and many children would multiply).
+    with lk.connect(db) as store:
+        runs = sql.runs_param([store.resolve_run()])
+        rows = sql.chain_rows(store.con, runs, runs, sql.span(sql.entry_counts(store.con, runs)))
+    assert [r[0] for r in rows].count(normalized) == 1
+
+
+def test_a_merge_output_that_stops_is_reported_once(clean_merge, tmp_path):
+    db = _copy(clean_merge, tmp_path)
+    merged, published = _entry(db, "EMEA", "by_region"), _entry(db, "EMEA", "publish")
+    con = sqlite3.connect(db)
+    (n_parents,) = con.execute(
+        "SELECT count(*) FROM parents WHERE child_id = ?", (merged,)
+    ).fetchone()
+    con.close()
+    assert n_parents > 1  # every EMEA order of the sample feeds this entry
+    _corrupt(db, *_delete_entry(published))
+    v = _check(db).violations
+    assert list(v["code"]) == ["incomplete_chain"], v.to_string()
+    assert (v.iloc[0].record_key, v.iloc[0].entry_id) == ("EMEA", merged)
+
+
+def test_checks_of_several_runs_share_nothing_across_calls(clean_split, tmp_path):
+    # The pass is cached for one check() call only: a fault planted between two
+    # calls on the same open store shows in the second.
+    db = _copy(clean_split, tmp_path)
+    with lk.connect(db) as store:
+        assert store.check().ok
+        normalized = _entry(db, KEY, "normalize")
+        _corrupt(db, ("DELETE FROM parents WHERE child_id = ?", normalized))
+        assert not store.check().ok
+
+
+# ------------------------------------------------------------------ query plans
+
+BIG = ("lineage", "parents", "records")
+
+
+class _Plans:
+    """A connection stand-in that records the plan of every statement it is given."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        self.plans: list[list[str]] = []
+
+    def create_function(self, *args, **kwargs):
+        return self.con.create_function(*args, **kwargs)
+
+    def execute(self, statement, params=()):
+        self.plans.append(
+            [row[3] for row in self.con.execute("EXPLAIN QUERY PLAN " + statement, params)]
+        )
+        return self.con.execute(statement, params)
+
+
+@pytest.fixture
+def plans(sample_store):
+    run_ids = [sample_store.resolve_run()]
+    runs = sql.runs_param(run_ids)
+    span = sql.span(sql.entry_counts(sample_store.con, runs))
+    spy = _Plans(sample_store.con)
+    sql.value_problems(spy, runs, span, value_hash_bytes)
+    sql.chain_rows(spy, runs, runs, span)
+    sql.values_without_entry(spy)
+    sql.links_from_missing_children(spy, runs)
+    return spy.plans
+
+
+def test_no_pass_sorts_into_a_temporary_btree(plans):
+    for plan in plans:
+        assert not any("TEMP B-TREE" in line for line in plan), "\n".join(plan)
+
+
+def test_no_correlated_subquery_over_a_big_table(plans):
+    # A correlated subquery per entry costs several times a join's seek. Two are
+    # left, both guarded by cheap tests so they run for few rows: a step lookup (a
+    # tiny table) when a key changes, and whether an ok entry before the last step
+    # has a child (on the covering parents_parent index; a join there would multiply
+    # an entry's rows by its parents times its children).
+    for plan in plans:
+        for i, line in enumerate(plan):
+            if "CORRELATED" in line:
+                following = plan[i + 1]
+                assert following.startswith("SEARCH s USING PRIMARY KEY") or (
+                    following == "SEARCH ch USING COVERING INDEX parents_parent (parent_id=?)"
+                ), "\n".join(plan)
+
+
+def test_the_entry_passes_read_a_rowid_range(plans):
+    for plan in plans[:2]:  # value_problems, chain_rows
+        assert any("INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in line for line in plan), plan
+        assert not any(re.match(rf"SCAN ({'|'.join(BIG)})\b", line) for line in plan), plan

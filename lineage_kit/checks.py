@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from hashlib import blake2b as _blake2b
 from html import escape
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,6 +35,7 @@ import pandas as pd
 
 from .errors import IntegrityError
 from .store import integrity as sql
+from .values import value_hash_bytes
 
 if TYPE_CHECKING:
     from .store import LineageStore
@@ -491,24 +491,6 @@ def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
 # A fresh blake2b state costs more to build than to copy: copying this empty
 # 128-bit state and feeding it the value is about a quarter faster than
 # ``blake2b(data, digest_size=16)``, and the check hashes every stored value.
-_EMPTY_HASH = _blake2b(digest_size=16)
-
-
-def value_hash_bytes(data: bytes) -> str:
-    """:func:`lineage_kit.values.value_hash` of a value given as its UTF-8 bytes.
-
-    SQLite stores text as UTF-8, so hashing the stored bytes gives the recorded hash
-    without decoding every value into a Python string first.
-
-    Examples
-    --------
-    >>> from lineage_kit.pipeline import value_hash
-    >>> value_hash_bytes('{"a": 1}'.encode()) == value_hash('{"a": 1}')
-    True
-    """
-    h = _EMPTY_HASH.copy()
-    h.update(data)
-    return h.hexdigest()
 
 
 def _v(code: str, run_id: Any, key: Any, entry_id: Any, message: str) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import sqlite3
 import pytest
 
 import lineage_kit as lk
-from lineage_kit.checks import value_hash_bytes
 from lineage_kit.store import integrity as sql
+from lineage_kit.values import value_hash_bytes
 
 from .test_checks import (
     KEY,

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 import lineage_kit as lk
-from lineage_kit.checks import CODES, VIOLATION_COLUMNS, value_hash_bytes
-from lineage_kit.values import value_hash
+from lineage_kit.checks import CODES, VIOLATION_COLUMNS
+from lineage_kit.values import value_hash, value_hash_bytes
 
 SAMPLE_JSON = Path(__file__).resolve().parent.parent / "data" / "sample_input.json"
 

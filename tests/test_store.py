@@ -236,3 +236,32 @@ def test_a_running_run_whose_pid_was_reused_is_interrupted(db):
     assert writer_alive(host, pid, started)
     assert not writer_alive(host, pid, str(int(started) - 1))
     assert writer_alive("some-other-host", pid, "0")  # cannot tell from here: alive
+
+
+def test_sqlite_file_with_only_a_user_version_is_refused_unchanged(tmp_path):
+    # No tables and application_id 0, but user_version 7: another application's
+    # database, not an empty one; initialising it (or switching it to WAL) would
+    # rewrite its header.
+    path = tmp_path / "e.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA user_version = 7")
+    con.close()
+    before = sha256(path)
+    with pytest.raises(lk.NotALineageStore, match="user_version 7"):
+        lk.run_pipeline(SAMPLE_JSON, db=path, progress=False)
+    with pytest.raises(lk.NotALineageStore, match="user_version 7"):
+        lk.connect(path)
+    assert sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.db"]
+
+
+def test_initialise_refuses_a_database_with_a_user_version(tmp_path):
+    from lineage_kit.store.connection import _initialise
+
+    path = tmp_path / "e.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA user_version = 7")
+    with pytest.raises(lk.NotALineageStore, match="user_version 7"):
+        _initialise(con)
+    assert con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    con.close()

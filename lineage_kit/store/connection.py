@@ -45,8 +45,8 @@ def identify(path: Path) -> str:
     Returns
     -------
     str
-        ``"missing"``, ``"empty"`` (a 0-byte file or a SQLite file with no tables and
-        no application id: safe to initialise) or ``"ours"``.
+        ``"missing"``, ``"empty"`` (a 0-byte file, or a SQLite file with no tables,
+        no application id and user_version 0: safe to initialise) or ``"ours"``.
 
     Raises
     ------
@@ -70,8 +70,14 @@ def identify(path: Path) -> str:
             tables = _foreign_tables(path)
         except sqlite3.DatabaseError as exc:
             raise NotALineageStore(f"{path} cannot be read as SQLite: {exc}") from exc
-        if not tables:
+        (user_version,) = struct.unpack(">I", header[60:64])
+        if not tables and user_version == 0:
             return "empty"
+        if not tables:
+            raise NotALineageStore(
+                f"{path} is a SQLite database of another application (no tables, "
+                f"user_version {user_version}); it was left unchanged. Choose another --db path."
+            )
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise NotALineageStore(
             f"{path} is a SQLite database of another application (tables: {shown}); "
@@ -139,15 +145,28 @@ def _run_script(con: sqlite3.Connection, script: str) -> None:
 
 
 def _initialise(con: sqlite3.Connection) -> None:
-    """Create the schema in an empty database (idempotent under concurrent creators)."""
+    """Create the schema in an empty database (idempotent under concurrent creators).
+
+    Raises
+    ------
+    NotALineageStore
+        The database has a user_version but is not ours (nothing is written).
+    """
     con.execute("BEGIN IMMEDIATE")
     try:
-        if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
             con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             _run_script(con, SCHEMA_V1)
             for version in range(2, SCHEMA_VERSION + 1):
                 _run_script(con, MIGRATIONS[version])
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif con.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            # (a concurrent creator may have initialised it since identify(): then it is ours)
+            raise NotALineageStore(
+                f"the database has user_version {version} but is not a lineage store; "
+                "it was left unchanged"
+            )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

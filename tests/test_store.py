@@ -18,13 +18,17 @@ def test_new_store_is_marked_as_ours_and_versioned(db):
     lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)
     header = db.read_bytes()[:100]
     assert struct.unpack(">I", header[68:72])[0] == APPLICATION_ID
-    with lk.connect(db) as store:
+    with lk.LineageStore(db, create=True) as store:  # a writer's connection
         assert store.schema_version == SCHEMA_VERSION
         con = store.con
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert con.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
         assert con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with lk.connect(db) as store:  # a reader's
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
 
 def test_connect_to_missing_file_raises_and_creates_nothing(tmp_path):

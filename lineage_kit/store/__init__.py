@@ -12,8 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ from . import queries
 from .connection import identify, open_connection
 from .liveness import writer_alive
 from .schema import APPLICATION_ID, SCHEMA_VERSION
-from .writer import transaction
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -74,6 +72,9 @@ class LineageStore:
         The SQLite file.
     create : bool, default False
         Create the store if the file is missing (pipelines do; readers do not).
+    read_only : bool, optional
+        Open with SQLite ``mode=ro`` so nothing can be written; the default is
+        ``not create``. A store at an older schema version is migrated first.
 
     Raises
     ------
@@ -82,7 +83,11 @@ class LineageStore:
     NotALineageStore
         The file is not a lineage store; it was left byte-for-byte unchanged.
     SchemaVersionError
-        The store comes from a newer lineage_kit; it was left unchanged.
+        The store comes from a newer lineage_kit, or (read-only) from an older one
+        and cannot be written to migrate it; it was left unchanged.
+    LineageKitError
+        A read-only open is impossible (a WAL store on read-only media without its
+        ``-wal`` and ``-shm`` files).
 
     Examples
     --------
@@ -91,9 +96,18 @@ class LineageStore:
     ...     store.runs()
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        read_only: bool | None = None,
+    ) -> None:
         self.path = Path(path)
-        self._con: sqlite3.Connection | None = open_connection(self.path, create=create)
+        read_only = not create if read_only is None else read_only
+        self._con: sqlite3.Connection | None = open_connection(
+            self.path, create=create, read_only=read_only
+        )
 
     # ------------------------------------------------------------------ basics
 
@@ -128,12 +142,6 @@ class LineageStore:
         if self._con is None:
             return f"<p>lineage store {escape(str(self.path))} (closed)</p>"
         return store_html(str(self.path), self.schema_version, self.run_rows())
-
-    @contextmanager
-    def atomic(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that rolls back and re-raises on error."""
-        with transaction(self.con) as con:
-            yield con
 
     @property
     def schema_version(self) -> int:
@@ -565,6 +573,11 @@ class LineageStore:
 def connect(path: str | os.PathLike[str]) -> LineageStore:
     """Open an existing lineage store for reading.
 
+    The connection is read-only (SQLite ``mode=ro``): the store can be on read-only
+    media or owned by someone else, and analysis can never change it. Opening an
+    older store migrates it to the current schema first, which needs write access
+    once.
+
     Parameters
     ----------
     path : str or PathLike
@@ -581,5 +594,17 @@ def connect(path: str | os.PathLike[str]) -> LineageStore:
         Nothing exists at ``path``; nothing is created.
     NotALineageStore
         The file is not a lineage store; it is left unchanged.
+    SchemaVersionError
+        The store is from a newer lineage_kit, or from an older one and cannot be
+        written to migrate it; it is left unchanged.
+    LineageKitError
+        The store cannot be opened read-only (a WAL store on read-only media whose
+        ``-wal`` and ``-shm`` files are missing).
+
+    Examples
+    --------
+    >>> import lineage_kit as lk
+    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
+    ...     store.runs()
     """
-    return LineageStore(path, create=False)
+    return LineageStore(path, create=False, read_only=True)

@@ -278,7 +278,7 @@ def test_funnel_rejects_a_frame_of_several_runs(fan_store):
     store, _, _ = fan_store
     with pytest.raises(ValueError, match="more than one run"):
         lk.plot_run(store.steps("all"))
-    with pytest.raises(ValueError, match="plot_runs"):
+    with pytest.raises(lk.RunNotFound, match="'all' selects every run"):
         lk.plot_timeline(store, run="all")
 
 

@@ -165,12 +165,25 @@ class LineageStore:
         return rows
 
     def resolve_run(self, run: str | None = "latest") -> str:
-        """Turn ``"latest"``, a full run id or a unique prefix into a run id.
+        """Turn ``"latest"``, a full run id or a unique prefix into one run id.
+
+        Run ids are lowercase UUIDs, so a prefix matches case-insensitively.
+
+        Returns
+        -------
+        str
+            The full run id.
 
         Raises
         ------
         RunNotFound
-            The store has no runs, or nothing (or more than one run) matches.
+            The store has no runs, nothing (or more than one run) matches, or ``run``
+            is ``"all"`` (which selects every run, where one is needed).
+
+        Examples
+        --------
+        >>> store.resolve_run("latest")  # doctest: +SKIP
+        '3f2b9c1e-...'
         """
         if run is None or run == "latest":
             row = self.con.execute(
@@ -179,20 +192,25 @@ class LineageStore:
             if row is None:
                 raise RunNotFound(f"the store {self.path} has no runs yet")
             return row[0]
+        if run == "all":
+            raise RunNotFound(
+                "'all' selects every run; this needs one run: an id, a unique prefix or 'latest'"
+            )
         if not isinstance(run, str) or not run:
             raise RunNotFound(f"a run is a run id, a unique prefix or 'latest', not {run!r}")
+        prefix = run.lower()
         matches = [
             r[0]
             for r in self.con.execute(
                 "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2",
-                (run, run + "\U0010ffff"),
+                (prefix, prefix + "\U0010ffff"),
             )
         ]
         if not matches:
             raise RunNotFound(f"no run matches {run!r} in {self.path}")
-        if len(matches) > 1 and run not in matches:
+        if len(matches) > 1 and prefix not in matches:
             raise RunNotFound(f"{run!r} matches more than one run; give more characters")
-        return run if run in matches else matches[0]
+        return prefix if prefix in matches else matches[0]
 
     def resolve_runs(self, run: str | Sequence[str] | None = "latest") -> list[str]:
         """Like :meth:`resolve_run`, for several runs at once.
@@ -200,10 +218,20 @@ class LineageStore:
         ``"all"`` gives every run id, oldest first (none for an empty store); a
         list of ids, prefixes or ``"latest"`` gives each resolved once, in order.
 
+        Returns
+        -------
+        list of str
+            Full run ids.
+
         Raises
         ------
         RunNotFound
             A run id, prefix or ``"latest"`` matches nothing.
+
+        Examples
+        --------
+        >>> store.resolve_runs("all")  # doctest: +SKIP
+        ['0c1d...', '3f2b...']
         """
         if run == "all":
             return queries.all_run_ids(self.con)
@@ -496,10 +524,15 @@ class LineageStore:
         """Keys only in A, only in B, on a different path, or with a different final value.
 
         See :func:`lineage_kit.frames.compare_frame`.
+
+        Raises
+        ------
+        RunNotFound
+            Either run matches nothing, or is ``"all"``.
         """
         from ..frames import compare_frame
 
-        return compare_frame(self, run_a, run_b)
+        return compare_frame(self, self.resolve_run(run_a), self.resolve_run(run_b))
 
     def summary(self, run: str | None = "latest") -> RunSummary:
         """A run at a glance (status, counts, per-step outcomes); HTML in notebooks.
@@ -507,7 +540,7 @@ class LineageStore:
         Raises
         ------
         RunNotFound
-            ``run`` matches no run.
+            ``run`` matches no run, or is ``"all"``.
         """
         from ..summary import RunSummary
 

@@ -60,6 +60,7 @@ RUN_COLUMNS = (
     "writer_pid",
     "writer_started",
 )
+_COUNT_COLUMNS = ("n_input", "n_published", "n_rejected", "n_failed")
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, rowid DESC"
 
 
@@ -154,7 +155,19 @@ class LineageStore:
         """Every run as a dict, newest first.
 
         A run still marked ``running`` whose writing process is gone (it was killed
-        or crashed) is reported with status ``interrupted``.
+        or crashed) is reported with status ``interrupted``. The counts of a run that
+        is ``running`` or ``interrupted`` (stored only when a run finishes) are counted
+        from its entries so far.
+
+        Returns
+        -------
+        list of dict
+            Keys :data:`RUN_COLUMNS`.
+
+        Examples
+        --------
+        >>> [r["status"] for r in store.run_rows()]  # doctest: +SKIP
+        ['completed']
         """
         rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in self.con.execute(_SELECT_RUNS)]
         for row in rows:
@@ -162,6 +175,13 @@ class LineageStore:
                 row["writer_host"], row["writer_pid"], row["writer_started"]
             ):
                 row["status"] = "interrupted"
+        unfinished = [r["run_id"] for r in rows if r["status"] in ("running", "interrupted")]
+        if unfinished:
+            counts = queries.live_counts(self.con, unfinished)
+            for row in rows:
+                if row["status"] in ("running", "interrupted"):
+                    found = counts.get(row["run_id"], (0, 0, 0, 0))
+                    row.update(zip(_COUNT_COLUMNS, found, strict=True))
         return rows
 
     def resolve_run(self, run: str | None = "latest") -> str:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import InputError, LineageKitError, StepError
+from .errors import InputError, KeyNotFound, LineageKitError, StepError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +73,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         key = parse_key_option(args.key)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    if args.report:
+        _check_report_path(args.report)
     try:
         result = run_pipeline(
             args.input,
@@ -81,17 +86,54 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             progress=False if args.quiet else None,
         )
     except StepError as exc:
+        # The stopped run is committed: report it like any other, then say why it stopped.
+        reported = _report_and_summary(args, exc.result, out) if exc.result is not None else True
         print(f"lineage-kit: {exc}", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_PROBLEMS if reported else EXIT_USAGE
+    if not _report_and_summary(args, result, out):
+        return EXIT_USAGE
+    return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def _check_report_path(report: str) -> None:
+    """Refuse a --report path that cannot be written, before anything runs."""
+    from pathlib import Path
+
+    path = Path(report)
+    folder = path.parent
+    if path.is_dir():
+        raise _UsageError(f"--report {report}: is a directory, not a file")
+    if not folder.is_dir():
+        raise _UsageError(f"--report {report}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _UsageError(f"--report {report}: directory {folder} is not writable")
+
+
+def _report_and_summary(args: argparse.Namespace, result: Any, out: TextIO) -> bool:
+    """Write the --report (if asked) and print the summary; False if the report failed.
+
+    The run is already committed, so a report that cannot be written does not hide
+    the summary: it is printed first, then the error.
+    """
+    error = None
     if args.report:
         from .report import write_report
 
-        write_report(args.db, result.run_id, args.report)
+        try:
+            write_report(args.db, result.run_id, args.report)
+        except (OSError, sqlite3.Error, LineageKitError) as exc:
+            error = exc
     if not args.quiet:
         print(result.summary(), file=out)
-        if args.report:
+        if args.report and error is None:
             print(f"report     {args.report}", file=out)
-    return EXIT_OK if result.ok else EXIT_PROBLEMS
+    if error is not None:
+        print(
+            f"lineage-kit: error: cannot write the report {args.report}: {error}",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- runs
@@ -108,11 +150,15 @@ def _add_runs(sub: Any) -> None:
 def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     from .store import connect
 
+    if args.limit is not None and args.limit < 0:
+        raise _UsageError("--limit must be 0 or more")
     with connect(args.db) as store:
         rows = store.run_rows()
     if args.limit is not None:
-        rows = rows[: max(args.limit, 0)]
+        rows = rows[: args.limit]
     if args.json:
+        for row in rows:
+            row["parameters"] = _json_or_text(row["parameters"])
         json.dump(rows, out, indent=2)
         out.write("\n")
         return EXIT_OK
@@ -148,6 +194,16 @@ def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     if not rows:
         print("(no runs)", file=out)
     return EXIT_OK
+
+
+def _json_or_text(text: str | None) -> Any:
+    """The stored JSON text parsed (the text itself if it is not JSON)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -343,6 +399,11 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
         raise _UsageError("--last must be at least 1")
     if args.dpi < 1:
         raise _UsageError("--dpi must be at least 1")
+    if args.run == "all" and args.kind != "runs":
+        raise _UsageError(
+            f"--kind {args.kind} draws one run: give --run an id, a unique prefix or "
+            "'latest' (--kind runs draws several)"
+        )
 
     import matplotlib
 
@@ -353,14 +414,19 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
     from .store import connect
 
     with connect(args.db) as store:
-        if args.kind == "chain":
-            ax = plot.plot_chain(store, args.key, run=args.run)
-        elif args.kind == "funnel":
-            ax = plot.plot_run(store, run=args.run)
-        elif args.kind == "runs":
-            ax = plot.plot_runs(store, last=args.last)
-        else:
-            ax = plot.plot_timeline(store, run=args.run)
+        try:
+            if args.kind == "chain":
+                ax = plot.plot_chain(store, args.key, run=args.run)
+            elif args.kind == "funnel":
+                ax = plot.plot_run(store, run=args.run)
+            elif args.kind == "runs":
+                ax = plot.plot_runs(store, last=args.last)
+            else:
+                ax = plot.plot_timeline(store, run=args.run)
+        except KeyNotFound as exc:  # like trace: the command worked, the key has no lineage
+            plt.close("all")
+            print(f"lineage-kit: {exc} of {args.db}", file=sys.stderr)
+            return EXIT_PROBLEMS
     try:
         ax.figure.savefig(output, dpi=args.dpi)
     finally:
@@ -387,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for add in (_add_run, _add_runs, _add_trace, _add_check, _add_plot):
         add(sub)
+    for command in sub.choices.values():
+        command.set_defaults(parser=command)  # usage errors show the command's usage
     return parser
 
 
@@ -403,7 +471,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     Returns
     -------
     int
-        The exit code: 0 ok, 1 problems found, 2 bad usage or input.
+        The exit code: 0 ok, 1 problems found, 2 bad usage, unreadable input or
+        store, 130 interrupted (Ctrl-C).
+
+    Examples
+    --------
+    >>> import io
+    >>> main(["runs", "--db", "lineage.db"], out=io.StringIO())  # doctest: +SKIP
+    0
     """
     out = out or sys.stdout
     parser = build_parser()
@@ -414,11 +489,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return args.func(args, out)
     except _UsageError as exc:
-        parser.print_usage(sys.stderr)
+        args.parser.print_usage(sys.stderr)
         print(f"lineage-kit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (InputError, LineageKitError) as exc:
         print(f"lineage-kit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except sqlite3.DatabaseError as exc:  # a damaged store (the file checks passed)
+        print(f"lineage-kit: error: {args.db}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # `lineage-kit runs | head`
         return EXIT_OK
+    except KeyboardInterrupt:
+        print("lineage-kit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

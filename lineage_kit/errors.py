@@ -57,7 +57,11 @@ class StoreNotFound(LineageKitError, FileNotFoundError):
 
 
 class SchemaVersionError(NotALineageStore):
-    """The store was written by a newer lineage_kit whose schema this one does not know."""
+    """The store's schema version cannot be used as it is; the file was left unchanged.
+
+    Either a newer lineage_kit wrote it (this one does not know its schema), or it
+    is older and cannot be written here to migrate it forward.
+    """
 
 
 class StoreWriteError(LineageKitError):

@@ -158,7 +158,8 @@ def _chain_graph(
 
     if isinstance(source, nx.DiGraph):
         run_id = source.graph.get("run_id")
-        if run not in (None, "latest") and run_id and not str(run_id).startswith(str(run)):
+        wanted = str(run).lower()
+        if run not in (None, "latest") and run_id and not str(run_id).startswith(wanted):
             raise ValueError(f"the graph holds run {run_id!r}, not {run!r}")
         key = key_text(key)
         own = [n for n, k in source.nodes(data="key") if k == key]
@@ -169,7 +170,8 @@ def _chain_graph(
             keep |= nx.ancestors(source, node) | nx.descendants(source, node)
         return source.subgraph(keep)
     if hasattr(source, "graph") and callable(source.graph):
-        return source.graph(run=run, key=key)
+        # one run: resolve_run refuses "all", whose rows would sit under one run's title
+        return source.graph(run=source.resolve_run(run), key=key)
     raise TypeError(
         f"source must be a LineageStore or a networkx.DiGraph from store.graph(), "
         f"not {type(source).__name__}"
@@ -256,7 +258,8 @@ def plot_chain(
     KeyNotFound
         ``key`` has no entry in the run or graph.
     RunNotFound
-        ``run`` matches no run of the store.
+        ``run`` matches no run of the store, or is ``"all"`` (a store's chain is
+        drawn for one run; a graph passed in is drawn as given).
     ValueError
         A graph was given together with a ``run`` it does not hold.
     TypeError
@@ -441,12 +444,11 @@ def _steps_frame(source: LineageStore | pd.DataFrame, run: str | None) -> pd.Dat
         run_ids = frame["run_id"].unique() if "run_id" in frame else []
         if len(run_ids) > 1:
             raise ValueError("the steps DataFrame holds more than one run; pass one run's steps")
-        if run not in (None, "latest") and len(run_ids) and not str(run_ids[0]).startswith(run):
+        wanted = str(run).lower()
+        if run not in (None, "latest") and len(run_ids) and not str(run_ids[0]).startswith(wanted):
             raise ValueError(f"the steps DataFrame holds run {run_ids[0]!r}, not {run!r}")
     elif hasattr(source, "steps") and callable(source.steps):
-        if run == "all":
-            raise ValueError("this plot draws one run; plot_runs() draws several")
-        frame = source.steps(run=run)
+        frame = source.steps(run=source.resolve_run(run))  # one run; "all" is refused
     else:
         raise TypeError(
             "source must be a LineageStore or a DataFrame from store.steps(), "
@@ -530,7 +532,7 @@ def plot_run(
     Raises
     ------
     RunNotFound
-        ``run`` matches no run.
+        ``run`` matches no run, or is ``"all"`` (this draws one run).
     ValueError
         A DataFrame without the step count columns, or of another run.
 
@@ -689,7 +691,7 @@ def plot_timeline(
     Raises
     ------
     RunNotFound
-        ``run`` matches no run.
+        ``run`` matches no run, or is ``"all"`` (this draws one run).
     ValueError
         A DataFrame without ``started_at``, ``finished_at`` and ``busy_seconds``.
 

@@ -238,7 +238,7 @@ def test_compare_runs(fan):
     )
     assert (o3["status_a"], o3["status_b"]) == ("rejected", "ok")
     assert store.compare_runs(run1, run1).empty
-    with pytest.raises(ValueError):
+    with pytest.raises(lk.RunNotFound, match="'all' selects every run"):
         store.compare_runs("all", run2)
 
 

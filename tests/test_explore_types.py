@@ -4,6 +4,8 @@ then ``astype`` / ``pd.Categorical`` / ``pd.to_datetime``) they replace."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,12 +157,14 @@ def test_lineage_and_graph_read_stamps_of_other_widths(fan, tmp_path):
         entry_ids[0]: "2026-03-01T10:00:00Z",
         entry_ids[1]: "2026-03-01T10:00:00.5+02:00",
     }
-    con = store.con  # the test, not the package, edits the file
-    with con:
-        con.executemany(
+    writer = sqlite3.connect(store.path)  # the test, not the package, edits the file
+    with writer:
+        writer.executemany(
             "UPDATE lineage SET created_at = ? WHERE entry_id = ?",
             [(text, entry_id) for entry_id, text in stamps.items()],
         )
+    writer.close()
+    con = store.con
     frame = store.lineage(run1)
     texts = [
         r[0]

@@ -404,8 +404,10 @@ def _limit_pages(monkeypatch, extra_pages: int) -> None:
     """Make every store the pipeline opens refuse to grow by more than ``extra_pages``."""
     original = lk_store.open_connection
 
-    def limited(path, *, create):
-        con = original(path, create=create)
+    def limited(path, **options):
+        con = original(path, **options)
+        if options.get("read_only"):  # readers do not grow the store
+            return con
         pages = con.execute("PRAGMA page_count").fetchone()[0]
         con.execute(f"PRAGMA max_page_count = {int(pages + extra_pages)}")
         return con

@@ -18,13 +18,17 @@ def test_new_store_is_marked_as_ours_and_versioned(db):
     lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)
     header = db.read_bytes()[:100]
     assert struct.unpack(">I", header[68:72])[0] == APPLICATION_ID
-    with lk.connect(db) as store:
+    with lk.LineageStore(db, create=True) as store:  # a writer's connection
         assert store.schema_version == SCHEMA_VERSION
         con = store.con
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert con.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
         assert con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with lk.connect(db) as store:  # a reader's
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
 
 def test_connect_to_missing_file_raises_and_creates_nothing(tmp_path):
@@ -236,3 +240,32 @@ def test_a_running_run_whose_pid_was_reused_is_interrupted(db):
     assert writer_alive(host, pid, started)
     assert not writer_alive(host, pid, str(int(started) - 1))
     assert writer_alive("some-other-host", pid, "0")  # cannot tell from here: alive
+
+
+def test_sqlite_file_with_only_a_user_version_is_refused_unchanged(tmp_path):
+    # No tables and application_id 0, but user_version 7: another application's
+    # database, not an empty one; initialising it (or switching it to WAL) would
+    # rewrite its header.
+    path = tmp_path / "e.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA user_version = 7")
+    con.close()
+    before = sha256(path)
+    with pytest.raises(lk.NotALineageStore, match="user_version 7"):
+        lk.run_pipeline(SAMPLE_JSON, db=path, progress=False)
+    with pytest.raises(lk.NotALineageStore, match="user_version 7"):
+        lk.connect(path)
+    assert sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.db"]
+
+
+def test_initialise_refuses_a_database_with_a_user_version(tmp_path):
+    from lineage_kit.store.connection import _initialise
+
+    path = tmp_path / "e.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA user_version = 7")
+    with pytest.raises(lk.NotALineageStore, match="user_version 7"):
+        _initialise(con)
+    assert con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    con.close()

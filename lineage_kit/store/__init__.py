@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,6 @@ from . import queries
 from .connection import identify, open_connection
 from .liveness import writer_alive
 from .schema import APPLICATION_ID, SCHEMA_VERSION
-from .writer import transaction
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -60,6 +58,7 @@ RUN_COLUMNS = (
     "writer_pid",
     "writer_started",
 )
+_COUNT_COLUMNS = ("n_input", "n_published", "n_rejected", "n_failed")
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, rowid DESC"
 
 
@@ -72,6 +71,9 @@ class LineageStore:
         The SQLite file.
     create : bool, default False
         Create the store if the file is missing (pipelines do; readers do not).
+    read_only : bool, optional
+        Open with SQLite ``mode=ro`` so nothing can be written; the default is
+        ``not create``. A store at an older schema version is migrated first.
 
     Raises
     ------
@@ -80,7 +82,11 @@ class LineageStore:
     NotALineageStore
         The file is not a lineage store; it was left byte-for-byte unchanged.
     SchemaVersionError
-        The store comes from a newer lineage_kit; it was left unchanged.
+        The store comes from a newer lineage_kit, or (read-only) from an older one
+        and cannot be written to migrate it; it was left unchanged.
+    LineageKitError
+        A read-only open is impossible (a WAL store on read-only media without its
+        ``-wal`` and ``-shm`` files).
 
     Examples
     --------
@@ -89,9 +95,18 @@ class LineageStore:
     ...     store.runs()
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        read_only: bool | None = None,
+    ) -> None:
         self.path = Path(path)
-        self._con: sqlite3.Connection | None = open_connection(self.path, create=create)
+        read_only = not create if read_only is None else read_only
+        self._con: sqlite3.Connection | None = open_connection(
+            self.path, create=create, read_only=read_only
+        )
 
     # ------------------------------------------------------------------ basics
 
@@ -127,12 +142,6 @@ class LineageStore:
             return f"<p>lineage store {escape(str(self.path))} (closed)</p>"
         return store_html(str(self.path), self.schema_version, self.run_rows())
 
-    @contextmanager
-    def atomic(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that rolls back and re-raises on error."""
-        with transaction(self.con) as con:
-            yield con
-
     @property
     def schema_version(self) -> int:
         """The store's schema version (``PRAGMA user_version``)."""
@@ -144,7 +153,19 @@ class LineageStore:
         """Every run as a dict, newest first.
 
         A run still marked ``running`` whose writing process is gone (it was killed
-        or crashed) is reported with status ``interrupted``.
+        or crashed) is reported with status ``interrupted``. The counts of a run that
+        is ``running`` or ``interrupted`` (stored only when a run finishes) are counted
+        from its entries so far.
+
+        Returns
+        -------
+        list of dict
+            Keys :data:`RUN_COLUMNS`.
+
+        Examples
+        --------
+        >>> [r["status"] for r in store.run_rows()]  # doctest: +SKIP
+        ['completed']
         """
         rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in self.con.execute(_SELECT_RUNS)]
         for row in rows:
@@ -152,15 +173,35 @@ class LineageStore:
                 row["writer_host"], row["writer_pid"], row["writer_started"]
             ):
                 row["status"] = "interrupted"
+        unfinished = [r["run_id"] for r in rows if r["status"] in ("running", "interrupted")]
+        if unfinished:
+            counts = queries.live_counts(self.con, unfinished)
+            for row in rows:
+                if row["status"] in ("running", "interrupted"):
+                    found = counts.get(row["run_id"], (0, 0, 0, 0))
+                    row.update(zip(_COUNT_COLUMNS, found, strict=True))
         return rows
 
     def resolve_run(self, run: str | None = "latest") -> str:
-        """Turn ``"latest"``, a full run id or a unique prefix into a run id.
+        """Turn ``"latest"``, a full run id or a unique prefix into one run id.
+
+        Run ids are lowercase UUIDs, so a prefix matches case-insensitively.
+
+        Returns
+        -------
+        str
+            The full run id.
 
         Raises
         ------
         RunNotFound
-            The store has no runs, or nothing (or more than one run) matches.
+            The store has no runs, nothing (or more than one run) matches, or ``run``
+            is ``"all"`` (which selects every run, where one is needed).
+
+        Examples
+        --------
+        >>> store.resolve_run("latest")  # doctest: +SKIP
+        '3f2b9c1e-...'
         """
         if run is None or run == "latest":
             row = self.con.execute(
@@ -169,20 +210,25 @@ class LineageStore:
             if row is None:
                 raise RunNotFound(f"the store {self.path} has no runs yet")
             return row[0]
+        if run == "all":
+            raise RunNotFound(
+                "'all' selects every run; this needs one run: an id, a unique prefix or 'latest'"
+            )
         if not isinstance(run, str) or not run:
             raise RunNotFound(f"a run is a run id, a unique prefix or 'latest', not {run!r}")
+        prefix = run.lower()
         matches = [
             r[0]
             for r in self.con.execute(
                 "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2",
-                (run, run + "\U0010ffff"),
+                (prefix, prefix + "\U0010ffff"),
             )
         ]
         if not matches:
             raise RunNotFound(f"no run matches {run!r} in {self.path}")
-        if len(matches) > 1 and run not in matches:
+        if len(matches) > 1 and prefix not in matches:
             raise RunNotFound(f"{run!r} matches more than one run; give more characters")
-        return run if run in matches else matches[0]
+        return prefix if prefix in matches else matches[0]
 
     def resolve_runs(self, run: str | Sequence[str] | None = "latest") -> list[str]:
         """Like :meth:`resolve_run`, for several runs at once.
@@ -190,10 +236,20 @@ class LineageStore:
         ``"all"`` gives every run id, oldest first (none for an empty store); a
         list of ids, prefixes or ``"latest"`` gives each resolved once, in order.
 
+        Returns
+        -------
+        list of str
+            Full run ids.
+
         Raises
         ------
         RunNotFound
             A run id, prefix or ``"latest"`` matches nothing.
+
+        Examples
+        --------
+        >>> store.resolve_runs("all")  # doctest: +SKIP
+        ['0c1d...', '3f2b...']
         """
         if run == "all":
             return queries.all_run_ids(self.con)
@@ -562,9 +618,7 @@ class LineageStore:
         Raises
         ------
         RunNotFound
-            Either run matches no run (or more than one).
-        ValueError
-            ``"all"`` was given.
+            Either run matches nothing (or more than one), or is ``"all"``.
 
         Examples
         --------
@@ -572,7 +626,7 @@ class LineageStore:
         """
         from ..frames import compare_frame
 
-        return compare_frame(self, run_a, run_b)
+        return compare_frame(self, self.resolve_run(run_a), self.resolve_run(run_b))
 
     def summary(self, run: str | None = "latest") -> RunSummary:
         """A run at a glance (status, counts, per-step outcomes); HTML in notebooks.
@@ -580,7 +634,7 @@ class LineageStore:
         Raises
         ------
         RunNotFound
-            ``run`` matches no run.
+            ``run`` matches no run, or is ``"all"``.
         """
         from ..summary import RunSummary
 
@@ -646,6 +700,11 @@ class LineageStore:
 def connect(path: str | os.PathLike[str]) -> LineageStore:
     """Open an existing lineage store for reading.
 
+    The connection is read-only (SQLite ``mode=ro``): the store can be on read-only
+    media or owned by someone else, and analysis can never change it. Opening an
+    older store migrates it to the current schema first, which needs write access
+    once.
+
     Parameters
     ----------
     path : str or PathLike
@@ -662,5 +721,17 @@ def connect(path: str | os.PathLike[str]) -> LineageStore:
         Nothing exists at ``path``; nothing is created.
     NotALineageStore
         The file is not a lineage store; it is left unchanged.
+    SchemaVersionError
+        The store is from a newer lineage_kit, or from an older one and cannot be
+        written to migrate it; it is left unchanged.
+    LineageKitError
+        The store cannot be opened read-only (a WAL store on read-only media whose
+        ``-wal`` and ``-shm`` files are missing).
+
+    Examples
+    --------
+    >>> import lineage_kit as lk
+    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
+    ...     store.runs()
     """
-    return LineageStore(path, create=False)
+    return LineageStore(path, create=False, read_only=True)

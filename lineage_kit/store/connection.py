@@ -13,12 +13,13 @@ import struct
 import time
 from pathlib import Path
 
-from ..errors import NotALineageStore, SchemaVersionError, StoreNotFound
+from ..errors import LineageKitError, NotALineageStore, SchemaVersionError, StoreNotFound
 from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
-_SQLITE_BUSY = 5  # primary result code of "database is locked"
+# primary result codes
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 5, 8, 14
 
 
 def _read_header(path: Path) -> bytes:
@@ -45,8 +46,8 @@ def identify(path: Path) -> str:
     Returns
     -------
     str
-        ``"missing"``, ``"empty"`` (a 0-byte file or a SQLite file with no tables and
-        no application id: safe to initialise) or ``"ours"``.
+        ``"missing"``, ``"empty"`` (a 0-byte file, or a SQLite file with no tables,
+        no application id and user_version 0: safe to initialise) or ``"ours"``.
 
     Raises
     ------
@@ -70,8 +71,14 @@ def identify(path: Path) -> str:
             tables = _foreign_tables(path)
         except sqlite3.DatabaseError as exc:
             raise NotALineageStore(f"{path} cannot be read as SQLite: {exc}") from exc
-        if not tables:
+        (user_version,) = struct.unpack(">I", header[60:64])
+        if not tables and user_version == 0:
             return "empty"
+        if not tables:
+            raise NotALineageStore(
+                f"{path} is a SQLite database of another application (no tables, "
+                f"user_version {user_version}); it was left unchanged. Choose another --db path."
+            )
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise NotALineageStore(
             f"{path} is a SQLite database of another application (tables: {shown}); "
@@ -139,15 +146,28 @@ def _run_script(con: sqlite3.Connection, script: str) -> None:
 
 
 def _initialise(con: sqlite3.Connection) -> None:
-    """Create the schema in an empty database (idempotent under concurrent creators)."""
+    """Create the schema in an empty database (idempotent under concurrent creators).
+
+    Raises
+    ------
+    NotALineageStore
+        The database has a user_version but is not ours (nothing is written).
+    """
     con.execute("BEGIN IMMEDIATE")
     try:
-        if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
             con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             _run_script(con, SCHEMA_V1)
             for version in range(2, SCHEMA_VERSION + 1):
                 _run_script(con, MIGRATIONS[version])
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif con.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            # (a concurrent creator may have initialised it since identify(): then it is ours)
+            raise NotALineageStore(
+                f"the database has user_version {version} but is not a lineage store; "
+                "it was left unchanged"
+            )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -168,7 +188,83 @@ def _migrate(con: sqlite3.Connection) -> None:
         raise
 
 
-def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Connection:
+def _cannot_write(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the file (or its directory) cannot be written."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (
+        _SQLITE_PERM,
+        _SQLITE_READONLY,
+        _SQLITE_CANTOPEN,
+    )
+
+
+def _migrate_file(path: Path, version: int) -> None:
+    """Bring an older store to the current schema through a short read-write connection.
+
+    Raises
+    ------
+    SchemaVersionError
+        The store cannot be written here (read-only file, directory or media).
+    """
+    try:
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            _configure(con)
+            _enable_wal(con)
+            _migrate(con)
+        finally:
+            con.close()
+    except sqlite3.OperationalError as exc:
+        if not _cannot_write(exc):
+            raise
+        raise SchemaVersionError(
+            f"{path} has schema version {version}, older than this lineage_kit's "
+            f"({SCHEMA_VERSION}), and cannot be migrated here ({exc}); open it once with "
+            "write access (lk.connect or a pipeline run) to migrate it. The file was left "
+            "unchanged."
+        ) from exc
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write (SQLite ``mode=ro``), checked by a first read.
+
+    A WAL store is readable read-only when its ``-wal`` and ``-shm`` files exist or
+    can be created next to it; SQLite leaves them (empty) behind, never the database
+    changed.
+
+    Raises
+    ------
+    LineageKitError
+        The store cannot be opened read-only (WAL files missing on read-only media).
+    """
+    con = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        con.execute("PRAGMA foreign_keys = ON")
+        con.execute("PRAGMA user_version").fetchone()  # opens the WAL index now
+    except sqlite3.OperationalError as exc:
+        con.close()
+        if not _cannot_write(exc):
+            raise
+        raise LineageKitError(
+            f"{path} cannot be opened read-only ({exc}): the store is in WAL mode, and "
+            f"SQLite needs {path.name}-wal and {path.name}-shm next to it, which do not "
+            "exist and cannot be created in its directory. Copy the store (with its "
+            "-wal and -shm files, if any) to a writable directory and open the copy."
+        ) from exc
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def open_connection(
+    path: str | os.PathLike[str], *, create: bool, read_only: bool = False
+) -> sqlite3.Connection:
     """Open (and if asked, create) a lineage store; return a configured connection.
 
     Parameters
@@ -177,11 +273,15 @@ def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Co
         The SQLite file.
     create : bool
         Create the store when the file is missing or empty.
+    read_only : bool, default False
+        Open with SQLite ``mode=ro``, so nothing can be written. A store at an older
+        schema version is first migrated (which needs write access).
 
     Returns
     -------
     sqlite3.Connection
-        In autocommit mode (transactions are explicit), WAL, foreign keys on.
+        In autocommit mode (transactions are explicit), foreign keys on; a
+        read-write connection has switched the store to WAL.
 
     Raises
     ------
@@ -190,8 +290,17 @@ def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Co
     NotALineageStore
         The file is something else; it is left unchanged.
     SchemaVersionError
-        The store was written by a newer schema version; it is left unchanged.
+        The store was written by a newer schema version, or (``read_only``) is at an
+        older one and cannot be written to migrate it; it is left unchanged.
+    LineageKitError
+        ``read_only`` and the store cannot be opened read-only.
+
+    Examples
+    --------
+    >>> con = open_connection("lineage.db", create=False, read_only=True)  # doctest: +SKIP
     """
+    if create and read_only:
+        raise ValueError("a store opened read-only cannot be created")
     path = Path(path)
     kind = identify(path)
     if kind == "missing" and not create:
@@ -209,6 +318,10 @@ def open_connection(path: str | os.PathLike[str], *, create: bool) -> sqlite3.Co
                 f"understands ({SCHEMA_VERSION}); upgrade lineage_kit. The file was left "
                 "unchanged."
             )
+        if read_only:
+            if version < SCHEMA_VERSION:
+                _migrate_file(path, version)
+            return _open_read_only(path)
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

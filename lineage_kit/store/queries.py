@@ -519,3 +519,39 @@ def chunk_moments(con: sqlite3.Connection, run_id: str) -> list[tuple]:
         """,
         (run_id,),
     ).fetchall()
+
+
+#: Counts of unfinished runs from their entries: one grouped pass over the covering
+#: ``lineage_run (run_id, position, status)`` index, then one row per run.
+LIVE_COUNTS = """
+WITH c AS (
+    SELECT run_id, position, status, count(*) AS n
+    FROM lineage
+    WHERE run_id IN (SELECT value FROM json_each(?1))
+    GROUP BY run_id, position, status
+),
+last AS (
+    SELECT run_id, max(position) AS position
+    FROM steps
+    WHERE run_id IN (SELECT value FROM json_each(?1))
+    GROUP BY run_id
+)
+SELECT c.run_id,
+       coalesce(sum(CASE WHEN c.position = 0 THEN c.n END), 0),
+       coalesce(sum(CASE WHEN c.status = 'ok' AND c.position = last.position THEN c.n END), 0),
+       coalesce(sum(CASE WHEN c.status = 'rejected' THEN c.n END), 0),
+       coalesce(sum(CASE WHEN c.status = 'failed' THEN c.n END), 0)
+FROM c LEFT JOIN last ON last.run_id = c.run_id
+GROUP BY c.run_id
+"""
+
+
+def live_counts(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple[int, ...]]:
+    """``(n_input, n_published, n_rejected, n_failed)`` of runs, counted from their entries.
+
+    For runs that never finished (their stored counts are written at the end):
+    ``n_input`` is the entries at position 0, ``n_rejected``/``n_failed`` the entries
+    with that status, ``n_published`` the ``ok`` entries at the run's last step.
+    A run without entries is absent from the result.
+    """
+    return {row[0]: tuple(row[1:]) for row in con.execute(LIVE_COUNTS, (json.dumps(run_ids),))}

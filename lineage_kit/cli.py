@@ -320,6 +320,11 @@ def _add_check(sub: Any) -> None:
     p.add_argument(
         "--limit", type=int, default=20, help="violations listed in the table (default: 20)"
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings fail too (exit 1), e.g. a run that stopped with status failed",
+    )
     p.set_defaults(func=_cmd_check)
 
 
@@ -352,7 +357,8 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\n")
     else:
         print(report.to_text(limit=args.limit), file=out)
-    return EXIT_OK if report.ok else EXIT_PROBLEMS
+    failed = not report.ok or (args.strict and report.n_warnings > 0)
+    return EXIT_PROBLEMS if failed else EXIT_OK
 
 
 # --------------------------------------------------------------------------- plot

@@ -52,6 +52,12 @@ def test_warnings_only_exit_0(db):
     code, text = _run("--db", str(db))
     assert code == 0
     assert "run_failed" in text and "warning" in text
+    assert _run("--db", str(db), "--strict")[0] == 1  # --strict: warnings fail too
+
+
+def test_strict_passes_a_clean_store(db):
+    lk.run_pipeline(DATA / "messy_input.json", db=db, progress=False)
+    assert _run("--db", str(db), "--strict")[0] == 0
 
 
 def test_json_output(db):

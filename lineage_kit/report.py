@@ -12,7 +12,13 @@ from itertools import groupby
 from typing import Any
 
 from .store import LineageStore
-from .store.queries import REPORT_COLUMNS, count_entries, parse_id_list, report_rows, step_rows
+from .store.queries import (
+    REPORT_COLUMNS,
+    count_entries,
+    parse_id_list,
+    report_rows,
+    step_meta_rows,
+)
 
 
 def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[str]) -> None:
@@ -49,11 +55,11 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
             dict(
                 zip(
                     ("position", "name", "kind", "source", "destination", "description"),
-                    row[:6],
+                    row[1:7],  # after run_id
                     strict=True,
                 )
             )
-            for row in step_rows(store.con, run_id)
+            for row in step_meta_rows(store.con, run_id)
         ]
         header: dict[str, Any] = {
             "run_id": run_id,

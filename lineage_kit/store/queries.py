@@ -6,26 +6,6 @@ import json
 import sqlite3
 from collections.abc import Iterator
 
-STEP_COLUMNS = (
-    "position",
-    "name",
-    "kind",
-    "source",
-    "destination",
-    "description",
-    "started_at",
-    "finished_at",
-    "busy_seconds",
-)
-
-
-def step_rows(con: sqlite3.Connection, run_id: str) -> list[tuple]:
-    """The steps of a run, in pipeline order (columns :data:`STEP_COLUMNS`)."""
-    return con.execute(
-        f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? ORDER BY position",
-        (run_id,),
-    ).fetchall()
-
 
 def count_entries(con: sqlite3.Connection, run_id: str) -> int:
     """How many lineage entries a run has."""

@@ -26,7 +26,7 @@ import pandas as pd
 from .errors import key_not_found
 from .sources import key_text
 from .store import RUN_COLUMNS
-from .store.queries import parse_id_list
+from .store.queries import STEP_META_COLUMNS, parse_id_list
 from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
@@ -81,21 +81,7 @@ def runs_frame(store: LineageStore) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------ steps
 
-STEPS_COLUMNS = (
-    "run_id",
-    "position",
-    "name",
-    "kind",
-    "source",
-    "destination",
-    "description",
-    "started_at",
-    "finished_at",
-    "busy_seconds",
-    "n_ok",
-    "n_rejected",
-    "n_failed",
-)
+STEPS_COLUMNS = (*STEP_META_COLUMNS, "n_ok", "n_rejected", "n_failed")
 
 
 def step_names(step_rows: list[tuple]) -> list[str]:

@@ -1,35 +1,34 @@
 """The runner behind :meth:`Pipeline.run`: steps applied to chunks of records.
 
 Chunks are computed in memory and written in one transaction each (all steps of the
-chunk together, so a reader never sees half a chunk). Entry ids are assigned by
-SQLite in insertion order, so parent links are built from indexes known in memory,
-never looked up. Merge steps are barriers: their inputs wait until every chunk
-before them is written.
+chunk together, so a reader never sees half a chunk). The chunk's entry ids are
+reserved from the backend just before it is written, so parent links are built from
+indexes known in memory, never looked up. Merge steps are barriers: their inputs
+wait until every chunk before them is written.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .errors import Reject
-from .store import writer as w
-from .store.liveness import writer_alive
+from .model import EntryRow, EntryStatus, RunEnd, RunStatus, StepKind, StepTiming
+from .store import Backend, Chunk
 from .values import UNSTORABLE, stored_form, to_json, value_hash
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline, Step
+    from .model import Step
     from .sources import Source, SourceItem
-    from .store import LineageStore
 
 _OK, _REJECTED, _FAILED = 0, 1, 2  # outcome ranks: the worst outcome of a record wins
-_STATUS = ("ok", "rejected", "failed")
+_STATUS = (EntryStatus.OK.value, EntryStatus.REJECTED.value, EntryStatus.FAILED.value)
+_ENTRY = tuple.__new__  # builds an EntryRow without the Python-level __new__ (hot loop)
 
 
 def now() -> str:
@@ -46,25 +45,65 @@ class Abort(Exception):
         self.error = error
 
 
-# An item in flight: (key, value, value_json, value_hash, parent, roots, split)
-#   parent: index of its entry in the current chunk (int), a tuple of entry ids
-#           written by an earlier chunk, or None (fresh from the source)
-#   roots:  the input ordinal (int) or ordinals (tuple) it descends from
-#   split:  whether a split step is on its path (its roots may end several times)
+_Refused = tuple["SourceItem", str, str | None]  # a source item refused, with reason and message
+
+
+class Item:
+    """A record in flight between steps; a step's output updates it in place.
+
+    Attributes
+    ----------
+    key : str or None
+    value : Any
+        The record as the last step returned it.
+    vjson, vhash : str or None
+        Its stored JSON and hash (None until computed).
+    parent : int, tuple of int or None
+        The index of its last entry in the current chunk (int), the entry ids of
+        its parents written by an earlier chunk (tuple), or None (fresh from the
+        source).
+    roots : int or tuple of int
+        The input ordinal(s) it descends from.
+    split : bool
+        A split step is on its path (its roots may end several times).
+    """
+
+    __slots__ = ("key", "parent", "roots", "split", "value", "vhash", "vjson")
+
+    def __init__(
+        self,
+        key: str | None,
+        value: Any,
+        vjson: str | None,
+        vhash: str | None,
+        parent: Any,
+        roots: Any,
+        split: bool,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.vjson = vjson
+        self.vhash = vhash
+        self.parent = parent
+        self.roots = roots
+        self.split = split
 
 
 class _Chunk:
-    """Rows of one chunk, in the order their entry ids will be assigned."""
+    """Rows of one chunk, in the order their entry ids will be given."""
 
     __slots__ = ("absolute_parents", "entries", "local_parents", "values")
 
     def __init__(self) -> None:
-        self.entries: list[tuple] = []
+        self.entries: list[EntryRow] = []
         self.values: list[str] = []
         self.local_parents: list[tuple[int, int]] = []
         self.absolute_parents: list[tuple[int, int]] = []
 
-    def add(self, entry: tuple, value_json: str, parent: Any) -> int:
+    def rows(self) -> Chunk:
+        return Chunk(self.entries, self.values, self.local_parents, self.absolute_parents)
+
+    def add(self, entry: EntryRow, value_json: str, parent: Any) -> int:
         index = len(self.entries)
         self.entries.append(entry)
         self.values.append(value_json)
@@ -78,16 +117,16 @@ class _Chunk:
 class Run:
     """The state of one pipeline run (counts, timing, merge buffers)."""
 
-    def __init__(self, pipeline: Pipeline, store: LineageStore, run_id: str, fail_fast: bool):
-        self.pipeline = pipeline
-        self.store = store
+    def __init__(self, steps: Sequence[Step], backend: Backend, run_id: str, fail_fast: bool):
+        self.steps = tuple(steps)
+        self.backend = backend
         self.run_id = run_id
         self.fail_fast = fail_fast
         self.counts = [0, 0, 0]  # published, rejected, failed
         self.n_input = 0
         self.n_entries = 0
         self.pending: dict[int, int] = {}  # root -> worst outcome, for split records
-        n = len(pipeline.steps)
+        n = len(self.steps)
         self.busy = [0.0] * n
         self.first_seen: list[str | None] = [None] * n
         self.last_seen: list[str | None] = [None] * n
@@ -113,17 +152,13 @@ class Run:
     # -- writing
 
     def flush(self, chunk: _Chunk) -> int:
+        """Write the chunk under ids reserved for it; return the first id."""
         if not chunk.entries:
             return 0
-        base = w.write_chunk(
-            self.store.con,
-            chunk.entries,
-            chunk.values,
-            chunk.local_parents,
-            chunk.absolute_parents,
-        )
+        first = self.backend.reserve_ids(len(chunk.entries))
+        self.backend.write_chunk(first, chunk.rows())
         self.n_entries += len(chunk.entries)
-        return base
+        return first
 
     # -- steps
 
@@ -140,10 +175,10 @@ class Run:
             self.busy[position] += time.perf_counter() - started
             self.last_seen[position] = now()
 
-    def apply(self, position: int, items: list[tuple], chunk: _Chunk) -> list[tuple]:
-        st = self.pipeline.steps[position]
+    def apply(self, position: int, items: list[Item], chunk: _Chunk) -> list[Item]:
+        st = self.steps[position]
         with self._timing(position) as stamp:
-            if st.kind == "split":
+            if st.kind == StepKind.SPLIT:
                 return self._split(st, position, items, chunk, stamp)
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
@@ -151,19 +186,16 @@ class Run:
 
     def _stop(self, position: int, key: Any, message: str) -> None:
         if self.fail_fast:
-            name = self.pipeline.steps[position].name
+            name = self.steps[position].name
             raise Abort(f"step {name!r} failed on record {key!r}: {message}")
 
-    def _terminal(self, chunk, position, stamp, item, status, reason, error) -> None:
-        key, value, vjson, vhash, parent, roots, split = item
+    def _terminal(self, chunk, position, stamp, item: Item, status, reason, error) -> None:
+        vjson, vhash = item.vjson, item.vhash
         if vjson is None:
-            vjson, vhash = stored_form(value)
-        chunk.add(
-            (self.run_id, position, key, _STATUS[status], reason, error, stamp, vhash),
-            vjson,
-            parent,
-        )
-        self.end(roots, split, status)
+            vjson, vhash = stored_form(item.value)
+        entry = (self.run_id, position, item.key, _STATUS[status], reason, error, stamp, vhash)
+        chunk.add(EntryRow(*entry), vjson, item.parent)
+        self.end(item.roots, item.split, status)
 
     def _map(
         self,
@@ -173,7 +205,7 @@ class Run:
         chunk: _Chunk,
         stamp: str,
         results: Iterator[Any] | None = None,
-    ) -> list[tuple]:
+    ) -> list[Item]:
         """Apply a map step record by record (``results``: outputs a batch step made)."""
         run_id, identity, out = self.run_id, st.identity, []
         func = st.func if results is None else (lambda _value: next(results))
@@ -183,8 +215,9 @@ class Run:
         add_entry, add_value = entries.append, values.append
         add_local = chunk.local_parents.append
         append = out.append
+        ok = _STATUS[_OK]
         for item in items:
-            key, value, vjson, vhash, parent, roots, split = item
+            key, value, vjson, parent = item.key, item.value, item.vjson, item.parent
             if identity:
                 new = value
                 if vjson is None:
@@ -201,8 +234,9 @@ class Run:
                             f"value cannot be stored as JSON: {exc}",
                         )
                         continue
-                    vhash = value_hash(vjson)
-                njson, nhash = vjson, vhash
+                    njson, nhash = vjson, value_hash(vjson)
+                else:
+                    njson, nhash = vjson, item.vhash
             else:
                 try:
                     new = func(value)
@@ -229,19 +263,21 @@ class Run:
                     self._stop(position, key, message)
                     continue
                 nhash = value_hash(njson)
+            entry = _ENTRY(EntryRow, (run_id, position, key, ok, None, None, stamp, nhash))
             if type(parent) is int:
                 index = len(entries)
-                add_entry((run_id, position, key, "ok", None, None, stamp, nhash))
+                add_entry(entry)
                 add_value(njson)
                 add_local((index, parent))
             else:
-                index = add((run_id, position, key, "ok", None, None, stamp, nhash), njson, parent)
-            append((key, new, njson, nhash, index, roots, split))
+                index = add(entry, njson, parent)
+            item.value, item.vjson, item.vhash, item.parent = new, njson, nhash, index
+            append(item)
         return out
 
-    def _batch(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[tuple]:
+    def _batch(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[Item]:
         try:
-            results = st.func([item[1] for item in items])
+            results = st.func([item.value for item in items])
             if not isinstance(results, list) or len(results) != len(items):
                 raise TypeError(
                     f"batch step must return a list of {len(items)} records, got "
@@ -255,16 +291,16 @@ class Run:
             for item in items:
                 self._terminal(chunk, position, stamp, item, _FAILED, None, error_text(exc))
             if items:
-                self._stop(position, items[0][0], error_text(exc))
+                self._stop(position, items[0].key, error_text(exc))
             return []
         return self._map(st, position, items, chunk, stamp, results=iter(results))
 
-    def _split(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[tuple]:
-        run_id, out = self.run_id, []
+    def _split(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[Item]:
+        run_id, out, ok = self.run_id, [], _STATUS[_OK]
         for item in items:
-            key, value, _vjson, _vhash, parent, roots, _split = item
+            key, parent, roots = item.key, item.parent, item.roots
             try:
-                children = st.func(value)
+                children = st.func(item.value)
                 if not isinstance(children, list | tuple):
                     raise TypeError(f"split step must return a list, got {type(children).__name__}")
                 pairs = []
@@ -297,30 +333,29 @@ class Run:
                 continue
             for child_key, child_value, cjson in pairs:
                 chash = value_hash(cjson)
-                index = chunk.add(
-                    (run_id, position, child_key, "ok", None, None, stamp, chash), cjson, parent
-                )
-                out.append((child_key, child_value, cjson, chash, index, roots, True))
+                entry = EntryRow(run_id, position, child_key, ok, None, None, stamp, chash)
+                index = chunk.add(entry, cjson, parent)
+                out.append(Item(child_key, child_value, cjson, chash, index, roots, True))
         return out
 
-    def merge(self, position: int, members: list[tuple], chunk: _Chunk) -> list[tuple]:
+    def merge(self, position: int, members: list[Item], chunk: _Chunk) -> list[Item]:
         """Apply a merge step to one group (members carry absolute entry ids)."""
         with self._timing(position) as stamp:
             out, failure = self._merge(position, members, chunk, stamp)
         if failure is not None:
-            self._stop(position, members[0][0], failure)
+            self._stop(position, members[0].key, failure)
         return out
 
     def _merge(
-        self, position: int, members: list[tuple], chunk: _Chunk, stamp: str
-    ) -> tuple[list[tuple], str | None]:
-        st = self.pipeline.steps[position]
-        group_key = members[0][0]
-        parents = tuple(p for m in members for p in m[4])
-        roots = tuple(sorted({r for m in members for r in _as_tuple(m[5])}))
-        split = any(m[6] for m in members)
+        self, position: int, members: list[Item], chunk: _Chunk, stamp: str
+    ) -> tuple[list[Item], str | None]:
+        st = self.steps[position]
+        group_key = members[0].key
+        parents = tuple(p for m in members for p in m.parent)
+        roots = tuple(sorted({r for m in members for r in _as_tuple(m.roots)}))
+        split = any(m.split for m in members)
         try:
-            merged = st.func([m[1] for m in members])
+            merged = st.func([m.value for m in members])
             if not isinstance(merged, dict):
                 raise TypeError(f"merge step returned {type(merged).__name__}, not a dict")
             mjson = to_json(merged)
@@ -330,37 +365,39 @@ class Run:
             status, reason, error = _FAILED, None, error_text(exc)
         else:
             mhash = value_hash(mjson)
-            index = chunk.add(
-                (self.run_id, position, group_key, "ok", None, None, stamp, mhash), mjson, parents
-            )
-            return [(group_key, merged, mjson, mhash, index, roots, split)], None
+            ok = _STATUS[_OK]
+            entry = EntryRow(self.run_id, position, group_key, ok, None, None, stamp, mhash)
+            index = chunk.add(entry, mjson, parents)
+            return [Item(group_key, merged, mjson, mhash, index, roots, split)], None
         # A merge that did not succeed stores its members' values as a JSON array.
-        ajson = "[" + ",".join(m[2] for m in members) + "]"
-        entry = (self.run_id, position, group_key, _STATUS[status], reason, error, stamp)
-        chunk.add((*entry, value_hash(ajson)), ajson, parents)
+        ajson = "[" + ",".join(m.vjson for m in members) + "]"
+        entry = EntryRow(
+            self.run_id,
+            position,
+            group_key,
+            _STATUS[status],
+            reason,
+            error,
+            stamp,
+            value_hash(ajson),
+        )
+        chunk.add(entry, ajson, parents)
         self.end(roots, split, status)
         return [], (error if status == _FAILED else None)
 
     # -- a whole run
 
-    def finish(self, src: Source, status: str, error: str | None) -> None:
+    def finish(self, src: Source, status: RunStatus, error: str | None) -> None:
         self.settle()
+        end = RunEnd(status, now(), src.sha256, self.n_input, *self.counts, error)
+        timings = [
+            StepTiming(i, self.first_seen[i], self.last_seen[i], self.busy[i])
+            for i in range(len(self.steps))
+        ]
         try:
-            w.finish_run(
-                self.store.con,
-                self.run_id,
-                status=status,
-                finished_at=now(),
-                input_sha256=src.sha256,
-                counts=(self.n_input, *self.counts),
-                error=error,
-                step_times=[
-                    (self.first_seen[i], self.last_seen[i], self.busy[i], i)
-                    for i in range(len(self.pipeline.steps))
-                ],
-            )
+            self.backend.finish_run(self.run_id, end, timings)
         except Exception:
-            if status in ("failed", "interrupted"):
+            if status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
                 return  # the original error is more useful than this one
             raise
 
@@ -370,10 +407,10 @@ class Run:
         chunk_size: int,
         progress: bool | None,
     ) -> None:
-        merges = [i for i, s in enumerate(self.pipeline.steps) if s.kind == "merge"]
-        end = merges[0] if merges else len(self.pipeline.steps)
+        merges = [i for i, s in enumerate(self.steps) if s.kind == StepKind.MERGE]
+        end = merges[0] if merges else len(self.steps)
         bar = progress_bar(progress)
-        barrier: list[tuple] = []
+        barrier: list[Item] = []
         try:
             ordinal = 0
             for block in blocks:
@@ -403,14 +440,16 @@ class Run:
             if bar is not None:
                 bar.close()
 
-    def _admit(self, block: list[SourceItem], ordinal: int) -> tuple[list[tuple], list[tuple]]:
+    def _admit(
+        self, block: list[SourceItem], ordinal: int
+    ) -> tuple[list[Item], list[tuple[SourceItem, str, str]]]:
         """Split source items into items in flight and refused ``(item, reason, message)``.
 
         Records without a usable key, and keys already seen in this run (one indexed
         query per chunk for earlier chunks), are refused.
         """
         keys = [it.key for it in block if it.reason is None]
-        seen = w.existing_keys(self.store.con, self.run_id, 0, json.dumps(keys)) if keys else set()
+        seen = self.backend.existing_keys(self.run_id, 0, keys) if keys else set()
         items, refused = [], []
         for i, it in enumerate(block, start=ordinal):
             if it.reason is not None:
@@ -419,21 +458,22 @@ class Run:
                 refused.append((it, "duplicate_key", f"key {it.key!r} already seen in this run"))
             else:
                 seen.add(it.key)
-                items.append((it.key, it.value, None, None, None, i, False))
+                items.append(Item(it.key, it.value, None, None, None, i, False))
         return items, refused
 
-    def _refuse(self, refused: list[tuple], chunk: _Chunk) -> None:
+    def _refuse(self, refused: list[_Refused], chunk: _Chunk) -> None:
         """Record refused source items as rejected entries at the first step."""
         stamp = now()
         for it, reason, message in refused:
             vjson, vhash = stored_form(it.value)
-            chunk.add(
-                (self.run_id, 0, it.key, "rejected", reason, message, stamp, vhash), vjson, None
+            entry = EntryRow(
+                self.run_id, 0, it.key, _STATUS[_REJECTED], reason, message, stamp, vhash
             )
+            chunk.add(entry, vjson, None)
         self.counts[_REJECTED] += len(refused)
         refused.clear()
 
-    def _through(self, items: list[tuple], start: int, end: int, chunk: _Chunk) -> list[tuple]:
+    def _through(self, items: list[Item], start: int, end: int, chunk: _Chunk) -> list[Item]:
         for position in range(start, end):
             if not items:
                 break
@@ -441,26 +481,26 @@ class Run:
         return items
 
     def _settle_segment(
-        self, reached: list[tuple], end: int, chunk: _Chunk, barrier: list[tuple]
+        self, reached: list[Item], end: int, chunk: _Chunk, barrier: list[Item]
     ) -> None:
         """Write the chunk; records past the last step are published, others wait."""
         base = self.flush(chunk)
-        if end == len(self.pipeline.steps):
+        if end == len(self.steps):
             for item in reached:
-                self.end(item[5], item[6], _OK)
+                self.end(item.roots, item.split, _OK)
         else:
-            barrier.extend((*item[:4], (base + item[4],), *item[5:]) for item in reached)
+            barrier.extend(_absolute(reached, base))
 
-    def _after_merges(self, merges: list[int], barrier: list[tuple], chunk_size: int) -> None:
+    def _after_merges(self, merges: list[int], barrier: list[Item], chunk_size: int) -> None:
         for n, position in enumerate(merges):
-            end = merges[n + 1] if n + 1 < len(merges) else len(self.pipeline.steps)
-            group_by = self.pipeline.steps[position].group_by
-            groups: dict[str, list[tuple]] = {}
+            end = merges[n + 1] if n + 1 < len(merges) else len(self.steps)
+            group_by = self.steps[position].group_by
+            groups: dict[str, list[Item]] = {}
             chunk = _Chunk()
             stamp = now()
             for item in barrier:
                 try:
-                    group = group_by(item[0], item[1])
+                    group = group_by(item.key, item.value)
                     if group is None:
                         raise ValueError("group_by returned None")
                 except Exception as exc:
@@ -470,7 +510,8 @@ class Run:
                         self.flush(chunk)  # keep the failed entry (fail_fast)
                         raise
                     continue
-                groups.setdefault(str(group), []).append((str(group), *item[1:]))
+                item.key = str(group)  # the group key becomes the merged record's key
+                groups.setdefault(item.key, []).append(item)
             barrier = []
             for block in chunked(groups.values(), chunk_size):
                 try:
@@ -481,22 +522,30 @@ class Run:
                     self.flush(chunk)
                     raise
                 base = self.flush(chunk)
-                if end == len(self.pipeline.steps):
+                if end == len(self.steps):
                     for item in barrier:
-                        self.end(item[5], item[6], _OK)
+                        self.end(item.roots, item.split, _OK)
                     barrier = []
                 else:
-                    barrier = [(*it[:4], (base + it[4],), *it[5:]) for it in barrier]
+                    barrier = _absolute(barrier, base)
                 chunk = _Chunk()
             self.flush(chunk)
 
     def _terminal_group_error(
-        self, position: int, item: tuple, chunk: _Chunk, stamp: str, exc: Exception
+        self, position: int, item: Item, chunk: _Chunk, stamp: str, exc: Exception
     ) -> None:
         self._terminal(
             chunk, position, stamp, item, _FAILED, None, f"group_by raised {error_text(exc)}"
         )
-        self._stop(position, item[0], error_text(exc))
+        self._stop(position, item.key, error_text(exc))
+
+
+def _absolute(items: list[Item], base: int) -> list[Item]:
+    """The items, their parent turned from an index in the chunk just written (whose
+    ids start at ``base``) into that entry's id."""
+    for item in items:
+        item.parent = (base + item.parent,)
+    return items
 
 
 def _as_tuple(roots: Any) -> tuple:
@@ -507,17 +556,6 @@ def chunked(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(iterable)
     while chunk := list(islice(it, size)):
         yield chunk
-
-
-def mark_dead_runs(store: LineageStore) -> None:
-    """Persist ``interrupted`` for runs whose writer on this host is gone."""
-
-    dead = [
-        run_id
-        for run_id, host, pid, started in w.running_runs(store.con)
-        if not writer_alive(host, pid, started)
-    ]
-    w.mark_interrupted(store.con, dead, now())
 
 
 def progress_bar(progress: bool | None) -> Any:

@@ -46,6 +46,7 @@ CONFIG = {
         "load_records": 100_000,
         "graph_records": 100_000,
         "check_records": 1_000_000,
+        "merge_records": 100_000,
         "query_reps": 5,
     },
     "quick": {
@@ -64,11 +65,23 @@ CONFIG = {
         "load_records": 3_000,
         "graph_records": 3_000,
         "check_records": 3_000,
+        "merge_records": 4_000,
         "query_reps": 2,
     },
 }
 
-SECTIONS = ("capture", "overhead", "naive", "startup", "trace", "walk", "load", "graph", "check")
+SECTIONS = (
+    "capture",
+    "overhead",
+    "naive",
+    "startup",
+    "trace",
+    "walk",
+    "load",
+    "graph",
+    "merge",
+    "check",
+)
 
 
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
@@ -91,6 +104,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "walk": lambda: queries.walks(cfg["chain_hops"], cfg["query_reps"]),
         "load": lambda: queries.load(cfg["load_records"], cfg["query_reps"]),
         "graph": lambda: queries.graph(cfg["graph_records"], cfg["query_reps"]),
+        "merge": lambda: queries.merge_graph(cfg["merge_records"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
     }
     figures: list[Figure] = []

@@ -32,6 +32,7 @@ EXPECTED = {
     "graph_vs_add_edges",
     "merge_graph_seconds",
     "merge_graph_vs_run_graph",
+    "chain_plot_seconds",
     "check_seconds",
 }
 

@@ -80,16 +80,46 @@ def key_text(value: str | int | float) -> str:
         if "\x00" in value:
             raise ValueError("a record key cannot contain a NUL character")
         return value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = int(value)
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = float(value)
-    else:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"a record key is text or a number, not {type(value).__name__}")
-    text, _, message = key_part(value, "key")
+    text, _, message = key_or_reason(value, "key")
     if text is None:
         raise ValueError(message)
     return text
+
+
+def key_or_reason(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
+    """Apply the sources' key rule to a key a step made (a split child's, a merge group's).
+
+    The rule of :func:`key_text`, reported rather than raised, so that a record with an
+    unusable key is rejected with the same reason code a source would give it.
+
+    Parameters
+    ----------
+    value : Any
+        The key as the step returned it.
+    name : str
+        What to call it in the message (``"group key"``, ...).
+
+    Returns
+    -------
+    tuple
+        ``(key, None, None)`` for a usable key, else ``(None, reason, message)`` with
+        reason ``missing_key`` (None, blank text) or ``invalid_key`` (a bool, a
+        container, NaN, ...).
+
+    Examples
+    --------
+    >>> key_or_reason(7, "group key")
+    ('7', None, None)
+    >>> key_or_reason(True, "group key")[1]
+    'invalid_key'
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)  # numpy integers too
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)  # numpy floats (a float subclass whose repr differs)
+    return key_part(value, name)
 
 
 # --------------------------------------------------------------------- display

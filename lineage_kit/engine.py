@@ -9,6 +9,7 @@ wait until every chunk before them is written.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from .base import key_or_reason
 from .errors import Reject
 from .model import EntryRow, EntryStatus, RunEnd, RunStatus, StepKind, StepTiming
 from .store import Backend, Chunk
@@ -56,8 +58,11 @@ class Item:
     key : str or None
     value : Any
         The record as the last step returned it.
-    vjson, vhash : str or None
-        Its stored JSON and hash (None until computed).
+    vjson : str or None
+        The JSON stored for the value (None only fresh from the source, before a
+        step needed it).
+    vhash : str or None
+        Its hash; may lag behind ``vjson`` (None) until it is stored.
     parent : int, tuple of int or None
         The index of its last entry in the current chunk (int), the entry ids of
         its parents written by an earlier chunk (tuple), or None (fresh from the
@@ -89,6 +94,12 @@ class Item:
         self.split = split
 
 
+# What is recorded for a value is its JSON text, made before the value is handed to a
+# step that might change it in place (every step but the pure built-ins). A step is
+# handed a fresh copy (the JSON loaded again) where another may hold the same object:
+# the caller's own records, or what a user's step returned; see copies_needed().
+
+
 class _Chunk:
     """Rows of one chunk, in the order their entry ids will be given."""
 
@@ -117,7 +128,15 @@ class _Chunk:
 class Run:
     """The state of one pipeline run (counts, timing, merge buffers)."""
 
-    def __init__(self, steps: Sequence[Step], backend: Backend, run_id: str, fail_fast: bool):
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        backend: Backend,
+        run_id: str,
+        fail_fast: bool,
+        *,
+        fresh_input: bool = False,
+    ):
         self.steps = tuple(steps)
         self.backend = backend
         self.run_id = run_id
@@ -130,6 +149,7 @@ class Run:
         self.busy = [0.0] * n
         self.first_seen: list[str | None] = [None] * n
         self.last_seen: list[str | None] = [None] * n
+        self.copy_input = copies_needed(self.steps, fresh_input)
 
     # -- outcomes
 
@@ -178,11 +198,35 @@ class Run:
     def apply(self, position: int, items: list[Item], chunk: _Chunk) -> list[Item]:
         st = self.steps[position]
         with self._timing(position) as stamp:
+            if not st.pure:
+                items = self._guard(position, items)
             if st.kind == StepKind.SPLIT:
                 return self._split(st, position, items, chunk, stamp)
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
             return self._map(st, position, items, chunk, stamp)
+
+    def _guard(self, position: int, items: list[Item]) -> list[Item]:
+        """Fix the stored JSON of each input before a step that may change it runs.
+
+        Where :func:`copies_needed` says so, the step is handed the JSON loaded again
+        (the value exactly as recorded) instead of an object someone else holds.
+        """
+        copy = self.copy_input[position]
+        if not items or (not copy and items[0].vjson is not None):
+            return items
+        loads = json.loads
+        for item in items:
+            if item.vjson is None:
+                try:
+                    item.vjson = to_json(item.value)
+                except UNSTORABLE:
+                    # Kept as its repr; no faithful copy to hand over, so the object is.
+                    item.vjson, item.vhash = stored_form(item.value)
+                    continue
+            if copy:
+                item.value = loads(item.vjson)
+        return items
 
     def _stop(self, position: int, key: Any, message: str) -> None:
         if self.fail_fast:
@@ -193,6 +237,8 @@ class Run:
         vjson, vhash = item.vjson, item.vhash
         if vjson is None:
             vjson, vhash = stored_form(item.value)
+        elif vhash is None:
+            vhash = value_hash(vjson)
         entry = (self.run_id, position, item.key, _STATUS[status], reason, error, stamp, vhash)
         chunk.add(EntryRow(*entry), vjson, item.parent)
         self.end(item.roots, item.split, status)
@@ -217,7 +263,13 @@ class Run:
         append = out.append
         ok = _STATUS[_OK]
         for item in items:
-            key, value, vjson, parent = item.key, item.value, item.vjson, item.parent
+            key, value, vjson, vhash, parent = (
+                item.key,
+                item.value,
+                item.vjson,
+                item.vhash,
+                item.parent,
+            )
             if identity:
                 new = value
                 if vjson is None:
@@ -234,9 +286,10 @@ class Run:
                             f"value cannot be stored as JSON: {exc}",
                         )
                         continue
-                    njson, nhash = vjson, value_hash(vjson)
-                else:
-                    njson, nhash = vjson, item.vhash
+                    vhash = value_hash(vjson)
+                elif vhash is None:
+                    vhash = value_hash(vjson)
+                njson, nhash = vjson, vhash
             else:
                 try:
                     new = func(value)
@@ -296,47 +349,68 @@ class Run:
         return self._map(st, position, items, chunk, stamp, results=iter(results))
 
     def _split(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[Item]:
-        run_id, out, ok = self.run_id, [], _STATUS[_OK]
+        """Apply a split step; children's keys follow the sources' key rule, unique in the run.
+
+        A child's key is its parent's key plus ``#1``, ``#2``, ... unless the step gives
+        ``(key, record)`` pairs. A key no source would accept (None, a bool, a list,
+        NaN) rejects the parent with the source's reason code; a key repeated among the
+        children, or already the key of another record of the run (an input record's,
+        another split child's), rejects the parent as ``duplicate_key``. Only a child
+        may keep its own parent's key.
+        """
+        planned: list[tuple] = []  # (item, children, status, reason, error)
+        stopped: tuple[Any, str] | None = None
         for item in items:
-            key, parent, roots = item.key, item.parent, item.roots
             try:
-                children = st.func(item.value)
-                if not isinstance(children, list | tuple):
-                    raise TypeError(f"split step must return a list, got {type(children).__name__}")
-                pairs = []
-                for i, child in enumerate(children, start=1):
-                    if isinstance(child, tuple) and len(child) == 2:
-                        child_key, child_value = child
-                        child_key = str(child_key)
-                    else:
-                        child_key, child_value = f"{key}#{i}", child
-                    if not isinstance(child_value, dict):
-                        raise TypeError(f"split child {i} is a {type(child_value).__name__}")
-                    pairs.append((child_key, child_value, to_json(child_value)))
+                children = _children(st.func(item.value), item.key)
             except Reject as exc:
-                self._terminal(chunk, position, stamp, item, _REJECTED, exc.reason, exc.message)
+                planned.append((item, None, _REJECTED, exc.reason, exc.message))
                 continue
             except Exception as exc:
-                self._terminal(chunk, position, stamp, item, _FAILED, None, error_text(exc))
-                self._stop(position, key, error_text(exc))
+                planned.append((item, None, _FAILED, None, error_text(exc)))
+                if self.fail_fast:
+                    stopped = (item.key, error_text(exc))
+                    break
                 continue
-            if not pairs:
-                self._terminal(
-                    chunk,
-                    position,
-                    stamp,
-                    item,
-                    _REJECTED,
-                    "split_empty",
-                    "split step returned no records",
+            if not children:
+                planned.append(
+                    (item, None, _REJECTED, "split_empty", "split step returned no records")
                 )
-                continue
-            for child_key, child_value, cjson in pairs:
-                chash = value_hash(cjson)
-                entry = EntryRow(run_id, position, child_key, ok, None, None, stamp, chash)
-                index = chunk.add(entry, cjson, parent)
-                out.append(Item(child_key, child_value, cjson, chash, index, roots, True))
+            else:
+                planned.append((item, children, _OK, None, None))
+        taken = self._keys_taken([c[0] for p in planned if p[1] for c in p[1]], items, chunk)
+        run_id, out, ok = self.run_id, [], _STATUS[_OK]
+        for item, children, status, reason, error in planned:
+            if children is not None:
+                own = item.key
+                clash = next((c[0] for c in children if c[0] in taken and c[0] != own), None)
+                if clash is None:
+                    taken.update(c[0] for c in children)
+                    for child_key, child_value, cjson in children:
+                        chash = value_hash(cjson)
+                        entry = EntryRow(run_id, position, child_key, ok, None, None, stamp, chash)
+                        index = chunk.add(entry, cjson, item.parent)
+                        out.append(
+                            Item(child_key, child_value, cjson, chash, index, item.roots, True)
+                        )
+                    continue
+                status, reason = _REJECTED, "duplicate_key"
+                error = (
+                    f"split child key {clash!r} is already the key of another record in this run"
+                )
+            self._terminal(chunk, position, stamp, item, status, reason, error)
+        if stopped is not None:
+            self._stop(position, *stopped)
         return out
+
+    def _keys_taken(self, keys: list[str], items: list[Item], chunk: _Chunk) -> set[str]:
+        """The keys among ``keys`` already used in the run: written, or in this chunk."""
+        if not keys:
+            return set()
+        taken = set(self.backend.existing_keys(self.run_id, keys))
+        taken.update(entry.record_key for entry in chunk.entries)
+        taken.update(item.key for item in items)  # a first step's inputs have no entry yet
+        return taken
 
     def merge(self, position: int, members: list[Item], chunk: _Chunk) -> list[Item]:
         """Apply a merge step to one group (members carry absolute entry ids)."""
@@ -371,16 +445,9 @@ class Run:
             return [Item(group_key, merged, mjson, mhash, index, roots, split)], None
         # A merge that did not succeed stores its members' values as a JSON array.
         ajson = "[" + ",".join(m.vjson for m in members) + "]"
-        entry = EntryRow(
-            self.run_id,
-            position,
-            group_key,
-            _STATUS[status],
-            reason,
-            error,
-            stamp,
-            value_hash(ajson),
-        )
+        ahash = value_hash(ajson)
+        status_text = _STATUS[status]
+        entry = EntryRow(self.run_id, position, group_key, status_text, reason, error, stamp, ahash)
         chunk.add(entry, ajson, parents)
         self.end(roots, split, status)
         return [], (error if status == _FAILED else None)
@@ -440,35 +507,35 @@ class Run:
             if bar is not None:
                 bar.close()
 
-    def _admit(
-        self, block: list[SourceItem], ordinal: int
-    ) -> tuple[list[Item], list[tuple[SourceItem, str, str]]]:
+    def _admit(self, block: list[SourceItem], ordinal: int) -> tuple[list[Item], list[_Refused]]:
         """Split source items into items in flight and refused ``(item, reason, message)``.
 
-        Records without a usable key, and keys already seen in this run (one indexed
-        query per chunk for earlier chunks), are refused.
+        Records without a usable key, and keys already used in this run (one indexed
+        query per chunk for earlier chunks: input records and split children), are
+        refused.
         """
         keys = [it.key for it in block if it.reason is None]
-        seen = self.backend.existing_keys(self.run_id, 0, keys) if keys else set()
+        seen = self.backend.existing_keys(self.run_id, keys) if keys else {}
         items, refused = [], []
         for i, it in enumerate(block, start=ordinal):
             if it.reason is not None:
                 refused.append((it, it.reason, it.message))
             elif it.key in seen:
-                refused.append((it, "duplicate_key", f"key {it.key!r} already seen in this run"))
+                # a key first used at a later step is a split child's
+                by = " (as a split step's child)" if seen[it.key] else ""
+                message = f"key {it.key!r} already seen in this run{by}"
+                refused.append((it, "duplicate_key", message))
             else:
-                seen.add(it.key)
+                seen[it.key] = 0
                 items.append(Item(it.key, it.value, None, None, None, i, False))
         return items, refused
 
     def _refuse(self, refused: list[_Refused], chunk: _Chunk) -> None:
         """Record refused source items as rejected entries at the first step."""
-        stamp = now()
+        stamp, rejected = now(), _STATUS[_REJECTED]
         for it, reason, message in refused:
             vjson, vhash = stored_form(it.value)
-            entry = EntryRow(
-                self.run_id, 0, it.key, _STATUS[_REJECTED], reason, message, stamp, vhash
-            )
+            entry = EntryRow(self.run_id, 0, it.key, rejected, reason, message, stamp, vhash)
             chunk.add(entry, vjson, None)
         self.counts[_REJECTED] += len(refused)
         refused.clear()
@@ -498,11 +565,12 @@ class Run:
             groups: dict[str, list[Item]] = {}
             chunk = _Chunk()
             stamp = now()
+            if self.copy_input[position]:
+                for item in barrier:
+                    item.value = json.loads(item.vjson)
             for item in barrier:
                 try:
                     group = group_by(item.key, item.value)
-                    if group is None:
-                        raise ValueError("group_by returned None")
                 except Exception as exc:
                     try:
                         self._terminal_group_error(position, item, chunk, stamp, exc)
@@ -510,8 +578,15 @@ class Run:
                         self.flush(chunk)  # keep the failed entry (fail_fast)
                         raise
                     continue
-                item.key = str(group)  # the group key becomes the merged record's key
-                groups.setdefault(item.key, []).append(item)
+                # Group keys follow the sources' key rule: 1 and "1" are one key, as
+                # they are for trace(); None, bools and containers reject the record.
+                text, reason, message = key_or_reason(group, "group")
+                if text is None:
+                    message = f"group_by gave no usable group key: {message}"
+                    self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
+                    continue
+                item.key = text  # the group key becomes the merged record's key
+                groups.setdefault(text, []).append(item)
             barrier = []
             for block in chunked(groups.values(), chunk_size):
                 try:
@@ -546,6 +621,67 @@ def _absolute(items: list[Item], base: int) -> list[Item]:
     for item in items:
         item.parent = (base + item.parent,)
     return items
+
+
+def _children(children: Any, key: str) -> list[tuple[str, Any, str]]:
+    """A split step's output as ``(key, value, value JSON)`` triples, keys checked.
+
+    Raises
+    ------
+    Reject
+        A child's key is unusable (the sources' reason code), or repeated.
+    TypeError, ValueError
+        The output is not a list of records or pairs, or a child cannot be stored.
+    """
+    if not isinstance(children, list | tuple):
+        raise TypeError(f"split step must return a list, got {type(children).__name__}")
+    out, seen = [], {}
+    for i, child in enumerate(children, start=1):
+        if isinstance(child, tuple) and len(child) == 2:
+            given, child_value = child
+            child_key, reason, message = key_or_reason(given, "key")
+            if child_key is None:
+                raise Reject(reason, f"split child {i}: {message}")
+        else:
+            child_key, child_value = f"{key}#{i}", child
+        if child_key in seen:
+            raise Reject(
+                "duplicate_key",
+                f"split children {seen[child_key]} and {i} share the key {child_key!r}",
+            )
+        seen[child_key] = i
+        if not isinstance(child_value, dict):
+            raise TypeError(f"split child {i} is a {type(child_value).__name__}")
+        out.append((child_key, child_value, to_json(child_value)))
+    return out
+
+
+def copies_needed(steps: Sequence[Step], fresh_input: bool) -> list[bool]:
+    """For each step: must it be handed copies of its input values?
+
+    A step that is not pure may change its input in place. That is harmless (the
+    input's JSON is already fixed) unless another holds the same objects: the caller
+    (records given in memory) or other records (what a user's step returned may share
+    objects between records, or with the step's own state).
+
+    Examples
+    --------
+    >>> from lineage_kit.steps import ingest, normalize
+    >>> from lineage_kit.model import step
+    >>> user = step("user")(lambda r: r)
+    >>> copies_needed([ingest, normalize, user, user], fresh_input=True)
+    [False, False, False, True]
+    >>> copies_needed([ingest, user], fresh_input=False)
+    [False, True]
+    """
+    out, owned = [], fresh_input
+    for st in steps:
+        if st.pure:
+            out.append(False)
+        else:
+            out.append(not owned)
+            owned = False  # a user's step: who else holds its output is unknown
+    return out
 
 
 def _as_tuple(roots: Any) -> tuple:

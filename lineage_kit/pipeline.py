@@ -166,7 +166,7 @@ class Pipeline:
                     for i, (s, source) in enumerate(zip(self.steps, self.sources, strict=True))
                 ],
             )
-            state = Run(self.steps, backend, run_id, fail_fast)
+            state = Run(self.steps, backend, run_id, fail_fast, fresh_input=src.fresh)
             status, error = RunStatus.COMPLETED, None
             try:
                 state.execute(blocks, chunk_size, progress)

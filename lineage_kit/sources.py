@@ -51,14 +51,25 @@ class Source:
         The file read, or None for in-memory data.
     sha256 : str or None
         Hash of the file's bytes; set once :meth:`items` is exhausted.
+    fresh : bool
+        Every value is a new object no one else holds (read from a file or built from
+        a DataFrame), so a step may change it in place without a copy being made.
     """
 
-    def __init__(self, records: Callable[[], Iterator[Any]], key: KeySpec, path: str | None):
+    def __init__(
+        self,
+        records: Callable[[], Iterator[Any]],
+        key: KeySpec,
+        path: str | None,
+        *,
+        fresh: bool = False,
+    ):
         self._records = records
         self.key = key
         self._key = _key_function(key)
         self.path = path
         self.sha256: str | None = None
+        self.fresh = fresh
 
     def items(self) -> Iterator[SourceItem]:
         """Yield one :class:`SourceItem` per input record, in input order.
@@ -477,12 +488,12 @@ def open_source(
             raise InputError(
                 f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", path=str(path)
             )
-        src = Source(lambda: _READERS[fmt](path, src), key, str(path))
+        src = Source(lambda: _READERS[fmt](path, src), key, str(path), fresh=True)
         return src
     if format is not None:
         raise ValueError("format applies to files only")
     if _is_dataframe(source):
-        return Source(lambda: _dataframe_records(source), key, None)
+        return Source(lambda: _dataframe_records(source), key, None, fresh=True)
     if isinstance(source, dict | str | bytes):
         raise InputError(
             f"expected a path, a DataFrame or an iterable of records, got a {type(source).__name__}"

@@ -118,8 +118,9 @@ class Backend(abc.ABC):
         """Insert a ``running`` run and its steps (one transaction)."""
 
     @abc.abstractmethod
-    def existing_keys(self, run_id: str, position: int, keys: Sequence[str]) -> set[str]:
-        """Which of ``keys`` already have an entry at ``position`` in the run."""
+    def existing_keys(self, run_id: str, keys: Sequence[str]) -> dict[str, int]:
+        """Which of ``keys`` the run already uses: key -> the first step (position)
+        it has an entry at."""
 
     @abc.abstractmethod
     def reserve_ids(self, n: int) -> int:

@@ -97,8 +97,8 @@ class SQLiteBackend(Backend):
     def begin_run(self, run: RunStart, steps: Sequence[StepRow]) -> None:
         writer.begin_run(self.con, run, steps)
 
-    def existing_keys(self, run_id: str, position: int, keys: Sequence[str]) -> set[str]:
-        return writer.existing_keys(self.con, run_id, position, keys)
+    def existing_keys(self, run_id: str, keys: Sequence[str]) -> dict[str, int]:
+        return writer.existing_keys(self.con, run_id, keys)
 
     def reserve_ids(self, n: int) -> int:
         return writer.reserve_ids(self.con, n)

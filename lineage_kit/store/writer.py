@@ -40,9 +40,12 @@ RETURNING next_id - ?1
 """
 _INSERT_PARENT = "INSERT INTO parents (child_id, parent_id) VALUES (?, ?)"
 _INSERT_VALUE = "INSERT INTO records (entry_id, value) VALUES (?, ?)"
+# json_each as the outer table of a join, so each key is one probe of lineage_key
+# (an IN (SELECT ... json_each) list can be re-run per row: quadratic).
 _EXISTING_KEYS = """
-SELECT record_key FROM lineage
-WHERE run_id = ? AND position = ? AND record_key IN (SELECT value FROM json_each(?))
+SELECT j.value, min(l.position) FROM json_each(?) AS j
+JOIN lineage AS l ON l.record_key = j.value AND l.run_id = ?
+GROUP BY j.value
 """
 _FINISH_RUN = """
 UPDATE runs SET status = ?, finished_at = ?, input_sha256 = ?, n_input = ?, n_published = ?,
@@ -62,12 +65,9 @@ def begin_run(con: sqlite3.Connection, run: RunStart, steps: Iterable[StepRow]) 
         con.executemany(_INSERT_STEP, steps)
 
 
-def existing_keys(
-    con: sqlite3.Connection, run_id: str, position: int, keys: Sequence[str]
-) -> set[str]:
-    """Which of ``keys`` already have an entry at ``position`` in the run."""
-    found = con.execute(_EXISTING_KEYS, (run_id, position, json.dumps(list(keys))))
-    return {row[0] for row in found}
+def existing_keys(con: sqlite3.Connection, run_id: str, keys: Sequence[str]) -> dict[str, int]:
+    """Which of ``keys`` the run already uses: key -> the first step it has an entry at."""
+    return dict(con.execute(_EXISTING_KEYS, (json.dumps(list(keys)), run_id)))
 
 
 def reserve_ids(con: sqlite3.Connection, n: int) -> int:

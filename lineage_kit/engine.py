@@ -78,8 +78,16 @@ class _Chunk:
 class Run:
     """The state of one pipeline run (counts, timing, merge buffers)."""
 
-    def __init__(self, pipeline: Pipeline, store: LineageStore, run_id: str, fail_fast: bool):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: LineageStore,
+        run_id: str,
+        fail_fast: bool,
+        listener: Any = None,
+    ):
         self.pipeline = pipeline
+        self.listener = listener  # told when each step starts (live OpenLineage events)
         self.store = store
         self.run_id = run_id
         self.fail_fast = fail_fast
@@ -134,6 +142,8 @@ class Run:
         stamp = now()
         if self.first_seen[position] is None:
             self.first_seen[position] = stamp
+            if self.listener is not None:
+                self.listener.step_started(position, stamp)
         try:
             yield stamp
         finally:

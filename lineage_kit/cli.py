@@ -60,6 +60,17 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed record")
     p.add_argument("--report", metavar="FILE.json", help="write a JSON report of every chain")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument(
+        "--openlineage-url",
+        metavar="URL",
+        help="send OpenLineage events to this backend as the run goes (e.g. Marquez)",
+    )
+    p.add_argument(
+        "--openlineage",
+        action="store_true",
+        help="send OpenLineage events as the client is configured (OPENLINEAGE_URL, "
+        "openlineage.yml)",
+    )
     p.set_defaults(func=_cmd_run)
 
 
@@ -84,6 +95,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             chunk_size=args.chunk_size,
             fail_fast=args.fail_fast,
             progress=False if args.quiet else None,
+            openlineage=args.openlineage_url or args.openlineage or None,
         )
     except StepError as exc:
         # The stopped run is committed: report it like any other, then say why it stopped.

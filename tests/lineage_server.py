@@ -18,6 +18,7 @@ class LineageServer:
         self.events: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self._release = threading.Event()
+        self._arrived = threading.Condition()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,8 +27,10 @@ class LineageServer:
                 if hang:
                     server._release.wait()
                     return
-                server.paths.append(self.path)
-                server.events.append(json.loads(body))
+                with server._arrived:
+                    server.paths.append(self.path)
+                    server.events.append(json.loads(body))
+                    server._arrived.notify_all()
                 self.send_response(201)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -39,6 +42,11 @@ class LineageServer:
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> bool:
+        """Block until ``n`` events have arrived (False if they did not in ``timeout``)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.events) >= n, timeout)
 
     def __enter__(self) -> LineageServer:
         self._thread.start()

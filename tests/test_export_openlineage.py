@@ -198,7 +198,7 @@ def test_a_merge_aggregates_and_a_split_derives(db, tmp_path):
 
 
 def test_a_failed_run_fails_with_its_error_and_aborts_the_other_steps(db):
-    run_id, events = events_of("failed", db)
+    _run_id, events = events_of("failed", db)
     assert _types(events)[-5:] == [
         ("ABORT", "default.ingest"),
         ("ABORT", "default.normalize"),

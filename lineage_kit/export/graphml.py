@@ -8,9 +8,11 @@ rest on a copy (the caller's graph is never changed):
 - dicts, lists and tuples: JSON text;
 - an attribute whose values have different types on different nodes (or edges):
   text everywhere, so it is one GraphML key with one type;
-- characters XML 1.0 cannot hold at all (NUL and other control characters except
-  tab, newline and carriage return; U+FFFE, U+FFFF; lone surrogates): written as
-  ``\\uXXXX``, in node ids too (see :func:`xml_text`).
+- characters XML 1.0 cannot hold (NUL and the other control characters except tab
+  and newline; U+FFFE, U+FFFF; lone surrogates) and the carriage return (which XML
+  readers turn into a newline): written as ``\\uXXXX``, in node ids too (see
+  :func:`xml_text`). A value that is JSON text keeps them exactly (JSON escapes
+  them itself).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import networkx as nx
 
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# XML 1.0 cannot hold these at all; a carriage return it can, but every reader turns
+# it (and CR LF) into a line feed, so it is escaped too, to read back as written.
+_NOT_XML = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def xml_text(text: str) -> str:
-    """``text`` with the characters XML 1.0 cannot hold written as ``\\uXXXX``.
+    """``text`` with the characters XML cannot hold (or keep) written as ``\\uXXXX``.
 
     Examples
     --------
@@ -122,7 +126,7 @@ def write_graphml(graph: nx.DiGraph, path: str | os.PathLike[str] | Any) -> None
     """
     import networkx as nx
 
-    nx.write_graphml(graphml_ready(graph), path, encoding="utf-8", named_key_ids=True)
+    nx.write_graphml(graphml_ready(graph), path, encoding="utf-8")
 
 
 __all__ = ["graphml_ready", "write_graphml", "xml_text"]

@@ -46,6 +46,8 @@ CONFIG = {
         "load_records": 100_000,
         "graph_records": 100_000,
         "check_records": 1_000_000,
+        "merge_records": 100_000,
+        "plot_parents": 2_000,
         "query_reps": 5,
     },
     "quick": {
@@ -64,15 +66,30 @@ CONFIG = {
         "load_records": 3_000,
         "graph_records": 3_000,
         "check_records": 3_000,
+        "merge_records": 4_000,
+        "plot_parents": 200,
         "query_reps": 2,
     },
 }
 
-SECTIONS = ("capture", "overhead", "naive", "startup", "trace", "walk", "load", "graph", "check")
+SECTIONS = (
+    "capture",
+    "overhead",
+    "naive",
+    "startup",
+    "trace",
+    "walk",
+    "load",
+    "graph",
+    "merge",
+    "plot",
+    "check",
+)
 
 
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
+    import plots
     import queries
     import startup
 
@@ -91,6 +108,8 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "walk": lambda: queries.walks(cfg["chain_hops"], cfg["query_reps"]),
         "load": lambda: queries.load(cfg["load_records"], cfg["query_reps"]),
         "graph": lambda: queries.graph(cfg["graph_records"], cfg["query_reps"]),
+        "merge": lambda: queries.merge_graph(cfg["merge_records"], cfg["query_reps"]),
+        "plot": lambda: plots.chain_plot(cfg["plot_parents"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
     }
     figures: list[Figure] = []

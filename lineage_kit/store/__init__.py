@@ -85,8 +85,8 @@ class LineageStore:
         The store comes from a newer lineage_kit, or (read-only) from an older one
         and cannot be written to migrate it; it was left unchanged.
     LineageKitError
-        A read-only open is impossible (a WAL store on read-only media without its
-        ``-wal`` and ``-shm`` files).
+        A read-only open is impossible: the ``-shm`` cannot be created next to the
+        store, and someone may still write it (or a ``-wal`` is left).
 
     Examples
     --------
@@ -749,8 +749,9 @@ def connect(path: str | os.PathLike[str]) -> LineageStore:
         The store is from a newer lineage_kit, or from an older one and cannot be
         written to migrate it; it is left unchanged.
     LineageKitError
-        The store cannot be opened read-only (a WAL store on read-only media whose
-        ``-wal`` and ``-shm`` files are missing).
+        The store cannot be opened read-only: the ``-shm`` cannot be created next to
+        the store, and someone may still write it (or a ``-wal`` is left). On
+        read-only media, with no ``-wal``, the store is read as an immutable file.
 
     Examples
     --------

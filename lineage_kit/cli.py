@@ -86,7 +86,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     if args.report:
-        check_output_path(args.report, "--report")
+        _check_report_path(args.report)
     try:
         result = run_pipeline(
             args.input,
@@ -106,6 +106,18 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if not _report_and_summary(args, result, out):
         return EXIT_USAGE
     return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def _check_report_path(report: str) -> None:
+    """Refuse a --report path that cannot be written, before anything runs."""
+    path = Path(report)
+    folder = path.parent
+    if path.is_dir():
+        raise _UsageError(f"--report {report}: is a directory, not a file")
+    if not folder.is_dir():
+        raise _UsageError(f"--report {report}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _UsageError(f"--report {report}: directory {folder} is not writable")
 
 
 def check_output_path(path: str | os.PathLike[str], option: str) -> Path:

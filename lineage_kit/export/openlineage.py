@@ -281,7 +281,7 @@ def step_run_id(run_id: str, position: int) -> str:
     Examples
     --------
     >>> step_run_id("0b6c7f3e-8f56-4a49-9b5e-5b6b3a0f1d2c", 0)
-    'c6bb0a09-2f7f-5c48-9e1b-55d7e30c0a29'
+    '177e2b67-aa54-5d16-9f52-48f4e9714194'
     """
     return str(uuid.uuid5(uuid.UUID(run_id), f"step/{position}"))
 

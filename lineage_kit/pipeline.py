@@ -66,6 +66,9 @@ class Step:
     batch: bool = False
     group_by: Callable[[str, Any], Any] | None = None
     identity: bool = field(default=False, repr=False)  # returns its input unchanged
+    # Never changes its input in place, and its output shares objects only with its
+    # input (identity steps, the built-in normalize): the engine need not hand it a copy.
+    pure: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -342,7 +345,7 @@ class Pipeline:
                     for i, (s, source) in enumerate(zip(self.steps, self.sources, strict=True))
                 ],
             )
-            state = Run(self, store, run_id, fail_fast)
+            state = Run(self, store, run_id, fail_fast, fresh_input=src.fresh)
             status, error = "completed", None
             try:
                 state.execute(blocks, chunk_size, progress)

@@ -135,7 +135,7 @@ def test_no_query_scans_an_id_list_per_row(db) -> None:
         )
         expanded = {
             q.LIVE_COUNTS: (json.dumps([run1]),),
-            writer._EXISTING_KEYS: (run1, 0, json.dumps(["o1", "o2"])),
+            writer._EXISTING_KEYS: (json.dumps(["o1", "o2"]), run1),
             q.LINKS_AMONG: ("[1, 2, 3]",),
             q.VALUES_OF: ("[1, 2, 3]",),
             q.SOURCES: ("[1, 2, 3]",),

@@ -23,7 +23,7 @@ from .errors import InputError, StepError
 from .model import RunResult, RunStart, RunStatus, Step, StepKind, StepRow, step
 from .sources import KeySpec, Source, absent_key_fields, open_source
 from .steps import DEFAULT_STEPS
-from .store import open_backend
+from .store import Backend, open_backend
 from .store.liveness import this_writer
 from .values import UNSTORABLE
 
@@ -94,6 +94,7 @@ class Pipeline:
         fail_fast: bool = False,
         progress: bool | None = None,
         parameters: dict[str, Any] | None = None,
+        openlineage: Any = None,
     ) -> RunResult:
         """Run the pipeline over ``source`` and record lineage into the store ``db``.
 
@@ -115,6 +116,12 @@ class Pipeline:
             Show a progress bar; by default only when stderr is a terminal.
         parameters : dict, optional
             Free-form, JSON-serialisable parameters stored with the run.
+        openlineage : True, str, dict or OpenLineageEmitter, optional
+            Emit OpenLineage events as the run goes (extra ``lineage_kit[openlineage]``):
+            True uses the client's own configuration (``OPENLINEAGE_URL``,
+            ``openlineage.yml``), a string is a backend URL, a dict a client config;
+            see :class:`lineage_kit.export.emit.OpenLineageEmitter`. A backend that is
+            down or slow never fails the run: it warns once.
 
         Returns
         -------
@@ -144,6 +151,7 @@ class Pipeline:
             params_json = json.dumps(params, default=str)
         except UNSTORABLE as exc:
             raise ValueError(f"parameters must be JSON-serialisable: {exc}") from None
+        listener = _listener(openlineage)
 
         started = time.perf_counter()
         # Read the first chunk before touching the store: a missing, empty or
@@ -166,12 +174,17 @@ class Pipeline:
                     for i, (s, source) in enumerate(zip(self.steps, self.sources, strict=True))
                 ],
             )
-            state = Run(self.steps, backend, run_id, fail_fast, fresh_input=src.fresh)
+            if listener is not None:
+                listener.run_started(backend, run_id)
+            state = Run(
+                self.steps, backend, run_id, fail_fast, fresh_input=src.fresh, listener=listener
+            )
             status, error = RunStatus.COMPLETED, None
             try:
                 state.execute(blocks, chunk_size, progress)
             except InputError:
                 backend.discard_run(run_id)
+                _ended(listener, backend, run_id)
                 raise
             except Abort as exc:
                 status, error = RunStatus.FAILED, exc.error
@@ -180,10 +193,12 @@ class Pipeline:
                 interrupted = isinstance(exc, KeyboardInterrupt)
                 ended = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
                 state.finish(src, ended, error_text(exc))
+                _ended(listener, backend, run_id)
                 raise
             if status == RunStatus.COMPLETED and (state.counts[1] or state.counts[2]):
                 status = RunStatus.COMPLETED_WITH_ERRORS
             state.finish(src, status, error)
+            _ended(listener, backend, run_id)
             result = RunResult(
                 run_id=run_id,
                 status=status,
@@ -201,6 +216,20 @@ class Pipeline:
         if status == RunStatus.FAILED and fail_fast:
             raise StepError(f"run {run_id} stopped (fail_fast): {error}", result)
         return result
+
+
+def _listener(openlineage: Any) -> Any:
+    """The run listener for ``openlineage=`` (None: no events)."""
+    if openlineage is None or openlineage is False:
+        return None
+    from .export.emit import listener_for  # only the emitter, no analysis module
+
+    return listener_for(openlineage)
+
+
+def _ended(listener: Any, backend: Backend, run_id: str) -> None:
+    if listener is not None:
+        listener.run_ended(backend, run_id)
 
 
 def run_pipeline(

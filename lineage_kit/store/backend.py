@@ -258,6 +258,17 @@ class Backend(abc.ABC):
     def chunk_moments(self, run_id: str) -> list[tuple[int, str, int]]:
         """``(position, created_at, entries)``: when each chunk entered each step."""
 
+    @abc.abstractmethod
+    def outcome_reason_counts(self, run_id: str) -> list[tuple[int, str, str | None, int]]:
+        """``(position, status, reason, count)`` of a run's rejected and failed entries."""
+
+    @abc.abstractmethod
+    def step_value_sample(
+        self, run_id: str, position: int, limit: int
+    ) -> list[tuple[int, str, str | None]]:
+        """Up to ``limit`` ``ok`` entries of one step with their parents' values
+        (``queries.step_value_sample``)."""
+
     # ----------------------------------------------------------------- checks
 
     @abc.abstractmethod

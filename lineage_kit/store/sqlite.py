@@ -201,6 +201,14 @@ class SQLiteBackend(Backend):
     def chunk_moments(self, run_id: str) -> list[tuple[int, str, int]]:
         return queries.chunk_moments(self.con, run_id)
 
+    def outcome_reason_counts(self, run_id: str) -> list[tuple[int, str, str | None, int]]:
+        return queries.outcome_reason_counts(self.con, run_id)
+
+    def step_value_sample(
+        self, run_id: str, position: int, limit: int
+    ) -> list[tuple[int, str, str | None]]:
+        return queries.step_value_sample(self.con, run_id, position, limit)
+
     # ----------------------------------------------------------------- checks
 
     def check_step_kinds(self, run_ids: Sequence[str]) -> list[tuple[str, int, str, str]]:

@@ -94,8 +94,10 @@ class Run:
         fail_fast: bool,
         *,
         fresh_input: bool = False,
+        listener: Any = None,
     ):
         self.pipeline = pipeline
+        self.listener = listener  # told when each step starts (live OpenLineage events)
         self.store = store
         self.run_id = run_id
         self.fail_fast = fail_fast
@@ -151,6 +153,8 @@ class Run:
         stamp = now()
         if self.first_seen[position] is None:
             self.first_seen[position] = stamp
+            if self.listener is not None:
+                self.listener.step_started(position, stamp)
         try:
             yield stamp
         finally:

@@ -132,7 +132,8 @@ def value_summary(value: Any, key: Any = None, width: int = _LABEL_WIDTH, lines:
             for k, v in value.items()
             if v != key or not key
         ]
-        text = f"{len(value)} field{'s' if len(value) != 1 else ''}: " + ", ".join(shown)
+        text = f"{len(value)} field{'s' if len(value) != 1 else ''}"
+        text += f": {', '.join(shown)}" if shown else ""
     elif isinstance(value, list):
         text = f"list of {len(value)} value{'s' if len(value) != 1 else ''}"
     else:

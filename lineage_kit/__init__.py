@@ -13,10 +13,12 @@ from . import steps
 from .base import __version__
 from .errors import (
     EntryNotFound,
+    ExportTooLarge,
     InputError,
     IntegrityError,
     KeyNotFound,
     LineageKitError,
+    MissingExtra,
     NotALineageStore,
     Reject,
     RunNotFound,
@@ -57,11 +59,13 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckReport",
     "EntryNotFound",
+    "ExportTooLarge",
     "InputError",
     "IntegrityError",
     "KeyNotFound",
     "LineageKitError",
     "LineageStore",
+    "MissingExtra",
     "NotALineageStore",
     "Pipeline",
     "Reject",

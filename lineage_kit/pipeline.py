@@ -254,7 +254,7 @@ def run_pipeline(
         Defaults to :data:`lineage_kit.steps.DEFAULT_STEPS`.
     **options
         Passed to :meth:`Pipeline.run` (``format``, ``chunk_size``, ``fail_fast``,
-        ``progress``, ``parameters``).
+        ``progress``, ``parameters``, ``openlineage``).
 
     Returns
     -------

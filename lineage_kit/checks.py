@@ -281,7 +281,8 @@ class CheckReport:
 
         Examples
         --------
-        >>> store.check().raise_if_failed()  # doctest: +SKIP
+        >>> store.check().raise_if_failed().ok
+        True
         """
         if not self.ok:
             counts = self.summary()

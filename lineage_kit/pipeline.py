@@ -268,9 +268,9 @@ def run_pipeline(
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> result = lk.run_pipeline("data/sample_input.json", db="lineage.db")  # doctest: +SKIP
-    >>> result.status  # doctest: +SKIP
-    'completed'
+    >>> result = lk.run_pipeline("data/sample_input.json", db="lineage.db", progress=False)
+    >>> result.status, result.n_published
+    ('completed', 30)
     """
     pipeline = Pipeline(steps if steps is not None else DEFAULT_STEPS)
     return pipeline.run(source, db, key=key, **options)

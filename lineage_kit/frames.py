@@ -25,10 +25,10 @@ import pandas as pd
 
 from .base import key_text
 from .errors import KeyNotFound
+from .model import EntryStatus, RunStatus, StepKind
 from .store import RUN_COLUMNS
 from .store import queries as q
 from .store.queries import STEP_META_COLUMNS, parse_id_list
-from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -45,6 +45,11 @@ def _key(key: str | int | float | None) -> str | None:
     return None if key is None else key_text(key)
 
 
+def _values(enum: type) -> list[str]:
+    """An enum's stored texts, in definition order (the categories of a column)."""
+    return [member.value for member in enum]
+
+
 def _utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True, format="ISO8601")
 
@@ -54,7 +59,7 @@ def runs_frame(backend: Backend) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(backend.run_rows(), columns=list(RUN_COLUMNS))
     frame["started_at"] = _utc(frame["started_at"])
     frame["finished_at"] = _utc(frame["finished_at"])
-    frame["status"] = pd.Categorical(frame["status"], categories=list(RUN_STATUSES))
+    frame["status"] = pd.Categorical(frame["status"], categories=_values(RunStatus))
     for column in ("n_input", "n_published", "n_rejected", "n_failed"):
         frame[column] = frame[column].astype("int64")
     frame["writer_pid"] = frame["writer_pid"].astype("Int64")
@@ -84,9 +89,7 @@ def steps_frame(backend: Backend, run: Runs = "latest") -> pd.DataFrame:
         rows.extend(
             (
                 *meta,
-                counts.get((meta[1], "ok"), 0),
-                counts.get((meta[1], "rejected"), 0),
-                counts.get((meta[1], "failed"), 0),
+                *(counts.get((meta[1], status), 0) for status in EntryStatus),
             )
             for meta in backend.step_meta_rows(run_id)
         )
@@ -94,7 +97,7 @@ def steps_frame(backend: Backend, run: Runs = "latest") -> pd.DataFrame:
     frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
     frame["position"] = frame["position"].astype("int64")
     frame["name"] = pd.Categorical(frame["name"], categories=step_names(rows), ordered=True)
-    frame["kind"] = pd.Categorical(frame["kind"], categories=list(STEP_KINDS))
+    frame["kind"] = pd.Categorical(frame["kind"], categories=_values(StepKind))
     frame["started_at"] = _utc(frame["started_at"])
     frame["finished_at"] = _utc(frame["finished_at"])
     frame["busy_seconds"] = frame["busy_seconds"].astype("float64")
@@ -215,7 +218,7 @@ def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[
         "run": [run_id] * n,
         "position": columns["position"].tolist(),
         "key": columns["record_key"],
-        "status": np.array(ENTRY_STATUSES, dtype=object)[columns["status_code"]].tolist(),
+        "status": np.array(_values(EntryStatus), dtype=object)[columns["status_code"]].tolist(),
         "reason": columns["reason"],
         "error": columns["error"],
         "created_at": np.array(columns["created_texts"], dtype=object)[
@@ -315,7 +318,7 @@ def _entry_block(
             "step": pd.Categorical.from_codes(positions, categories=step_names_),
             "key": pd.array(columns["record_key"], dtype="str"),
             "status": pd.Categorical.from_codes(
-                columns["status_code"], categories=list(ENTRY_STATUSES)
+                columns["status_code"], categories=_values(EntryStatus)
             ),
             "reason": pd.array(columns["reason"], dtype="str"),
             "error": pd.array(columns["error"], dtype="str"),
@@ -409,8 +412,8 @@ def lineage_graph(
 
 RELATIONS = ("upstream", "self", "downstream")
 
-_STATUS_DTYPE = pd.CategoricalDtype(list(ENTRY_STATUSES))
-_KIND_DTYPE = pd.CategoricalDtype(list(STEP_KINDS))
+_STATUS_DTYPE = pd.CategoricalDtype(_values(EntryStatus))
+_KIND_DTYPE = pd.CategoricalDtype(_values(StepKind))
 _RELATION_DTYPE = pd.CategoricalDtype(list(RELATIONS))
 
 
@@ -553,7 +556,7 @@ def source_frame(
     frame["entry_id"] = frame["entry_id"].astype("int64")
     for column in ("key", "reason"):
         frame[column] = frame[column].astype(_STR)
-    frame["status"] = pd.Categorical(frame["status"], categories=list(ENTRY_STATUSES))
+    frame["status"] = pd.Categorical(frame["status"], categories=_values(EntryStatus))
     frame["created_at"] = _utc(frame["created_at"])
     frame["value"] = [json.loads(v) for v in frame["value"]]
     return frame

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .base import key_text
 from .errors import KeyNotFound
 from .lineage_store import LineageStore
+from .model import EntryStatus
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: Entry statuses, in the order they are stacked and listed in legends.
-STATUSES: tuple[str, ...] = ("ok", "rejected", "failed")
+STATUSES: tuple[str, ...] = tuple(s.value for s in EntryStatus)
 
 #: One colour per status (Okabe-Ito: blue, orange, vermillion), used by every plot.
 STATUS_COLORS: dict[str, str] = {"ok": "#0072B2", "rejected": "#E69F00", "failed": "#D55E00"}

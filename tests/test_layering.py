@@ -217,3 +217,14 @@ def test_every_docstring_example_runs():
         if "doctest: +SKIP" in line
     ]
     assert skipped == []
+
+
+def test_no_test_module_imports_another():
+    tests = Path(__file__).resolve().parent
+    offenders = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted(tests.glob("test_*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("test_")
+    ]
+    assert offenders == []

@@ -125,6 +125,26 @@ class EntryNotFound(LineageKitError, LookupError):
     """A lineage entry id does not exist in the store."""
 
 
+class InvalidEntryId(LineageKitError, TypeError, ValueError):
+    """A lineage entry id is not an integer (a bool, a float, text that is no integer).
+
+    It is a ``TypeError`` and a ``ValueError`` too, so code that caught either
+    before it existed keeps working.
+
+    Attributes
+    ----------
+    value : object
+        What was given.
+    """
+
+    def __init__(self, value: object) -> None:
+        super().__init__(
+            f"an entry id is an integer (int, numpy integer or its decimal text), "
+            f"not {type(value).__name__} {value!r}"
+        )
+        self.value = value
+
+
 class StepError(LineageKitError):
     """A step failed while the pipeline ran with ``fail_fast=True``.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import re
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import key_not_found
+from .errors import InvalidEntryId, key_not_found
 from .sources import key_text
 from .store import RUN_COLUMNS
 from .store.queries import STEP_META_COLUMNS, parse_id_list
@@ -42,6 +43,41 @@ Runs = str | Sequence[str] | None
 
 def _key(key: str | int | float | None) -> str | None:
     return None if key is None else key_text(key)
+
+
+def entry_id_of(value: Any) -> int:
+    """An entry id given by a user, as an int.
+
+    Parameters
+    ----------
+    value : int, numpy integer or str
+        An integer, or its decimal text (``"42"``, as typed on a command line).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InvalidEntryId
+        ``value`` is a bool, a float (even ``1.0``), text that is not a decimal
+        integer, or anything else.
+
+    Examples
+    --------
+    >>> entry_id_of(42), entry_id_of(np.int64(42)), entry_id_of(" 42 ")
+    (42, 42, 42)
+    """
+    if isinstance(value, bool | np.bool_):
+        raise InvalidEntryId(value)
+    if isinstance(value, str):
+        if re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+            return int(value)
+        raise InvalidEntryId(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidEntryId(value) from None
 
 
 def _utc(values: pd.Series) -> pd.Series:
@@ -692,6 +728,8 @@ def walk_frame(
     ------
     EntryNotFound
         No entry has this id.
+    InvalidEntryId
+        ``entry_id`` is not an integer (see :func:`entry_id_of`).
     ValueError
         ``depth`` is negative or ``direction`` is not "up" or "down".
     """
@@ -702,7 +740,7 @@ def walk_frame(
         raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
         raise ValueError(f"depth must be None or a non-negative integer, not {depth!r}")
-    entry_id = int(entry_id)
+    entry_id = entry_id_of(entry_id)
     rows = q.walk_rows(store.con, entry_id, depth, direction)
     if not rows:
         raise EntryNotFound(f"no lineage entry {entry_id} in {store.path}")
@@ -746,8 +784,10 @@ def source_frame(
     Raises
     ------
     TypeError
-        Neither or both of ``key`` and ``entry_id`` were given, ``entry_id`` is not
-        an integer, or ``key`` is neither text nor a number.
+        Neither or both of ``key`` and ``entry_id`` were given, or ``key`` is
+        neither text nor a number.
+    InvalidEntryId
+        ``entry_id`` is not an integer (see :func:`entry_id_of`).
     ValueError
         ``key`` is a number no source accepts as a key (NaN, infinite).
     KeyNotFound
@@ -774,9 +814,7 @@ def source_frame(
         if not seeds:
             raise key_not_found(key, [run_id])
     else:
-        if isinstance(entry_id, bool):
-            raise TypeError("entry_id is an integer, not a bool")
-        seeds = [operator.index(entry_id)]
+        seeds = [entry_id_of(entry_id)]
         if not q.entry_exists(store.con, seeds[0]):
             raise EntryNotFound(f"no lineage entry {seeds[0]} in {store.path}")
     rows = q.source_rows(store.con, seeds)

@@ -493,14 +493,40 @@ def _clean_scalar(value: Any) -> Any:
     return value
 
 
-def _dataframe_records(frame: Any, chunk: int = 10_000) -> Iterator[dict]:
+def _upcast_key_columns(frame: Any, columns: list[str], key: KeySpec) -> set[str]:
+    """The key columns pandas turned from integers into floats to hold a missing value.
+
+    ``pd.DataFrame({"id": [7, None]})`` has a float64 ``id`` column; its keys are
+    meant to be ``7``, not ``7.0``. A float key column counts as upcast when it has a
+    missing value and every other value is a whole number a float holds exactly.
+    """
+    if callable(key):
+        return set()
+    wanted = {_normal(n) for n in ([key] if isinstance(key, str) else key)}
+    found = set()
+    for name, column in zip(columns, frame.columns, strict=True):
+        series = frame[column]
+        if _normal(name) not in wanted or series.dtype.kind != "f" or not series.isna().any():
+            continue
+        present = series.dropna()
+        if ((present % 1 == 0) & (present.abs() <= 2**53)).all():
+            found.add(name)
+    return found
+
+
+def _dataframe_records(frame: Any, key: KeySpec, chunk: int = 10_000) -> Iterator[dict]:
     columns = [str(c) for c in frame.columns]
     if len(set(columns)) != len(columns):
         raise InputError("the DataFrame has duplicate column names")
+    upcast = _upcast_key_columns(frame, columns, key)
     for start in range(0, len(frame), chunk):
         block = frame.iloc[start : start + chunk]
         for row in block.itertuples(index=False, name=None):
-            yield {c: _clean_scalar(v) for c, v in zip(columns, row, strict=True)}
+            record = {c: _clean_scalar(v) for c, v in zip(columns, row, strict=True)}
+            for name in upcast:
+                if record[name] is not None:
+                    record[name] = int(record[name])
+            yield record
 
 
 def _is_dataframe(obj: Any) -> bool:
@@ -555,7 +581,7 @@ def open_source(
     if format is not None:
         raise ValueError("format applies to files only")
     if _is_dataframe(source):
-        return Source(lambda: _dataframe_records(source), key, None)
+        return Source(lambda: _dataframe_records(source, key), key, None)
     if isinstance(source, dict | str | bytes):
         raise InputError(
             f"expected a path, a DataFrame or an iterable of records, got a {type(source).__name__}"

@@ -118,7 +118,13 @@ def key_not_found(
         where = f"run {run_ids[0]}"
     else:
         where = "runs " + ", ".join(run_ids)
-    return KeyNotFound(f"key {key!r} has no lineage entries in {where}")
+    hint = ""
+    if "|" in key:
+        hint = (
+            " (in a composite key, a part that holds '|' has its '|' and '\\' escaped "
+            "as '\\|' and '\\\\'; or give the parts as a list)"
+        )
+    return KeyNotFound(f"key {key!r} has no lineage entries in {where}{hint}")
 
 
 class EntryNotFound(LineageKitError, LookupError):

@@ -7,6 +7,8 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lineage_kit as lk
 from lineage_kit.sources import guess_format, open_source, parse_key_option
@@ -173,6 +175,54 @@ def test_composite_and_callable_keys():
         parse_key_option("a,,b")
     with pytest.raises(ValueError):
         open_source(rows, key=[])
+
+
+def test_composite_keys_whose_parts_hold_the_separator_do_not_collide(db, capsys):
+    rows = [
+        {"region": "EU|1", "id": "2"},
+        {"region": "EU", "id": "1|2"},
+        {"region": "EU", "id": 1017},
+    ]
+    # before: both first records became "EU|1|2", the second rejected as duplicate_key
+    assert keys(rows, key=["region", "id"]) == [
+        ("EU\\|1|2", None),
+        ("EU|1\\|2", None),
+        ("EU|1017", None),  # a key without "|" in its parts is stored as it always was
+    ]
+    result = lk.run_pipeline(rows, db=db, key=["region", "id"])
+    assert (result.n_published, result.n_rejected) == (3, 0)
+    with lk.connect(db) as store:
+        # the list of parts, the escaped text, or the plain text when unambiguous
+        first = store.trace(["EU|1", "2"])
+        assert first["key"].unique().tolist() == ["EU\\|1|2"]
+        assert first.equals(store.trace("EU\\|1|2"))
+        assert store.source_of(("EU", "1|2"))["value"].tolist() == [rows[1]]
+        assert store.trace("EU|1017").equals(store.trace(["EU", 1017]))
+        with pytest.raises(lk.KeyNotFound, match=r"escaped"):
+            store.trace("EU|1|2")  # ambiguous: which part holds the "|"?
+    from lineage_kit.cli import main
+
+    assert main(["trace", "EU\\|1|2", "--db", str(db), "--json"]) == 0
+    assert {r["key"] for r in json.loads(capsys.readouterr().out)} == {"EU\\|1|2"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.text(alphabet="ab|\\", min_size=1, max_size=4), min_size=2, max_size=2),
+        min_size=2,
+        max_size=2,
+        unique_by=tuple,
+    ),
+    st.integers(min_value=2, max_value=3),
+)
+def test_composite_keys_are_one_to_one(pairs, width):
+    from lineage_kit.sources import composite_key
+
+    a, b = ([*p, *["x"] * (width - 2)] for p in pairs)
+    assert composite_key(a) != composite_key(b)
+    if not any("|" in part for part in a):
+        assert composite_key(a) == "|".join(a)
 
 
 def test_dataframe_source_turns_missing_cells_into_null():

@@ -56,16 +56,22 @@ def _add_run(sub: Any) -> None:
         help="the key field, or several comma-separated fields for a composite key (default: key)",
     )
     p.add_argument("--format", choices=["json", "jsonl", "csv"], help="override the suffix")
+    p.add_argument(
+        "--delimiter",
+        metavar="CHAR",
+        help="CSV field delimiter, e.g. ';' or '\\t' (default: judged from the header: "
+        "',' unless the header has none but has ';', a tab or '|')",
+    )
     p.add_argument("--chunk-size", type=int, default=2000, help="records per transaction")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed record")
     p.add_argument("--report", metavar="FILE.json", help="write a JSON report of every chain")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_run)
 
 
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from .pipeline import run_pipeline
-    from .sources import parse_key_option
+    from .sources import check_delimiter, guess_format, parse_key_option
 
     if args.chunk_size < 1:
         raise _UsageError("--chunk-size must be at least 1")
@@ -73,6 +79,15 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         key = parse_key_option(args.key)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    delimiter = args.delimiter
+    if delimiter is not None:
+        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+        try:
+            check_delimiter(delimiter)
+        except ValueError as exc:
+            raise _UsageError(f"--delimiter: {exc}") from None
+        if (args.format or guess_format(args.input)) != "csv":
+            raise _UsageError("--delimiter applies to CSV input only")
     if args.report:
         _check_report_path(args.report)
     try:
@@ -81,6 +96,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             db=args.db,
             key=key,
             format=args.format,
+            delimiter=delimiter,
             chunk_size=args.chunk_size,
             fail_fast=args.fail_fast,
             progress=False if args.quiet else None,

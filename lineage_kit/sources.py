@@ -16,8 +16,10 @@ import json
 import math
 import numbers
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,8 @@ class Source:
         The file read, or None for in-memory data.
     sha256 : str or None
         Hash of the file's bytes; set once :meth:`items` is exhausted.
+    delimiter : str or None
+        A CSV file's field delimiter (given or sniffed), once its header was read.
     """
 
     def __init__(self, records: Callable[[], Iterator[Any]], key: KeySpec, path: str | None):
@@ -60,6 +64,7 @@ class Source:
         self._key = _key_function(key)
         self.path = path
         self.sha256: str | None = None
+        self.delimiter: str | None = None
 
     def items(self) -> Iterator[SourceItem]:
         """Yield one :class:`SourceItem` per input record, in input order.
@@ -222,8 +227,10 @@ def _lookup(record: dict, name: str) -> Any:
     return None
 
 
-def absent_key_fields(items: Sequence[SourceItem], key: KeySpec) -> str | None:
-    """Explain a key that no record has at all (a wrong ``key`` or ``format``).
+def absent_key_fields(
+    items: Sequence[SourceItem], key: KeySpec, delimiter: str | None = None
+) -> str | None:
+    """Explain a key that no record has at all (a wrong ``key``, ``format`` or delimiter).
 
     Parameters
     ----------
@@ -231,12 +238,21 @@ def absent_key_fields(items: Sequence[SourceItem], key: KeySpec) -> str | None:
         The first items read (a pipeline looks at its first chunk).
     key : str, sequence of str or callable
         The key spec the items were read with.
+    delimiter : str, optional
+        The delimiter a CSV input was read with (:attr:`Source.delimiter`): the
+        message then names another delimiter the header looks delimited by.
 
     Returns
     -------
     str or None
         A message naming the key and the fields that were seen, when every item was
         rejected and no object among them has the key field(s); otherwise None.
+
+    Examples
+    --------
+    >>> items = list(open_source([{"key;amount": "a;1"}], key="key").items())
+    >>> "the header looks ';'-delimited" in absent_key_fields(items, "key", delimiter=",")
+    True
     """
     if callable(key) or not items or any(it.reason is None for it in items):
         return None
@@ -251,9 +267,20 @@ def absent_key_fields(items: Sequence[SourceItem], key: KeySpec) -> str | None:
     seen = sorted({str(f) for record in objects[:100] for f in record})
     shown = ", ".join(repr(f) for f in seen[:15]) + (", ..." if len(seen) > 15 else "")
     spelled = ", ".join(repr(n) for n in names)
+    hint = ""
+    if delimiter is not None:
+        names_text = "".join(seen)
+        count, other = max(
+            (names_text.count(d), d) for d in (",", *OTHER_DELIMITERS) if d != delimiter
+        )
+        if count:
+            hint = (
+                f" -- the header looks {other!r}-delimited, try --delimiter {other!r} "
+                f"(delimiter={other!r})"
+            )
     return (
         f"no record among the first {len(items)} has the key field {spelled}; fields seen: "
-        f"{shown}. Choose the key with key=... (CLI: --key FIELD or --key A,B), "
+        f"{shown}{hint}. Choose the key with key=... (CLI: --key FIELD or --key A,B), "
         "or check the format"
     )
 
@@ -407,8 +434,6 @@ def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
             "for one record per line use format='jsonl'",
             path=str(path),
         )
-    if not records:
-        raise InputError("the JSON array holds no records", path=str(path))
     yield from records
 
 
@@ -421,7 +446,6 @@ def _read_all(fh: io.BufferedIOBase, path: Path) -> bytes:
 
 def _read_json_lines(path: Path, source: Source) -> Iterator[Any]:
     fh, hashing = _open_binary(path)
-    seen_any = False
     try:
         for number, line in enumerate(_lines(fh, path), start=1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
@@ -451,12 +475,9 @@ def _read_json_lines(path: Path, source: Source) -> Iterator[Any]:
                 raise InputError(
                     f"unreadable JSON value: {exc}", path=str(path), line=number
                 ) from None
-            seen_any = True
             yield record
     finally:
         fh.close()
-    if not seen_any:
-        raise InputError("file is empty (no JSON lines)", path=str(path))
     source.sha256 = hashing.hash.hexdigest()
 
 
@@ -467,12 +488,68 @@ def _lines(fh: io.BufferedIOBase, path: Path) -> Iterator[bytes]:
         raise InputError(f"cannot be read: {exc}", path=str(path)) from None
 
 
-def _read_csv(path: Path, source: Source) -> Iterator[Any]:
+#: Delimiters :func:`sniff_delimiter` considers besides the comma.
+OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter of a CSV file, judged from its header line.
+
+    A comma, unless the header holds no comma outside double quotes but holds a
+    ``;``, a tab or a ``|``: then the most frequent of those (the first listed on a
+    tie). A header with none of them is one column, read with a comma.
+
+    Examples
+    --------
+    >>> sniff_delimiter("key,amount"), sniff_delimiter("key;amount"), sniff_delimiter("key")
+    (',', ';', ',')
+    """
+    unquoted = "".join(header.split('"')[::2])
+    if "," in unquoted:
+        return ","
+    counts = [(unquoted.count(d), -i, d) for i, d in enumerate(OTHER_DELIMITERS)]
+    count, _, best = max(counts)
+    return best if count else ","
+
+
+def check_delimiter(delimiter: str) -> str:
+    """``delimiter`` if it can delimit CSV fields: one character, not a quote or newline.
+
+    Raises
+    ------
+    ValueError
+        It cannot.
+    """
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ValueError(
+            f"a CSV delimiter is one character other than a quote or a newline, not {delimiter!r}"
+        )
+    return delimiter
+
+
+def _lift_csv_field_limit() -> None:
+    # Python's csv refuses fields over 131,072 characters by default; a real export
+    # can hold more in one cell. Allow what the platform's C long allows.
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+def _read_csv(path: Path, source: Source, delimiter: str | None) -> Iterator[Any]:
+    _lift_csv_field_limit()
     fh, hashing = _open_binary(path)
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
     try:
         try:
+            first = text.readline()
+            if delimiter is None:
+                delimiter = sniff_delimiter(first.rstrip("\r\n"))
+            source.delimiter = delimiter
+            reader = csv.reader(chain([first], text) if first else text, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
                 raise InputError("file is empty (no header row)", path=str(path))
@@ -485,11 +562,9 @@ def _read_csv(path: Path, source: Source) -> Iterator[Any]:
                     path=str(path),
                     line=1,
                 )
-            seen_any = False
             for row in reader:
                 if not row:
                     continue
-                seen_any = True
                 if len(row) != width:
                     yield _Malformed(
                         row,
@@ -509,12 +584,11 @@ def _read_csv(path: Path, source: Source) -> Iterator[Any]:
             raise InputError(f"cannot be read: {exc}", path=str(path)) from None
     finally:
         text.close()
-    if not seen_any:
-        raise InputError("file has a header but no records", path=str(path))
+    # A header without rows is an empty input (an empty daily extract): no records.
     source.sha256 = hashing.hash.hexdigest()
 
 
-_READERS = {"json": _read_json_array, "jsonl": _read_json_lines, "csv": _read_csv}
+_READERS = {"json": _read_json_array, "jsonl": _read_json_lines}
 
 
 # ---------------------------------------------------------------- in-memory data
@@ -580,6 +654,7 @@ def open_source(
     *,
     key: KeySpec = "key",
     format: str | None = None,
+    delimiter: str | None = None,
 ) -> Source:
     """Open an input for a pipeline run.
 
@@ -594,6 +669,10 @@ def open_source(
         ``record -> key``.
     format : {"json", "jsonl", "csv"}, optional
         The file format; guessed from the suffix when omitted.
+    delimiter : str, optional
+        CSV only: the field delimiter; by default judged from the header line by
+        :func:`sniff_delimiter` (a comma unless the header has none but has ``;``,
+        a tab or ``|``).
 
     Returns
     -------
@@ -604,7 +683,8 @@ def open_source(
     InputError
         The format is unknown. Unreadable files raise while items are read.
     ValueError
-        ``key`` is not a field name, a list of them or a callable.
+        ``key`` is not a field name, a list of them or a callable; ``delimiter`` is
+        not one character, or is given for an input that is not CSV.
 
     Examples
     --------
@@ -619,10 +699,18 @@ def open_source(
             raise InputError(
                 f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", path=str(path)
             )
-        src = Source(lambda: _READERS[fmt](path, src), key, str(path))
+        if delimiter is not None and fmt != "csv":
+            raise ValueError(f"delimiter applies to CSV files only, not to {fmt} input")
+        if fmt == "csv":
+            delimiter = None if delimiter is None else check_delimiter(delimiter)
+            src = Source(lambda: _read_csv(path, src, delimiter), key, str(path))
+        else:
+            src = Source(lambda: _READERS[fmt](path, src), key, str(path))
         return src
     if format is not None:
         raise ValueError("format applies to files only")
+    if delimiter is not None:
+        raise ValueError("delimiter applies to CSV files only")
     if _is_dataframe(source):
         return Source(lambda: _dataframe_records(source, key), key, None)
     if isinstance(source, dict | str | bytes):

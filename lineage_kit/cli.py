@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import InputError, KeyNotFound, LineageKitError, StepError
+from .errors import InputError, KeyNotFound, LineageKitError, StepError, key_not_found
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -159,22 +159,20 @@ def _add_runs(sub: Any) -> None:
     p = sub.add_parser("runs", help="list the runs in a store, newest first")
     _add_db(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--limit", type=int, default=None, help="show only the newest N runs")
+    p.add_argument("--limit", type=int, default=None, help="show only the newest N runs (N >= 1)")
     p.set_defaults(func=_cmd_runs)
 
 
 def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     from .store import connect
 
-    if args.limit is not None and args.limit < 0:
-        raise _UsageError("--limit must be 0 or more")
+    if args.limit is not None and args.limit < 1:
+        raise _UsageError("--limit must be at least 1 (without it, every run is listed)")
     with connect(args.db) as store:
         rows = store.run_rows()
     if args.limit is not None:
         rows = rows[: args.limit]
     if args.json:
-        for row in rows:
-            row["parameters"] = _json_or_text(row["parameters"])
         json.dump(rows, out, indent=2)
         out.write("\n")
         return EXIT_OK
@@ -210,16 +208,6 @@ def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     if not rows:
         print("(no runs)", file=out)
     return EXIT_OK
-
-
-def _json_or_text(text: str | None) -> Any:
-    """The stored JSON text parsed (the text itself if it is not JSON)."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -264,10 +252,12 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
             for row in trace_rows(store.con, run_id, args.key)
         ]
     if not rows:
-        where = "any run" if args.run == "all" else f"run {run_ids[0]}"
-        print(
-            f"lineage-kit: key {args.key!r} has no lineage in {where} of {args.db}", file=sys.stderr
-        )
+        message = f"{key_not_found(args.key, run_ids, all_runs=args.run == 'all')} of {args.db}"
+        if args.json:  # a script reading stdout gets an answer it can parse
+            error = {"error": "key_not_found", "key": args.key, "message": message}
+            json.dump(error, out, indent=2)
+            out.write("\n")
+        print(f"lineage-kit: {message}", file=sys.stderr)
         return EXIT_PROBLEMS
     for row in rows:
         row["parent_ids"] = parse_id_list(row["parent_ids"])

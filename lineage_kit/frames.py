@@ -94,7 +94,8 @@ def runs_frame(store: LineageStore) -> pd.DataFrame:
         (UTC), ``status`` (categorical; a run whose writer died shows
         ``interrupted``), ``input_path`` and ``input_sha256`` (missing for a run
         over in-memory records), counts ``n_input``, ``n_published``,
-        ``n_rejected``, ``n_failed`` (int64), ``parameters`` (JSON text),
+        ``n_rejected``, ``n_failed`` (int64), ``parameters`` (a dict, as in
+        ``lineage-kit runs --json``),
         ``package_version``, ``error`` (missing unless the run failed),
         ``writer_host``, ``writer_pid`` (Int64), ``writer_started`` and
         ``duration_s`` (float64; NaN while a run is unfinished). A missing text is

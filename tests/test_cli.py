@@ -136,8 +136,8 @@ def test_report_holds_every_chain(tmp_path, db):
     assert code == 1
     assert f"report     {report}" in out
     data = json.loads(report.read_text())
-    assert data["records_processed"] == 20
-    assert data["total_lineage_entries"] == 45
+    assert data["n_input"] == 20
+    assert data["n_entries"] == 45
     assert [s["name"] for s in data["pipeline_steps"]] == ["ingest", "normalize", "publish"]
     chain = data["chains"]["order-101"]
     assert [link["step"] for link in chain] == ["ingest", "normalize", "publish"]

@@ -110,7 +110,7 @@ def test_fail_fast_prints_the_summary_and_writes_the_report_then_the_error(
     assert "status     failed" in out and "failed     1" in out
     assert f"report     {report}" in out
     data = json.loads(report.read_text())
-    assert data["status"] == "failed" and data["failed"] == 1
+    assert data["status"] == "failed" and data["n_failed"] == 1
     assert [link["status"] for link in data["chains"]["order-105"]] == ["ok", "failed"]
     err = capsys.readouterr().err
     assert "boom on order-105" in err and "Traceback" not in err
@@ -164,6 +164,36 @@ def test_runs_limit_must_not_be_negative(sample_store, db, capsys):
     assert cli("runs", "--limit", "-1", "--db", db)[0] == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: lineage-kit runs") and "--limit" in err
+
+
+def test_runs_limit_0_is_refused_not_an_empty_list(sample_store, db, capsys):
+    # before: "(no runs)" with exit 0 although the store holds a run
+    assert cli("runs", "--limit", "0", "--db", db) == (2, "")
+    assert "--limit must be at least 1" in capsys.readouterr().err
+    code, out = cli("runs", "--limit", "1", "--db", db, "--json")
+    assert code == 0 and len(json.loads(out)) == 1
+
+
+def test_trace_json_of_an_unknown_key_prints_a_json_error(sample_store, db, capsys):
+    code, out = cli("trace", "no-such-key", "--db", db, "--json")
+    assert code == 1
+    error = json.loads(out)
+    assert (error["error"], error["key"]) == ("key_not_found", "no-such-key")
+    assert "'no-such-key' has no lineage entries in run" in error["message"]
+    assert error["message"] in capsys.readouterr().err
+
+
+def test_report_and_runs_json_speak_one_vocabulary(db, tmp_path):
+    report = tmp_path / "r.json"
+    assert cli("run", MESSY_JSON, "--db", db, "--report", report, "-q") == (1, "")
+    (run,) = json.loads(cli("runs", "--json", "--db", db)[1])
+    data = json.loads(report.read_text())
+    assert {name: data[name] for name in run} == run
+    assert (data["n_input"], data["n_published"], data["n_rejected"]) == (20, 12, 8)
+    with lk.connect(db) as store:
+        frame = store.runs()
+    assert frame["parameters"].tolist() == [run["parameters"]]
+    assert frame["parameters"][0]["chunk_size"] == 2000
 
 
 def test_usage_errors_show_the_subcommand_usage(db, capsys):

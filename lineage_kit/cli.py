@@ -15,10 +15,18 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import InputError, KeyNotFound, LineageKitError, StepError, key_not_found
+from .errors import (
+    InputError,
+    KeyNotFound,
+    LineageKitError,
+    OutputError,
+    StepError,
+    key_not_found,
+)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -89,7 +97,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         if (args.format or guess_format(args.input)) != "csv":
             raise _UsageError("--delimiter applies to CSV input only")
     if args.report:
-        _check_report_path(args.report)
+        check_output_path(args.report, "--report")
     try:
         result = run_pipeline(
             args.input,
@@ -111,18 +119,52 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 
-def _check_report_path(report: str) -> None:
-    """Refuse a --report path that cannot be written, before anything runs."""
-    from pathlib import Path
+def check_output_path(path: str | os.PathLike[str], option: str) -> Path:
+    """Refuse an output file that cannot be written, before any work is done.
 
-    path = Path(report)
-    folder = path.parent
-    if path.is_dir():
-        raise _UsageError(f"--report {report}: is a directory, not a file")
-    if not folder.is_dir():
-        raise _UsageError(f"--report {report}: directory {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise _UsageError(f"--report {report}: directory {folder} is not writable")
+    Every command that writes a file (``run --report``, ``plot -o``, ``export -o``)
+    checks its path here first; :func:`main` prints the error as one line and
+    exits 2.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The output file as given on the command line.
+    option : str
+        The option it came from, named in the message (``"-o"``, ``"--report"``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputError
+        The path is a directory, its folder does not exist (or is a file), or the
+        folder or an existing file there is not writable.
+
+    Examples
+    --------
+    >>> check_output_path("nodir/y.png", "-o")
+    Traceback (most recent call last):
+    ...
+    lineage_kit.errors.OutputError: -o nodir/y.png: directory nodir does not exist
+    """
+    out = Path(path)
+    folder = out.parent
+    problem = None
+    if out.is_dir():
+        problem = "is a directory, not a file"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a directory" if folder.exists() else None
+        problem = problem or f"directory {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"directory {folder} is not writable"
+    elif out.exists() and not os.access(out, os.W_OK):
+        problem = "the file exists and is not writable"
+    if problem:
+        raise OutputError(f"{option} {path}: {problem}", path=str(path))
+    return out
 
 
 def _report_and_summary(args: argparse.Namespace, result: Any, out: TextIO) -> bool:
@@ -396,8 +438,6 @@ def _add_plot(sub: Any) -> None:
 
 
 def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
-    from pathlib import Path
-
     output = Path(args.output)
     if output.suffix.lower() not in PLOT_FORMATS:
         raise _UsageError(
@@ -416,6 +456,7 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
             f"--kind {args.kind} draws one run: give --run an id, a unique prefix or "
             "'latest' (--kind runs draws several)"
         )
+    check_output_path(output, "-o")
 
     import matplotlib
 
@@ -441,6 +482,10 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_PROBLEMS
     try:
         ax.figure.savefig(output, dpi=args.dpi)
+    except OSError as exc:  # the disk filled, the folder went away meanwhile, ...
+        raise OutputError(
+            f"-o {args.output}: cannot be written: {exc.strerror or exc}", path=args.output
+        ) from None
     finally:
         plt.close(ax.figure)
     print(f"wrote {output}", file=out)

@@ -48,6 +48,20 @@ class InputError(LineageKitError):
         super().__init__(f"{where}{message}")
 
 
+class OutputError(LineageKitError):
+    """An output file (a plot, a report, an export) cannot be written where asked.
+
+    Attributes
+    ----------
+    path : str
+        The output path as given.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class NotALineageStore(LineageKitError):
     """The file exists but is not a lineage_kit store; it was left unchanged."""
 

@@ -65,10 +65,52 @@ def test_report_into_a_missing_directory_is_refused_before_the_run(db, tmp_path,
     code, out = cli("run", SAMPLE_JSON, "--db", db, "--report", report)
     assert code == 2 and out == ""
     err = capsys.readouterr().err
-    assert "nodir" in err and "Traceback" not in err
-    assert "usage: lineage-kit run" in err
+    problem = f"--report {report}: directory {report.parent} does not exist"
+    assert err == f"lineage-kit: error: {problem}\n"
     assert not db.exists()  # nothing ran, nothing was written
     assert not report.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        ("plot", "nodir/y.png"),
+        ("plot", "a_file.txt/y.png"),
+        ("plot", "a_dir.png"),
+        ("funnel", "nodir/y.svg"),
+        ("report", "nodir/r.json"),
+        ("report", "a_file.txt/r.json"),
+        ("report", "a_dir.png"),
+    ],
+)
+def test_an_output_path_that_cannot_be_written_is_one_line_and_exit_2(
+    sample_store, db, tmp_path, command, target, capsys
+):
+    (tmp_path / "a_file.txt").write_text("x")
+    (tmp_path / "a_dir.png").mkdir()
+    output = tmp_path / target
+    argv = {
+        "plot": ["plot", "order-101", "-o", output],
+        "funnel": ["plot", "--kind", "funnel", "-o", output],
+        "report": ["run", SAMPLE_JSON, "--report", output],
+    }[command]
+    before = sha256(db)
+    assert cli(*argv, "--db", db) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith(f"lineage-kit: error: {'--report' if command == 'report' else '-o'} ")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert str(output) in err
+    assert sha256(db) == before  # refused before anything ran
+    assert not any(p.name in ("y.png", "y.svg", "r.json") for p in tmp_path.rglob("*"))
+
+
+def test_a_plot_that_fails_while_writing_is_one_line_and_exit_2(sample_store, db, tmp_path, capsys):
+    full = tmp_path / "full.png"
+    full.symlink_to("/dev/full")  # a real device whose writes fail: no space left
+    assert cli("plot", "order-101", "-o", full, "--db", db) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith(f"lineage-kit: error: -o {full}: cannot be written: ")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_report_that_fails_after_the_run_still_prints_the_summary(

@@ -8,6 +8,7 @@ the file, line and column where known.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .jsonstream import MalformedJSON, NotAnArray, iter_array
 
 #: Input formats understood by :func:`open_source`.
 FORMATS = ("json", "jsonl", "csv")
@@ -405,13 +407,54 @@ def _locate_invalid_utf8(path: Path) -> InputError:
     return InputError("invalid UTF-8", path=str(path))  # pragma: no cover - decoded above
 
 
+#: Bytes read at a time from a JSON array file (64 KiB read faster than 1 MiB here).
+JSON_BLOCK = 1 << 16
+
+
 def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
+    """A JSON array file's elements, streamed: memory stays flat for any length."""
     fh, hashing = _open_binary(path)
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+
+    def blocks() -> Iterator[str]:
+        while True:
+            try:
+                data = fh.read(JSON_BLOCK)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                raise InputError(f"cannot be read: {exc}", path=str(path)) from None
+            try:
+                yield decoder.decode(data, final=not data)
+            except UnicodeDecodeError:
+                raise _locate_invalid_utf8(path) from None
+            if not data:
+                return
+
+    try:
+        yield from iter_array(blocks())
+    except NotAnArray:
+        fh.close()
+        raise _json_document_error(path) from None
+    except MalformedJSON as exc:
+        raise InputError(
+            f"malformed JSON: {exc.msg}", path=str(path), line=exc.line, column=exc.column
+        ) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply to read", path=str(path)) from None
+    except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
+        raise InputError(f"unreadable JSON value: {exc}", path=str(path)) from None
+    finally:
+        fh.close()
+    source.sha256 = hashing.hash.hexdigest()
+
+
+def _json_document_error(path: Path) -> InputError:
+    """Why a JSON file that does not start with ``[`` is refused (read whole: it is
+    not an array of records, so it is short or an error anyway)."""
+    fh, _ = _open_binary(path)
     try:
         data = _read_all(fh, path)
     finally:
         fh.close()
-    source.sha256 = hashing.hash.hexdigest()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -428,13 +471,11 @@ def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
         raise InputError("JSON nested too deeply to read", path=str(path)) from None
     except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
         raise InputError(f"unreadable JSON value: {exc}", path=str(path)) from None
-    if not isinstance(records, list):
-        raise InputError(
-            f"expected a JSON array of records, found a {type(records).__name__}; "
-            "for one record per line use format='jsonl'",
-            path=str(path),
-        )
-    yield from records
+    return InputError(
+        f"expected a JSON array of records, found a {type(records).__name__}; "
+        "for one record per line use format='jsonl'",
+        path=str(path),
+    )
 
 
 def _read_all(fh: io.BufferedIOBase, path: Path) -> bytes:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 import lineage_kit as lk
 from lineage_kit import sources
-from lineage_kit.jsonstream import MalformedJSON, NotAnArray, iter_array
 from lineage_kit.sources import open_source
 
 
@@ -28,6 +27,8 @@ def _loads_or_error(text: str):
 
 
 def _streamed_or_error(text: str, size: int):
+    from lineage_kit.jsonstream import MalformedJSON, iter_array
+
     try:
         return ("ok", list(iter_array(_pieces(text, size))))
     except MalformedJSON as exc:
@@ -123,6 +124,8 @@ def test_malformed_arrays_get_json_loads_message_line_and_column(
 
 
 def test_what_is_not_an_array_is_refused_as_before(tmp_path):
+    from lineage_kit.jsonstream import NotAnArray, iter_array
+
     for text, message in [
         ('{"key": "a"}', "expected a JSON array of records, found a dict"),
         ('{"key": "a"}\n{"key": "b"}\n', "malformed JSON: Extra data"),

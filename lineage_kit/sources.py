@@ -411,6 +411,24 @@ def _locate_invalid_utf8(path: Path) -> InputError:
 JSON_BLOCK = 1 << 16
 
 
+#: What decoding JSON raises for bad input: malformed text, nesting deeper than the
+#: stack, an integer longer than ``sys.get_int_max_str_digits()`` (a ValueError).
+_JSON_ERRORS = (MalformedJSON, RecursionError, ValueError)
+
+
+def _json_error(path: Path, exc: BaseException) -> InputError:
+    """The InputError for one of :data:`_JSON_ERRORS` raised while decoding ``path``."""
+    if isinstance(exc, MalformedJSON):
+        where = {"line": exc.line, "column": exc.column}
+    elif isinstance(exc, json.JSONDecodeError):
+        where = {"line": exc.lineno, "column": exc.colno}
+    elif isinstance(exc, RecursionError):
+        return InputError("JSON nested too deeply to read", path=str(path))
+    else:
+        return InputError(f"unreadable JSON value: {exc}", path=str(path))
+    return InputError(f"malformed JSON: {exc.msg}", path=str(path), **where)
+
+
 def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
     """A JSON array file's elements, streamed: memory stays flat for any length."""
     fh, hashing = _open_binary(path)
@@ -434,14 +452,8 @@ def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
     except NotAnArray:
         fh.close()
         raise _json_document_error(path) from None
-    except MalformedJSON as exc:
-        raise InputError(
-            f"malformed JSON: {exc.msg}", path=str(path), line=exc.line, column=exc.column
-        ) from None
-    except RecursionError:
-        raise InputError("JSON nested too deeply to read", path=str(path)) from None
-    except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
-        raise InputError(f"unreadable JSON value: {exc}", path=str(path)) from None
+    except _JSON_ERRORS as exc:
+        raise _json_error(path, exc) from None
     finally:
         fh.close()
     source.sha256 = hashing.hash.hexdigest()
@@ -463,14 +475,8 @@ def _json_document_error(path: Path) -> InputError:
         raise InputError("file is empty", path=str(path))
     try:
         records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"malformed JSON: {exc.msg}", path=str(path), line=exc.lineno, column=exc.colno
-        ) from None
-    except RecursionError:
-        raise InputError("JSON nested too deeply to read", path=str(path)) from None
-    except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
-        raise InputError(f"unreadable JSON value: {exc}", path=str(path)) from None
+    except _JSON_ERRORS as exc:
+        raise _json_error(path, exc) from None
     return InputError(
         f"expected a JSON array of records, found a {type(records).__name__}; "
         "for one record per line use format='jsonl'",

@@ -173,3 +173,14 @@ def test_streaming_agrees_with_json_loads_on_any_text(values, size, indent, data
     if expected[0] == "ok" and not isinstance(expected[1], list):
         return
     assert repr(_streamed_or_error(text, size)) == repr(expected)
+
+
+def test_values_json_cannot_hold_are_errors_as_before(tmp_path):
+    for text, message in [
+        ('[{"key": "a"}, {"n": ' + "9" * 5000 + "}]", "unreadable JSON value"),
+        ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply to read"),
+    ]:
+        path = tmp_path / "x.json"
+        path.write_text(text)
+        with pytest.raises(lk.InputError, match=message):
+            list(open_source(path).items())

@@ -354,3 +354,58 @@ def check(n: int, reps: int) -> list[Figure]:
             detail={"us_per_record": 1e6 * seconds / n, "clean": ok},
         )
     ]
+
+
+# ------------------------------------------------------------------ merge group
+
+
+def _half_in_one_group(key: str, record: dict) -> str:
+    """Every other record into the group ``ALL``, the rest each in a group of its own."""
+    return "ALL" if int(key[-8:]) % 2 == 0 else key
+
+
+def merge_graph(n: int, reps: int) -> list[Figure]:
+    """Issue 11, defect 1: ``store.graph(key=...)`` of an ``n // 2``-record merge group,
+    against ``store.graph()`` of the whole ``n``-record run."""
+    why = _has("graph")
+    group = n // 2
+    label = f"store.graph(key=...) of a {group:,}-record merge group"
+    if why:
+        return [not_available("merge_graph_seconds", label, why)]
+    merge = lk.step("by_group", kind="merge", group_by=_half_in_one_group)(
+        lambda records: {**records[0], "merged": len(records)}
+    )
+    path = fresh_db(f"merge_{n}.db")
+    started = time.perf_counter()
+    lk.Pipeline([lk.steps.ingest, merge, lk.steps.publish], name="merge").run(
+        orders(n), db=path, progress=False
+    )
+    print(f"  built a {n:,}-record merge run in {time.perf_counter() - started:.1f} s", flush=True)
+    with lk.connect(path) as store:
+        nodes = store.graph(key="ALL").number_of_nodes()
+        t = interleaved(
+            {"key": lambda: store.graph(key="ALL"), "run": lambda: store.graph()}, max(1, reps)
+        )
+    seconds, ratio = t["key"].median, t["key"].median / t["run"].median
+    print(f"  graph(key='ALL'): {seconds:.3f} s, {ratio:.2f}x graph() of the run", flush=True)
+    detail = {"group_nodes": nodes, "run_graph_seconds": t["run"].median, "records": n}
+    return [
+        Figure(
+            "merge_graph_seconds",
+            label,
+            seconds,
+            "s",
+            goal="< 5 s",
+            met=seconds < 5,
+            detail=detail,
+        ),
+        Figure(
+            "merge_graph_vs_run_graph",
+            f"{label} / store.graph() of the whole {n:,}-record run",
+            ratio,
+            "x",
+            goal="<= 1",
+            met=ratio <= 1,
+            detail=detail,
+        ),
+    ]

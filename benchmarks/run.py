@@ -47,6 +47,8 @@ CONFIG = {
         "load_records": 100_000,
         "graph_records": 100_000,
         "check_records": 1_000_000,
+        "merge_records": 100_000,
+        "plot_parents": 2_000,
         "query_reps": 5,
     },
     "quick": {
@@ -66,6 +68,8 @@ CONFIG = {
         "load_records": 3_000,
         "graph_records": 3_000,
         "check_records": 3_000,
+        "merge_records": 4_000,
+        "plot_parents": 200,
         "query_reps": 2,
     },
 }
@@ -80,6 +84,8 @@ SECTIONS = (
     "walk",
     "load",
     "graph",
+    "merge",
+    "plot",
     "check",
 )
 
@@ -87,6 +93,7 @@ SECTIONS = (
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
     import inputs
+    import plots
     import queries
     import startup
 
@@ -106,6 +113,8 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "walk": lambda: queries.walks(cfg["chain_hops"], cfg["query_reps"]),
         "load": lambda: queries.load(cfg["load_records"], cfg["query_reps"]),
         "graph": lambda: queries.graph(cfg["graph_records"], cfg["query_reps"]),
+        "merge": lambda: queries.merge_graph(cfg["merge_records"], cfg["query_reps"]),
+        "plot": lambda: plots.chain_plot(cfg["plot_parents"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
     }
     figures: list[Figure] = []

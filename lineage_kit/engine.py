@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .errors import Reject
+from .sources import key_or_reason
 from .store import writer as w
 from .store.liveness import writer_alive
 from .values import UNSTORABLE, stored_form, to_json, value_hash
@@ -47,10 +48,17 @@ class Abort(Exception):
 
 
 # An item in flight: (key, value, value_json, value_hash, parent, roots, split)
+#   value_json: the JSON stored for the value (None only fresh from the source, before
+#           a step needed it); value_hash may lag behind it (None) until it is stored
 #   parent: index of its entry in the current chunk (int), a tuple of entry ids
 #           written by an earlier chunk, or None (fresh from the source)
 #   roots:  the input ordinal (int) or ordinals (tuple) it descends from
 #   split:  whether a split step is on its path (its roots may end several times)
+#
+# What is recorded for a value is its JSON text, made before the value is handed to a
+# step that might change it in place (every step but the pure built-ins). A step is
+# handed a fresh copy (the JSON loaded again) where another may hold the same object:
+# the caller's own records, or what a user's step returned; see copies_needed().
 
 
 class _Chunk:
@@ -78,8 +86,18 @@ class _Chunk:
 class Run:
     """The state of one pipeline run (counts, timing, merge buffers)."""
 
-    def __init__(self, pipeline: Pipeline, store: LineageStore, run_id: str, fail_fast: bool):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: LineageStore,
+        run_id: str,
+        fail_fast: bool,
+        *,
+        fresh_input: bool = False,
+        listener: Any = None,
+    ):
         self.pipeline = pipeline
+        self.listener = listener  # told when each step starts (live OpenLineage events)
         self.store = store
         self.run_id = run_id
         self.fail_fast = fail_fast
@@ -91,6 +109,7 @@ class Run:
         self.busy = [0.0] * n
         self.first_seen: list[str | None] = [None] * n
         self.last_seen: list[str | None] = [None] * n
+        self.copy_input = copies_needed(pipeline.steps, fresh_input)
 
     # -- outcomes
 
@@ -134,6 +153,8 @@ class Run:
         stamp = now()
         if self.first_seen[position] is None:
             self.first_seen[position] = stamp
+            if self.listener is not None:
+                self.listener.step_started(position, stamp)
         try:
             yield stamp
         finally:
@@ -143,11 +164,35 @@ class Run:
     def apply(self, position: int, items: list[tuple], chunk: _Chunk) -> list[tuple]:
         st = self.pipeline.steps[position]
         with self._timing(position) as stamp:
+            if not st.pure:
+                items = self._guard(position, items)
             if st.kind == "split":
                 return self._split(st, position, items, chunk, stamp)
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
             return self._map(st, position, items, chunk, stamp)
+
+    def _guard(self, position: int, items: list[tuple]) -> list[tuple]:
+        """Fix the stored JSON of each input before a step that may change it runs.
+
+        Where :func:`copies_needed` says so, the step is handed the JSON loaded again
+        (the value exactly as recorded) instead of an object someone else holds.
+        """
+        copy = self.copy_input[position]
+        if not items or (not copy and items[0][2] is not None):
+            return items
+        loads, out = json.loads, []
+        for key, value, vjson, vhash, parent, roots, split in items:
+            if vjson is None:
+                try:
+                    vjson = to_json(value)
+                except UNSTORABLE:
+                    # Kept as its repr; no faithful copy to hand over, so the object is.
+                    vjson, vhash = stored_form(value)
+                    out.append((key, value, vjson, vhash, parent, roots, split))
+                    continue
+            out.append((key, loads(vjson) if copy else value, vjson, vhash, parent, roots, split))
+        return out
 
     def _stop(self, position: int, key: Any, message: str) -> None:
         if self.fail_fast:
@@ -158,6 +203,8 @@ class Run:
         key, value, vjson, vhash, parent, roots, split = item
         if vjson is None:
             vjson, vhash = stored_form(value)
+        elif vhash is None:
+            vhash = value_hash(vjson)
         chunk.add(
             (self.run_id, position, key, _STATUS[status], reason, error, stamp, vhash),
             vjson,
@@ -201,6 +248,8 @@ class Run:
                             f"value cannot be stored as JSON: {exc}",
                         )
                         continue
+                    vhash = value_hash(vjson)
+                elif vhash is None:
                     vhash = value_hash(vjson)
                 njson, nhash = vjson, vhash
             else:
@@ -260,48 +309,69 @@ class Run:
         return self._map(st, position, items, chunk, stamp, results=iter(results))
 
     def _split(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[tuple]:
-        run_id, out = self.run_id, []
+        """Apply a split step; children's keys follow the sources' key rule, unique in the run.
+
+        A child's key is its parent's key plus ``#1``, ``#2``, ... unless the step gives
+        ``(key, record)`` pairs. A key no source would accept (None, a bool, a list,
+        NaN) rejects the parent with the source's reason code; a key repeated among the
+        children, or already the key of another record of the run (an input record's,
+        another split child's), rejects the parent as ``duplicate_key``. Only a child
+        may keep its own parent's key.
+        """
+        planned: list[tuple] = []  # (item, children, status, reason, error)
+        stopped: tuple[Any, str] | None = None
         for item in items:
-            key, value, _vjson, _vhash, parent, roots, _split = item
             try:
-                children = st.func(value)
-                if not isinstance(children, list | tuple):
-                    raise TypeError(f"split step must return a list, got {type(children).__name__}")
-                pairs = []
-                for i, child in enumerate(children, start=1):
-                    if isinstance(child, tuple) and len(child) == 2:
-                        child_key, child_value = child
-                        child_key = str(child_key)
-                    else:
-                        child_key, child_value = f"{key}#{i}", child
-                    if not isinstance(child_value, dict):
-                        raise TypeError(f"split child {i} is a {type(child_value).__name__}")
-                    pairs.append((child_key, child_value, to_json(child_value)))
+                children = _children(st.func(item[1]), item[0])
             except Reject as exc:
-                self._terminal(chunk, position, stamp, item, _REJECTED, exc.reason, exc.message)
+                planned.append((item, None, _REJECTED, exc.reason, exc.message))
                 continue
             except Exception as exc:
-                self._terminal(chunk, position, stamp, item, _FAILED, None, error_text(exc))
-                self._stop(position, key, error_text(exc))
+                planned.append((item, None, _FAILED, None, error_text(exc)))
+                if self.fail_fast:
+                    stopped = (item[0], error_text(exc))
+                    break
                 continue
-            if not pairs:
-                self._terminal(
-                    chunk,
-                    position,
-                    stamp,
-                    item,
-                    _REJECTED,
-                    "split_empty",
-                    "split step returned no records",
+            if not children:
+                planned.append(
+                    (item, None, _REJECTED, "split_empty", "split step returned no records")
                 )
-                continue
-            for child_key, child_value, cjson in pairs:
-                chash = value_hash(cjson)
-                index = chunk.add(
-                    (run_id, position, child_key, "ok", None, None, stamp, chash), cjson, parent
+            else:
+                planned.append((item, children, _OK, None, None))
+        taken = self._keys_taken([c[0] for p in planned if p[1] for c in p[1]], items, chunk)
+        run_id, out = self.run_id, []
+        for item, children, status, reason, error in planned:
+            if children is not None:
+                own = item[0]
+                clash = next((c[0] for c in children if c[0] in taken and c[0] != own), None)
+                if clash is None:
+                    taken.update(c[0] for c in children)
+                    for child_key, child_value, cjson in children:
+                        chash = value_hash(cjson)
+                        index = chunk.add(
+                            (run_id, position, child_key, "ok", None, None, stamp, chash),
+                            cjson,
+                            item[4],
+                        )
+                        out.append((child_key, child_value, cjson, chash, index, item[5], True))
+                    continue
+                status, reason = _REJECTED, "duplicate_key"
+                error = (
+                    f"split child key {clash!r} is already the key of another record in this run"
                 )
-                out.append((child_key, child_value, cjson, chash, index, roots, True))
+            self._terminal(chunk, position, stamp, item, status, reason, error)
+        if stopped is not None:
+            self._stop(position, *stopped)
         return out
+
+    def _keys_taken(self, keys: list[str], items: list[tuple], chunk: _Chunk) -> set[str]:
+        """The keys among ``keys`` already used in the run: written, or in this chunk."""
+        if not keys:
+            return set()
+        taken = set(w.existing_keys(self.store.con, self.run_id, json.dumps(keys)))
+        taken.update(entry[2] for entry in chunk.entries)
+        taken.update(item[0] for item in items)  # a first step's inputs have no entry yet
+        return taken
 
     def merge(self, position: int, members: list[tuple], chunk: _Chunk) -> list[tuple]:
         """Apply a merge step to one group (members carry absolute entry ids)."""
@@ -406,19 +476,24 @@ class Run:
     def _admit(self, block: list[SourceItem], ordinal: int) -> tuple[list[tuple], list[tuple]]:
         """Split source items into items in flight and refused ``(item, reason, message)``.
 
-        Records without a usable key, and keys already seen in this run (one indexed
-        query per chunk for earlier chunks), are refused.
+        Records without a usable key, and keys already used in this run (one indexed
+        query per chunk for earlier chunks: input records and split children), are
+        refused.
         """
         keys = [it.key for it in block if it.reason is None]
-        seen = w.existing_keys(self.store.con, self.run_id, 0, json.dumps(keys)) if keys else set()
+        con, run_id = self.store.con, self.run_id
+        seen = w.existing_keys(con, run_id, json.dumps(keys)) if keys else {}
         items, refused = [], []
         for i, it in enumerate(block, start=ordinal):
             if it.reason is not None:
                 refused.append((it, it.reason, it.message))
             elif it.key in seen:
-                refused.append((it, "duplicate_key", f"key {it.key!r} already seen in this run"))
+                # a key first used at a later step is a split child's
+                by = " (as a split step's child)" if seen[it.key] else ""
+                message = f"key {it.key!r} already seen in this run{by}"
+                refused.append((it, "duplicate_key", message))
             else:
-                seen.add(it.key)
+                seen[it.key] = 0
                 items.append((it.key, it.value, None, None, None, i, False))
         return items, refused
 
@@ -458,11 +533,11 @@ class Run:
             groups: dict[str, list[tuple]] = {}
             chunk = _Chunk()
             stamp = now()
+            if self.copy_input[position]:
+                barrier = [(it[0], json.loads(it[2]), *it[2:]) for it in barrier]
             for item in barrier:
                 try:
                     group = group_by(item[0], item[1])
-                    if group is None:
-                        raise ValueError("group_by returned None")
                 except Exception as exc:
                     try:
                         self._terminal_group_error(position, item, chunk, stamp, exc)
@@ -470,7 +545,14 @@ class Run:
                         self.flush(chunk)  # keep the failed entry (fail_fast)
                         raise
                     continue
-                groups.setdefault(str(group), []).append((str(group), *item[1:]))
+                # Group keys follow the sources' key rule: 1 and "1" are one key, as
+                # they are for trace(); None, bools and containers reject the record.
+                text, reason, message = key_or_reason(group, "group")
+                if text is None:
+                    message = f"group_by gave no usable group key: {message}"
+                    self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
+                    continue
+                groups.setdefault(text, []).append((text, *item[1:]))
             barrier = []
             for block in chunked(groups.values(), chunk_size):
                 try:
@@ -497,6 +579,67 @@ class Run:
             chunk, position, stamp, item, _FAILED, None, f"group_by raised {error_text(exc)}"
         )
         self._stop(position, item[0], error_text(exc))
+
+
+def _children(children: Any, key: str) -> list[tuple[str, Any, str]]:
+    """A split step's output as ``(key, value, value JSON)`` triples, keys checked.
+
+    Raises
+    ------
+    Reject
+        A child's key is unusable (the sources' reason code), or repeated.
+    TypeError, ValueError
+        The output is not a list of records or pairs, or a child cannot be stored.
+    """
+    if not isinstance(children, list | tuple):
+        raise TypeError(f"split step must return a list, got {type(children).__name__}")
+    out, seen = [], {}
+    for i, child in enumerate(children, start=1):
+        if isinstance(child, tuple) and len(child) == 2:
+            given, child_value = child
+            child_key, reason, message = key_or_reason(given, "key")
+            if child_key is None:
+                raise Reject(reason, f"split child {i}: {message}")
+        else:
+            child_key, child_value = f"{key}#{i}", child
+        if child_key in seen:
+            raise Reject(
+                "duplicate_key",
+                f"split children {seen[child_key]} and {i} share the key {child_key!r}",
+            )
+        seen[child_key] = i
+        if not isinstance(child_value, dict):
+            raise TypeError(f"split child {i} is a {type(child_value).__name__}")
+        out.append((child_key, child_value, to_json(child_value)))
+    return out
+
+
+def copies_needed(steps: Sequence[Step], fresh_input: bool) -> list[bool]:
+    """For each step: must it be handed copies of its input values?
+
+    A step that is not pure may change its input in place. That is harmless (the
+    input's JSON is already fixed) unless another holds the same objects: the caller
+    (records given in memory) or other records (what a user's step returned may share
+    objects between records, or with the step's own state).
+
+    Examples
+    --------
+    >>> from lineage_kit.steps import ingest, normalize
+    >>> from lineage_kit.pipeline import step
+    >>> user = step("user")(lambda r: r)
+    >>> copies_needed([ingest, normalize, user, user], fresh_input=True)
+    [False, False, False, True]
+    >>> copies_needed([ingest, user], fresh_input=False)
+    [False, True]
+    """
+    out, owned = [], fresh_input
+    for st in steps:
+        if st.pure:
+            out.append(False)
+        else:
+            out.append(not owned)
+            owned = False  # a user's step: who else holds its output is unknown
+    return out
 
 
 def _as_tuple(roots: Any) -> tuple:

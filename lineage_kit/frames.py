@@ -865,9 +865,12 @@ def records_frame(
         Only this step (name or position).
     expand : bool, default False
         Flatten the values into columns named ``value.<field>`` (nested objects
-        as ``value.<field>.<sub>``, via ``pandas.json_normalize``) instead of one
-        ``value`` column of dicts. Values that are not objects (a failed merge
-        stores the list of values it received) leave those columns empty.
+        as ``value.<field>.<sub>``; the names follow :func:`flatten`, so a field
+        whose name holds a dot, ``"n.x"``, is ``value.n\\.x``, apart from the
+        nested ``{"n": {"x": ...}}``, ``value.n.x``) instead of one ``value``
+        column of dicts. Lists and empty objects stay whole values. Values that
+        are not objects (a failed merge stores the list of values it received)
+        leave those columns empty.
 
     Returns
     -------
@@ -916,9 +919,11 @@ def records_frame(
     if not expand:
         frame["value"] = values
         return frame
-    expanded = pd.json_normalize([v if isinstance(v, dict) else {} for v in values])
+    expanded = pd.DataFrame(
+        [flatten(v) if isinstance(v, dict) else {} for v in values], index=frame.index
+    )
     expanded.columns = [f"value.{c}" for c in expanded.columns]
-    return pd.concat([frame, expanded.set_index(frame.index)], axis=1)
+    return pd.concat([frame, expanded], axis=1)
 
 
 # ------------------------------------------------------------------------ diffs
@@ -927,21 +932,53 @@ CHANGE_KINDS = ("added", "removed", "changed")
 WHOLE_VALUE = "(value)"
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested objects into dotted field paths; lists stay whole values.
-
-    A value that is not an object becomes the single field ``"(value)"``.
+def field_name(name: object) -> str:
+    r"""One level of a flattened field path: a dot or backslash in the name escaped.
 
     Examples
     --------
-    >>> flatten({"a": 1, "b": {"c": 2}})
-    {'a': 1, 'b.c': 2}
+    >>> print(field_name("amount"), field_name("n.x"), field_name("a\\b"))
+    amount n\.x a\\b
+    """
+    text = str(name)
+    if "." in text or "\\" in text:
+        text = text.replace("\\", "\\\\").replace(".", "\\.")
+    return text
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    r"""Flatten nested objects into dotted field paths; lists and ``{}`` stay whole values.
+
+    The path joins the field names with ``.``; a name that holds a dot or a
+    backslash has them escaped with a backslash (:func:`field_name`), so every
+    path names one field: ``{"n": {"x": 1}}`` gives ``n.x``, a top-level field
+    ``"n.x"`` gives ``n\.x``. Splitting a path at the dots not preceded by a
+    backslash gives the names back. A value that is not an object becomes the
+    single field ``"(value)"``.
+
+    Parameters
+    ----------
+    value : object
+        A parsed JSON value.
+    prefix : str, optional
+        The (already escaped) path of ``value`` itself, for the recursion.
+
+    Returns
+    -------
+    dict
+        Path -> leaf value, in the order the fields appear.
+
+    Examples
+    --------
+    >>> print(list(flatten({"a": 1, "b": {"c": 2}, "b.c": 3})))
+    ['a', 'b.c', 'b\\.c']
     """
     if not isinstance(value, dict):
         return {prefix or WHOLE_VALUE: value}
     out: dict[str, Any] = {}
     for field, item in value.items():
-        path = f"{prefix}.{field}" if prefix else str(field)
+        name = field_name(field)
+        path = f"{prefix}.{name}" if prefix else name
         if isinstance(item, dict) and item:
             out.update(flatten(item, path))
         else:

@@ -187,13 +187,13 @@ def _steps_of(graph: nx.DiGraph) -> dict[int, dict[str, Any]]:
     return dict(sorted(steps.items()))
 
 
-def _node_label(data: dict[str, Any], focus_key: str, width: int) -> str:
+def _node_label(data: dict[str, Any], focus_key: str, width: int, values: bool = True) -> str:
     head = str(data.get("step", ""))
     node_key = data.get("key")
     if node_key != focus_key:
         head += f" · {'(no key)' if node_key is None else _short(node_key, 16)}"
     lines = [head]
-    if "value" in data:
+    if values and "value" in data:
         summary = value_summary(data["value"], key=node_key, width=width)
         if summary:
             lines.append(summary)
@@ -201,7 +201,9 @@ def _node_label(data: dict[str, Any], focus_key: str, width: int) -> str:
     if status != "ok":
         why = data.get("reason") or data.get("error") or ""
         text = f"{status}: {why}" if why else str(status)
-        lines.extend(textwrap.wrap(text, width=width, max_lines=2, placeholder=" …"))
+        lines.extend(
+            textwrap.wrap(text, width=width, max_lines=2 if values else 1, placeholder=" …")
+        )
     return "\n".join(lines)
 
 
@@ -215,11 +217,68 @@ def _header(step: dict[str, Any], width: int) -> str:
     return "\n".join([name, *wrapped])
 
 
+#: Most boxes in one column of a chain plot (the default of ``max_rows``).
+MAX_ROWS = 10
+#: A new chain figure is never larger than this (inches); what does not fit shrinks.
+MAX_FIGURE = (16.0, 11.0)
+_MIN_FONT = 6.0  # points: in a small Axes, fewer rows and shorter labels before smaller text
+
+
+def _columns(graph: nx.DiGraph, steps: dict[int, Any]) -> dict[int, list[Any]]:
+    """The entries of each step position, in input order (entry id)."""
+    columns: dict[int, list[Any]] = {position: [] for position in steps}
+    for node, position in sorted(graph.nodes(data="position"), key=lambda item: item[0]):
+        columns[int(position)].append(node)
+    return columns
+
+
+def _shown(
+    graph: nx.DiGraph, columns: dict[int, list[Any]], focus: str, rows: int
+) -> dict[int, list[Any]]:
+    """At most ``rows`` boxes a column: the record's own entries, then the first
+    others in input order; one box of the ``rows`` is the summary of the rest."""
+    shown = {}
+    for position, members in columns.items():
+        if len(members) <= rows:
+            shown[position] = members
+            continue
+        own = {n for n in members if graph.nodes[n].get("key") == focus}
+        room = max(rows - 1 - len(own), 0)
+        others = [n for n in members if n not in own][:room]
+        shown[position] = sorted([*own, *others])
+    return shown
+
+
+def _relation(graph: nx.DiGraph, hidden: list[Any], own: set[Any], upstream: set[Any]) -> str:
+    """How hidden entries relate to the record: parents, children, up- or downstream."""
+    if all(any(c in own for c in graph.successors(n)) for n in hidden):
+        return "parents"
+    if all(any(p in own for p in graph.predecessors(n)) for n in hidden):
+        return "children"
+    if all(n in upstream for n in hidden):
+        return "upstream entries"
+    if not any(n in upstream for n in hidden):
+        return "downstream entries"
+    return "entries"
+
+
+def _summary_label(graph: nx.DiGraph, hidden: list[Any], relation: str, width: int) -> str:
+    counts = {status: 0 for status in STATUSES}
+    for node in hidden:
+        status = graph.nodes[node].get("status", "ok")
+        counts[status] = counts.get(status, 0) + 1
+    by_status = " · ".join(f"{n:,} {status}" for status, n in counts.items() if n)
+    head = f"+{len(hidden):,} more {relation}"
+    return "\n".join([head, *textwrap.wrap(by_status, width=max(width, len(head)), max_lines=2)])
+
+
 def plot_chain(
     source: LineageStore | nx.DiGraph,
     key: str | int | float,
     run: str | None = "latest",
     ax: Axes | None = None,
+    *,
+    max_rows: int = MAX_ROWS,
 ) -> Axes:
     """Draw one record's lineage: one column per step, parent -> child arrows.
 
@@ -230,6 +289,14 @@ def plot_chain(
     failed). Column headers give each step's name, kind and description. Columns come
     from networkx's ``multipartite_layout`` with the step position as the layer; steps
     the record never reached keep an empty column, so it shows where a chain stopped.
+    Within a column, entries are in input order (entry id).
+
+    A column holds at most ``max_rows`` boxes: a merge of 2,000 records shows the
+    record's own entries and the first parents, then one grey summary box for the
+    rest ("+1,991 more parents", with their count by status), and the arrows of the
+    hidden entries end at it. A new figure is at most :data:`MAX_FIGURE` inches (a
+    pipeline of many steps gets 1.2 inches a step); there, and in a small Axes,
+    fewer rows and shorter labels are drawn before the font shrinks below 6 pt.
 
     Parameters
     ----------
@@ -245,13 +312,17 @@ def plot_chain(
         graph's run.
     ax : matplotlib Axes, optional
         Where to draw. By default a new figure sized so that no label overlaps;
-        in a given Axes the font shrinks to fit (down to 4 pt).
+        a given Axes keeps its size (fewer rows, shorter labels, then a smaller
+        font, down to 4 pt).
+    max_rows : int, default :data:`MAX_ROWS`
+        Most boxes in one column, the summary box included (at least 2).
 
     Returns
     -------
     matplotlib.axes.Axes
-        Node boxes are ``Text`` artists with ``gid`` ``"entry:<id>"``; arrows are
-        ``ConnectionPatch`` artists with ``gid`` ``"edge:<parent>-><child>"``.
+        Node boxes are ``Text`` artists with ``gid`` ``"entry:<id>"``, summary boxes
+        ``"more:<position>"``; arrows are ``ConnectionPatch`` artists with ``gid``
+        ``"edge:<parent>-><child>"`` (an end in a summary box is ``more:<position>``).
 
     Raises
     ------
@@ -261,7 +332,8 @@ def plot_chain(
         ``run`` matches no run of the store, or is ``"all"`` (a store's chain is
         drawn for one run; a graph passed in is drawn as given).
     ValueError
-        A graph was given together with a ``run`` it does not hold.
+        A graph was given together with a ``run`` it does not hold, or
+        ``max_rows`` is below 2.
     TypeError
         ``source`` is neither a store nor a graph.
 
@@ -275,39 +347,42 @@ def plot_chain(
     from matplotlib.patches import ConnectionPatch
     from matplotlib.transforms import ScaledTranslation
 
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 2:
+        raise ValueError(f"max_rows must be an int of at least 2, not {max_rows!r}")
     graph = _chain_graph(source, key, run)
+    focus = key_text(key)
     steps = _steps_of(graph)
+    columns = _columns(graph, steps)
+    own = {n for n, k in graph.nodes(data="key") if k == focus}
+    upstream = set().union(*(nx.ancestors(graph, n) for n in own)) - own if own else set()
 
-    # Rows within a column: by key, then entry id (parents of a merge stay together).
-    layers: dict[int, list[Any]] = {position: [] for position in steps}
-    order = sorted(
-        graph.nodes(data=True),
-        key=lambda item: (int(item[1]["position"]), str(item[1].get("key") or ""), item[0]),
-    )
-    for node, data in order:
-        layers[int(data["position"])].append(node)
-    layout_graph = nx.DiGraph()
-    for position, members in layers.items():
-        if not members:  # a placeholder keeps the empty step's column
-            members.append(("__empty_step__", position))
-        layout_graph.add_nodes_from(members)
-    xy = nx.multipartite_layout(layout_graph, subset_key=layers)
+    def layout(rows: int) -> tuple[dict[int, list[Any]], dict[Any, list[Any]]]:
+        """Boxes per column (summary boxes as ``("more", position)``), and what each
+        summary box stands for."""
+        shown = _shown(graph, columns, focus, rows)
+        hidden = {}
+        for position, members in columns.items():
+            if len(shown[position]) < len(members):
+                kept = set(shown[position])
+                hidden[("more", position)] = [n for n in members if n not in kept]
+                shown[position] = [*shown[position], ("more", position)]
+        return shown, hidden
 
-    # multipartite_layout spaces layers and rows alike, one unit apart before scaling.
-    xs = sorted({float(p[0]) for p in xy.values()})
-    n_cols = len(layers)
-    n_rows = max(len(m) for m in layers.values())
-    if n_cols > 1:
-        unit = (xs[-1] - xs[0]) / (n_cols - 1)
-    elif n_rows > 1:
-        ys = sorted(float(p[1]) for p in xy.values())
-        unit = (ys[-1] - ys[0]) / (n_rows - 1)
-    else:
-        unit = 1.0
-
-    def sized(width: int) -> tuple[dict[Any, str], int, int]:
+    def sized(
+        boxes: dict[int, list[Any]], hidden: dict[Any, list[Any]], width: int, values: bool
+    ) -> tuple[dict[Any, str], int, int]:
         """Labels wrapped at ``width`` characters, their most lines and characters."""
-        labels = {node: _node_label(data, key, width) for node, data in graph.nodes(data=True)}
+        labels = {}
+        for members in boxes.values():
+            for node in members:
+                if node in hidden:
+                    relation = _relation(graph, hidden[node], own, upstream)
+                    labels[node] = _summary_label(graph, hidden[node], relation, width)
+                else:
+                    # the record's own entries keep their values in a compact layout
+                    labels[node] = _node_label(
+                        graph.nodes[node], focus, width, values or node in own
+                    )
         lines = max((label.count("\n") + 1 for label in labels.values()), default=1)
         chars = max((len(ln) for label in labels.values() for ln in label.splitlines()), default=8)
         return labels, lines, max(chars, 8)
@@ -322,50 +397,88 @@ def plot_chain(
             avail_w / (_CHAR_EM * chars + 1.0 + 3.0), avail_h / (_LINE_EM * lines + 0.8 + 0.6)
         )
 
+    n_cols = len(columns)
+    boxes, hidden = layout(max_rows)
+    labels, n_lines, n_chars = sized(boxes, hidden, _LABEL_WIDTH, True)
+    font = _FONT
     if ax is None:
-        font = _FONT
-        labels, n_lines, n_chars = sized(_LABEL_WIDTH)
+        n_rows = max(len(m) for m in boxes.values()) or 1
         col_in = font * (_CHAR_EM * n_chars + 4.0) / 72
         row_in = font * (_LINE_EM * n_lines + 1.4) / 72
         header_in = (max(_header(st, n_chars).count("\n") for st in steps.values()) + 7) * 0.2
-        ax = _new_axes(
-            None, (max(6.4, n_cols * col_in + 0.8), max(2.6, n_rows * row_in + header_in))
-        )
+        size = (max(6.4, n_cols * col_in + 0.8), max(2.6, n_rows * row_in + header_in))
+        # A long pipeline may go wider than the cap: 1.2 in a column stays readable.
+        capped = (min(size[0], max(MAX_FIGURE[0], 1.2 * n_cols)), min(size[1], MAX_FIGURE[1]))
+        ax = _new_axes(None, capped)
+        fits = capped == size
     else:
-        # A given Axes keeps its size: wrap labels narrower and shrink the font until
-        # the boxes fit (below 4 pt the Axes is too small to read; make it bigger).
+        fits = False
+    if not fits:
+        # The Axes keeps its size: show fewer rows, then drop the value summaries and
+        # wrap labels narrower, and only then shrink the font (not below 4 pt).
         fig_w, fig_h = ax.figure.get_size_inches()
         box = ax.get_position()
-        avail_w = box.width * fig_w * 72 / n_cols
-        avail_h = box.height * fig_h * 72 / n_rows * 0.85  # headers and legend take room
-        font, labels, n_lines, n_chars = max(
-            (
-                (fit(avail_w, avail_h, ln, ch), lab, ln, ch)
-                for lab, ln, ch in map(sized, (30, 24, 18, 14))
-            ),
-            key=lambda option: option[0],
-        )
-        font = min(_FONT, font)
+        options = []
+        for rows in sorted({max_rows, *(r for r in (8, 6, 4, 3, 2) if r < max_rows)}, reverse=True):
+            option_boxes, option_hidden = layout(rows)
+            n_rows = max(len(m) for m in option_boxes.values()) or 1
+            avail_w = box.width * fig_w * 72 / n_cols
+            avail_h = box.height * fig_h * 72 / n_rows * 0.85  # headers and legend take room
+            for values in (True, False):
+                for width in (30, 24, 18, 14):
+                    lab, ln, ch = sized(option_boxes, option_hidden, width, values)
+                    options.append(
+                        (fit(avail_w, avail_h, ln, ch), option_boxes, option_hidden, lab, ch)
+                    )
+        readable = [o for o in options if o[0] >= _MIN_FONT]
+        chosen = readable[0] if readable else max(options, key=lambda o: o[0])
+        font, boxes, hidden, labels, n_chars = chosen
+        font = max(4.0, min(_FONT, font))
     headers = [_header(step, max(n_chars, 12)) for step in steps.values()]
 
-    for node, data in graph.nodes(data=True):
-        status = data.get("status", "ok")
-        color = STATUS_COLORS.get(status, _EDGE_COLOR)
+    layout_graph = nx.DiGraph()
+    for position, members in boxes.items():
+        if not members:  # a placeholder keeps the empty step's column
+            members.append(("__empty_step__", position))
+        layout_graph.add_nodes_from(members)
+    xy = nx.multipartite_layout(layout_graph, subset_key=boxes)
+
+    # multipartite_layout spaces layers and rows alike, one unit apart before scaling.
+    xs = sorted({float(p[0]) for p in xy.values()})
+    n_rows = max(len(m) for m in boxes.values())
+    if n_cols > 1:
+        unit = (xs[-1] - xs[0]) / (n_cols - 1)
+    elif n_rows > 1:
+        ys = sorted(float(p[1]) for p in xy.values())
+        unit = (ys[-1] - ys[0]) / (n_rows - 1)
+    else:
+        unit = 1.0
+
+    def gid(node: Any) -> str:
+        return f"more:{node[1]}" if node in hidden else f"entry:{node}"
+
+    for node, label in labels.items():
+        if node in hidden:
+            color, style, face = "0.45", "-", "0.94"
+        else:
+            status = graph.nodes[node].get("status", "ok")
+            color = STATUS_COLORS.get(status, _EDGE_COLOR)
+            style, face = STATUS_LINESTYLES.get(status, "-"), _tint(color)
         x, y = xy[node]
         ax.text(
             x,
             y,
-            labels[node],
+            label,
             ha="center",
             va="center",
             fontsize=font,
             zorder=3,
-            gid=f"entry:{node}",
+            gid=gid(node),
             bbox={
                 "boxstyle": "round,pad=0.4",
-                "facecolor": _tint(color),
+                "facecolor": face,
                 "edgecolor": color,
-                "linestyle": STATUS_LINESTYLES.get(status, "-"),
+                "linestyle": style,
                 "linewidth": 1.8,
             },
         )
@@ -377,12 +490,20 @@ def plot_chain(
     pad_in = (0.4 * font + 1.0) / 72
     half = {}
     for text in ax.texts:
-        gid = text.get_gid() or ""
-        if gid.startswith("entry:"):
-            half[gid] = text.get_window_extent().width / fig.dpi / 2 + pad_in
-    for parent, child in graph.edges():
-        start = ax.transData + ScaledTranslation(half[f"entry:{parent}"], 0, fig.dpi_scale_trans)
-        end = ax.transData + ScaledTranslation(-half[f"entry:{child}"], 0, fig.dpi_scale_trans)
+        text_gid = text.get_gid() or ""
+        if text_gid.startswith(("entry:", "more:")):
+            half[text_gid] = text.get_window_extent().width / fig.dpi / 2 + pad_in
+    drawn = {node: node for members in boxes.values() for node in members}
+    for summary, members in hidden.items():
+        drawn.update(dict.fromkeys(members, summary))
+    arrows = dict.fromkeys(
+        (drawn[parent], drawn[child])
+        for parent, child in graph.edges()
+        if drawn[parent] != drawn[child]
+    )
+    for parent, child in arrows:
+        start = ax.transData + ScaledTranslation(half[gid(parent)], 0, fig.dpi_scale_trans)
+        end = ax.transData + ScaledTranslation(-half[gid(child)], 0, fig.dpi_scale_trans)
         ax.add_artist(
             ConnectionPatch(
                 xy[parent],
@@ -396,11 +517,12 @@ def plot_chain(
                 color=_EDGE_COLOR,
                 linewidth=1.0,
                 zorder=2,
-                gid=f"edge:{parent}->{child}",
+                gid=f"edge:{gid(parent).removeprefix('entry:')}->"
+                f"{gid(child).removeprefix('entry:')}",
             )
         )
 
-    column_x = [float(xy[members[0]][0]) for members in layers.values()]
+    column_x = [float(xy[members[0]][0]) for members in boxes.values()]
     ax.set_xticks(column_x, headers, fontsize=font)
     ax.xaxis.tick_top()
     ax.tick_params(axis="x", length=0, pad=4)
@@ -408,13 +530,16 @@ def plot_chain(
     all_y = [float(p[1]) for p in xy.values()]
     ax.set_ylim(max(all_y) + 0.5 * unit, min(all_y) - 0.5 * unit)  # first row on top
     ax.set_yticks([])
-    ax.set_ylabel("entries, by record key", fontsize=font)
+    ax.set_ylabel("entries, in input order", fontsize=font)
     for spine in ax.spines.values():
         spine.set_visible(False)
     run_id = graph.graph.get("run_id") or next(iter(dict(graph.nodes(data="run")).values()), None)
+    n_hidden = sum(len(m) for m in hidden.values())
     ax.set_title(
         f"Lineage of {key!r} · run {_run_label(run_id)} · "
-        f"{graph.number_of_nodes()} entries (arrows: parent → child)",
+        f"{graph.number_of_nodes():,} entries"
+        + (f" ({n_hidden:,} in summary boxes)" if n_hidden else "")
+        + " (arrows: parent → child)",
         fontsize=font + 1.5,
     )
     ax.legend(
@@ -624,7 +749,8 @@ def plot_runs(store: LineageStore, last: int = 10, ax: Axes | None = None) -> Ax
     bar = 0.8 / widest
     names = [str(name) for f in frames for name in f["name"]]
     name_chars = max((len(n) for n in names), default=4)
-    ax = _new_axes(ax, (max(6.4, len(frames) * (0.25 * widest + 0.35) + 1.5), 5.2))
+    natural = len(frames) * (0.25 * widest + 0.35) + 1.5
+    ax = _new_axes(ax, (min(MAX_FIGURE[0], max(6.4, natural)), 5.2))
 
     minor_x, minor_labels = [], []
     for i, frame in enumerate(frames):
@@ -637,24 +763,62 @@ def plot_runs(store: LineageStore, last: int = 10, ax: Axes | None = None) -> Ax
     major = [
         f"{_run_label(r.run_id)}\n{r.started_at:%m-%d %H:%M}\n{r.status}" for r in runs.itertuples()
     ]
+    # Labels that do not fit side by side are thinned: step names go to the axis
+    # label when their bars are too narrow, and only every k-th run is named.
+    fig_w = ax.figure.get_size_inches()[0]
+    per_run = ax.get_position().width * fig_w * 72 * 0.85 / (len(frames) + 0.2)  # points
+    minor_font, major_font = _FONT - 1.5, _FONT - 0.5
+    name_steps = per_run * bar >= minor_font * _LINE_EM * 1.3
+    steps_note = "bars: steps in order"
+    if not name_steps:
+        minor_labels = [""] * len(minor_x)
+        orders = {tuple(str(n) for n in f["name"]) for f in frames}
+        if len(orders) == 1:
+            steps_note = "bars: " + ", ".join(_short(n, 12) for n in next(iter(orders)))
     ax.set_xticks(np.arange(len(frames)), major)
     ax.set_xticks(minor_x, minor_labels, minor=True)
     # tick_params, not set_xticks kwargs: they also style ticks matplotlib adds later.
-    ax.tick_params(axis="x", which="minor", labelrotation=90, labelsize=_FONT - 1.5)
-    ax.tick_params(axis="x", which="major", labelsize=_FONT - 0.5)
+    ax.tick_params(axis="x", which="minor", labelrotation=90, labelsize=minor_font)
+    ax.tick_params(axis="x", which="major", labelsize=major_font)
     # Run labels sit below the rotated step names.
-    pad = min(name_chars, 12) * _CHAR_EM * (_FONT - 1.5) + 8
+    pad = min(name_chars, 12) * _CHAR_EM * minor_font + 8 if name_steps else 6
     ax.tick_params(axis="x", which="major", length=0, pad=pad)
     ax.tick_params(axis="x", which="minor", length=2)
     ax.xaxis.remove_overlapping_locs = False  # a step bar may sit at a run's centre
+    every = _label_every(ax, len(frames))
+    if every > 1:
+        ax.set_xticks(
+            np.arange(len(frames)), [t if i % every == 0 else "" for i, t in enumerate(major)]
+        )
     ax.set_xlim(-0.6, len(frames) - 0.4)
     ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
-    ax.set_xlabel("run (oldest first): id, start (UTC), status; bars: steps in order")
+    named = "" if every == 1 else f", one in {every} named"
+    ax.set_xlabel(f"run (oldest first{named}): id, start (UTC), status; {steps_note}")
     ax.set_ylabel("entries reaching the step")
     ax.set_title(f"Last {len(frames)} run{'s' if len(frames) != 1 else ''}: entries per step")
     ax.spines[["top", "right"]].set_visible(False)
     _status_bar_legend(ax, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return ax
+
+
+def _label_every(ax: Axes, n: int) -> int:
+    """The smallest k such that naming every k-th run leaves a gap between names.
+
+    Measured on the laid-out figure (``draw_without_rendering``), from the real
+    widths of the run labels and the distance between run centres.
+    """
+    if n < 2:
+        return 1
+    fig = ax.figure
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    widths = [t.get_window_extent(renderer).width for t in ax.get_xticklabels()]
+    step = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
+    gap = 0.3 * _FONT * fig.dpi / 72
+    for k in range(1, n):
+        if all((widths[i] + widths[i + k]) / 2 + gap <= k * step for i in range(n - k)):
+            return k
+    return n
 
 
 # --------------------------------------------------------------------- timeline

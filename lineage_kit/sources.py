@@ -58,15 +58,26 @@ class Source:
         Hash of the file's bytes; set once :meth:`items` is exhausted.
     delimiter : str or None
         A CSV file's field delimiter (given or sniffed), once its header was read.
+    fresh : bool
+        Every value is a new object no one else holds (read from a file or built from
+        a DataFrame), so a step may change it in place without a copy being made.
     """
 
-    def __init__(self, records: Callable[[], Iterator[Any]], key: KeySpec, path: str | None):
+    def __init__(
+        self,
+        records: Callable[[], Iterator[Any]],
+        key: KeySpec,
+        path: str | None,
+        *,
+        fresh: bool = False,
+    ):
         self._records = records
         self.key = key
         self._key = _key_function(key)
         self.path = path
         self.sha256: str | None = None
         self.delimiter: str | None = None
+        self.fresh = fresh
 
     def items(self) -> Iterator[SourceItem]:
         """Yield one :class:`SourceItem` per input record, in input order.
@@ -205,16 +216,46 @@ def key_text(value: str | int | float | Sequence[str | int | float]) -> str:
         if "\x00" in value:
             raise ValueError("a record key cannot contain a NUL character")
         return value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = int(value)
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = float(value)
-    else:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"a record key is text or a number, not {type(value).__name__}")
-    text, _, message = _key_part(value, "key")
+    text, _, message = key_or_reason(value, "key")
     if text is None:
         raise ValueError(message)
     return text
+
+
+def key_or_reason(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
+    """Apply the sources' key rule to a key a step made (a split child's, a merge group's).
+
+    The rule of :func:`key_text`, reported rather than raised, so that a record with an
+    unusable key is rejected with the same reason code a source would give it.
+
+    Parameters
+    ----------
+    value : Any
+        The key as the step returned it.
+    name : str
+        What to call it in the message (``"group key"``, ...).
+
+    Returns
+    -------
+    tuple
+        ``(key, None, None)`` for a usable key, else ``(None, reason, message)`` with
+        reason ``missing_key`` (None, blank text) or ``invalid_key`` (a bool, a
+        container, NaN, ...).
+
+    Examples
+    --------
+    >>> key_or_reason(7, "group key")
+    ('7', None, None)
+    >>> key_or_reason(True, "group key")[1]
+    'invalid_key'
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)  # numpy integers too
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)  # numpy floats (a float subclass whose repr differs)
+    return _key_part(value, name)
 
 
 def _lookup(record: dict, name: str) -> Any:
@@ -750,16 +791,16 @@ def open_source(
             raise ValueError(f"delimiter applies to CSV files only, not to {fmt} input")
         if fmt == "csv":
             delimiter = None if delimiter is None else check_delimiter(delimiter)
-            src = Source(lambda: _read_csv(path, src, delimiter), key, str(path))
+            src = Source(lambda: _read_csv(path, src, delimiter), key, str(path), fresh=True)
         else:
-            src = Source(lambda: _READERS[fmt](path, src), key, str(path))
+            src = Source(lambda: _READERS[fmt](path, src), key, str(path), fresh=True)
         return src
     if format is not None:
         raise ValueError("format applies to files only")
     if delimiter is not None:
         raise ValueError("delimiter applies to CSV files only")
     if _is_dataframe(source):
-        return Source(lambda: _dataframe_records(source, key), key, None)
+        return Source(lambda: _dataframe_records(source, key), key, None, fresh=True)
     if isinstance(source, dict | str | bytes):
         raise InputError(
             f"expected a path, a DataFrame or an iterable of records, got a {type(source).__name__}"

@@ -27,6 +27,7 @@ ingest: Step = replace(
         description="store the record exactly as received",
     )(_identity),
     identity=True,
+    pure=True,
 )
 
 
@@ -62,6 +63,9 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# normalize builds a new dict and never changes the record it is given.
+normalize = replace(normalize, pure=True)
+
 # No fixed source: publish reads from whatever step comes before it.
 publish: Step = replace(
     step(
@@ -70,6 +74,7 @@ publish: Step = replace(
         description="deliver the final record",
     )(_identity),
     identity=True,
+    pure=True,
 )
 
 #: The default pipeline's steps, in order.

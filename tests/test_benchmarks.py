@@ -33,6 +33,9 @@ EXPECTED = {
     "downstream_ms",
     "load_vs_read_sql",
     "graph_vs_add_edges",
+    "merge_graph_seconds",
+    "merge_graph_vs_run_graph",
+    "chain_plot_seconds",
     "check_seconds",
 }
 

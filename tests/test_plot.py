@@ -170,7 +170,11 @@ def assert_no_overlap(ax) -> None:
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in node_texts(ax).values()]
+    boxes = [
+        t.get_bbox_patch().get_window_extent(renderer)
+        for t in ax.texts
+        if (t.get_gid() or "").startswith(("entry:", "more:"))
+    ]
     for a, b in combinations(boxes, 2):
         assert not a.overlaps(b), (a, b)
     headers = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
@@ -185,6 +189,15 @@ def assert_no_overlap(ax) -> None:
         assert fig.bbox.contains(h.x0, h.y0) and fig.bbox.contains(h.x1, h.y1)
 
 
+def summary_texts(ax) -> dict[int, matplotlib.text.Text]:
+    """The summary boxes of a chain plot, by step position."""
+    return {
+        int(t.get_gid().split(":")[1]): t
+        for t in ax.texts
+        if (t.get_gid() or "").startswith("more:")
+    }
+
+
 def test_chain_fan_in_of_20_parents_has_no_overlapping_labels(db):
     pipeline = lk.Pipeline([lk.steps.ingest, lk.steps.normalize, _merge_step(2), lk.steps.publish])
     records = [{"key": f"k{i:02d}", " Amount ": float(i), "REGION": "EMEA"} for i in range(40)]
@@ -192,18 +205,29 @@ def test_chain_fan_in_of_20_parents_has_no_overlapping_labels(db):
     with lk.connect(db) as store:
         ax = lk.plot_chain(store, "batch-0")
     texts = node_texts(ax)
-    assert len(texts) == 20 + 20 + 1 + 1  # even amounts: 20 parents in two steps
+    # even amounts: 20 parents in two steps; a column holds plot.MAX_ROWS boxes
+    assert plot.MAX_ROWS == 10
+    assert len(texts) == 9 + 9 + 1 + 1
     merged = next(t for t in texts.values() if t.get_text().startswith("merge_batch"))
     assert "orders=20" in merged.get_text()
-    assert len(edge_artists(ax)) == 20 + 20 + 1
+    more = summary_texts(ax)
+    assert more[0].get_text().splitlines()[0] == "+11 more upstream entries"
+    assert more[1].get_text().splitlines() == ["+11 more parents", "11 ok"]
+    # 9 + 9 links between the shown parents, summary -> summary -> merged, merged -> publish
+    assert len(edge_artists(ax)) == 9 + 9 + 2 + 1
     assert_no_overlap(ax)
 
 
 def test_chain_fan_out_of_20_children_has_no_overlapping_labels(db):
     lk.Pipeline([lk.steps.ingest, _explode]).run([{"key": "r"}], db, progress=False)
     with lk.connect(db) as store:
-        ax = lk.plot_chain(store, "r")
+        ax = lk.plot_chain(store, "r", max_rows=21)
     assert len(node_texts(ax)) == 21
+    assert_no_overlap(ax)
+    with lk.connect(db) as store:
+        ax = lk.plot_chain(store, "r")
+    assert len(node_texts(ax)) == 1 + 9
+    assert summary_texts(ax)[1].get_text().splitlines()[0] == "+11 more children"
     assert_no_overlap(ax)
 
 

@@ -135,12 +135,12 @@ def test_key_lookup_uses_the_key_index(sample_store):
 def test_duplicate_key_lookup_per_chunk_uses_an_index(sample_store):
     from lineage_kit.store.writer import _EXISTING_KEYS
 
-    plan = _plan(sample_store.con, _EXISTING_KEYS, ("run", 0, '["a"]'))
+    plan = _plan(sample_store.con, _EXISTING_KEYS, ('["a"]', "run"))
     assert "lineage_key" in plan
-    assert "SCAN lineage" not in plan
+    assert "SCAN lineage" not in plan and "SCAN l" not in plan
     run_id = sample_store.resolve_run()
-    found = existing_keys(sample_store.con, run_id, 0, '["order-101", "nope", "order-130"]')
-    assert found == {"order-101", "order-130"}
+    found = existing_keys(sample_store.con, run_id, '["order-101", "nope", "order-130"]')
+    assert found == {"order-101": 0, "order-130": 0}
 
 
 def test_parent_walks_use_indexes(sample_store):

@@ -96,8 +96,8 @@ class LineageStore:
         The store comes from a newer lineage_kit, or (read-only) from an older one
         and cannot be written to migrate it; it was left unchanged.
     LineageKitError
-        A read-only open is impossible (a WAL store on read-only media without its
-        ``-wal`` and ``-shm`` files).
+        A read-only open is impossible: the ``-shm`` cannot be created next to the
+        store, and someone may still write it (or a ``-wal`` is left).
 
     Examples
     --------
@@ -675,6 +675,30 @@ class LineageStore:
         ]
         return RunSummary(row, steps)
 
+    # ----------------------------------------------------------------- exports
+
+    def openlineage_events(
+        self, run: str | Sequence[str] | None = "latest", *, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The run's OpenLineage events.
+
+        See :func:`lineage_kit.export.openlineage.openlineage_events`.
+        """
+        from ..export.openlineage import openlineage_events
+
+        return openlineage_events(self, run, namespace=namespace)
+
+    def to_prov(
+        self,
+        run: str | Sequence[str] | None = "latest",
+        key: str | int | float | None = None,
+        values: bool = False,
+    ) -> Any:
+        """The run as a W3C PROV document; see :func:`lineage_kit.export.prov.to_prov`."""
+        from ..export.prov import to_prov
+
+        return to_prov(self, run, key=key, values=values)
+
     # ------------------------------------------------------------------ checks
 
     def check(
@@ -744,8 +768,9 @@ def connect(path: str | os.PathLike[str]) -> LineageStore:
         The store is from a newer lineage_kit, or from an older one and cannot be
         written to migrate it; it is left unchanged.
     LineageKitError
-        The store cannot be opened read-only (a WAL store on read-only media whose
-        ``-wal`` and ``-shm`` files are missing).
+        The store cannot be opened read-only: the ``-shm`` cannot be created next to
+        the store, and someone may still write it (or a ``-wal`` is left). On
+        read-only media, with no ``-wal``, the store is read as an immutable file.
 
     Examples
     --------

@@ -224,20 +224,75 @@ def _migrate_file(path: Path, version: int) -> None:
         ) from exc
 
 
+def _nobody_can_write(path: Path) -> bool:
+    """Whether no lineage_kit writer can change ``path``, short of changing permissions.
+
+    True on a read-only file system, for a path without any write permission bit
+    (no one but root may write it), and, when we are root (whom permission bits do
+    not stop), for a path root cannot write either (an immutable file).
+    """
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY or not path.stat().st_mode & 0o222:
+            return True
+    except OSError:
+        return False
+    return os.geteuid() == 0 and not os.access(path, os.W_OK)
+
+
+def _frozen(path: Path) -> bool:
+    """Whether the store can be read as an immutable file (SQLite ``immutable=1``).
+
+    SQLite reads a WAL store only through its ``-shm`` file, which a reader must
+    create when it is missing: impossible in a directory it cannot write. Reading
+    the file as immutable skips that, and is safe only while nothing writes the
+    store: there is no ``-wal`` (a writer keeps one while it has the store open, and
+    committed data may sit in it), and no writer could start, because the store file
+    or its directory cannot be written by anyone (a writer needs both, for the
+    ``-wal``). A store that someone else may still write is never read this way.
+    """
+    if Path(f"{path}-wal").exists():
+        return False
+    return _nobody_can_write(path) or _nobody_can_write(path.resolve().parent)
+
+
+def _read_only_uri(path: Path, *, immutable: bool) -> str:
+    return f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
 def _open_read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write (SQLite ``mode=ro``), checked by a first read.
 
     A WAL store is readable read-only when its ``-wal`` and ``-shm`` files exist or
     can be created next to it; SQLite leaves them (empty) behind, never the database
-    changed.
+    changed. Otherwise, on read-only media (:func:`_frozen`), the file is read as
+    immutable, with no ``-shm``.
 
     Raises
     ------
     LineageKitError
-        The store cannot be opened read-only (WAL files missing on read-only media).
+        The store cannot be opened read-only: its WAL files are missing and cannot
+        be created, and someone may still write it (or its ``-wal`` is there).
     """
+    try:
+        return _connect_read_only(path, immutable=False)
+    except sqlite3.OperationalError as exc:
+        if not _cannot_write(exc):
+            raise
+        if _frozen(path):
+            return _connect_read_only(path, immutable=True)
+        raise LineageKitError(
+            f"{path} cannot be opened read-only ({exc}): the store is in WAL mode, and "
+            f"SQLite needs {path.name}-wal and {path.name}-shm next to it, which do not "
+            "exist and cannot be created in its directory, while the store may still be "
+            "written by someone who can (so it cannot be read as an immutable file). "
+            "Copy the store (with its -wal and -shm files, if any) to a writable "
+            "directory and open the copy."
+        ) from exc
+
+
+def _connect_read_only(path: Path, *, immutable: bool) -> sqlite3.Connection:
     con = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro",
+        _read_only_uri(path, immutable=immutable),
         uri=True,
         isolation_level=None,
         check_same_thread=False,
@@ -246,16 +301,6 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         con.execute("PRAGMA foreign_keys = ON")
         con.execute("PRAGMA user_version").fetchone()  # opens the WAL index now
-    except sqlite3.OperationalError as exc:
-        con.close()
-        if not _cannot_write(exc):
-            raise
-        raise LineageKitError(
-            f"{path} cannot be opened read-only ({exc}): the store is in WAL mode, and "
-            f"SQLite needs {path.name}-wal and {path.name}-shm next to it, which do not "
-            "exist and cannot be created in its directory. Copy the store (with its "
-            "-wal and -shm files, if any) to a writable directory and open the copy."
-        ) from exc
     except BaseException:
         con.close()
         raise

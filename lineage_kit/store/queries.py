@@ -183,15 +183,23 @@ def connected_entry_rows(con: sqlite3.Connection, run_id: str, key: str) -> list
 
 
 def links_among(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int, int]]:
-    """``(parent_id, child_id)`` links whose both ends are in ``entry_ids``."""
-    return con.execute(
-        """
-        SELECT p.parent_id, p.child_id
-        FROM json_each(?) c JOIN parents p ON p.child_id = c.value
-        WHERE p.parent_id IN (SELECT value FROM json_each(?))
-        """,
-        (json.dumps(entry_ids), json.dumps(entry_ids)),
-    ).fetchall()
+    """``(parent_id, child_id)`` links whose both ends are in ``entry_ids``.
+
+    Linear in the number of ids: the ids drive the loop (``CROSS JOIN`` fixes the
+    order), each child's links come from the parents primary key, and the parent
+    test is a lookup in the list subquery, built once (the ``+`` keeps SQLite from
+    using it as an index constraint, which would seek every id for every child; left
+    to itself, SQLite also drove the loop by that list and scanned the ids per link:
+    quadratic in a merge group).
+    """
+    return con.execute(LINKS_AMONG, (json.dumps(entry_ids),)).fetchall()
+
+
+LINKS_AMONG = """
+SELECT p.parent_id, p.child_id
+FROM json_each(?1) c CROSS JOIN parents p ON p.child_id = c.value
+WHERE +p.parent_id IN (SELECT value FROM json_each(?1))
+"""
 
 
 # Entry columns for DataFrames and graphs. Each column comes back as ONE string (a
@@ -452,10 +460,13 @@ def last_entries_of_key(con: sqlite3.Connection, run_id: str, key: str) -> list[
 
 def value_rows(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int, str]]:
     """``(entry_id, value JSON)`` of the given entries."""
-    return con.execute(
-        "SELECT r.entry_id, r.value FROM json_each(?) j JOIN records r ON r.entry_id = j.value",
-        (json.dumps(entry_ids),),
-    ).fetchall()
+    return con.execute(VALUES_OF, (json.dumps(entry_ids),)).fetchall()
+
+
+#: ``CROSS JOIN``: the ids drive the loop, one rowid seek each (linear in the ids).
+VALUES_OF = (
+    "SELECT r.entry_id, r.value FROM json_each(?) j CROSS JOIN records r ON r.entry_id = j.value"
+)
 
 
 _VALUES_SELECT = (
@@ -535,3 +546,52 @@ def live_counts(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple[
     A run without entries is absent from the result.
     """
     return {row[0]: tuple(row[1:]) for row in con.execute(LIVE_COUNTS, (json.dumps(run_ids),))}
+
+
+# ------------------------------------------------------------------- exports
+
+
+def outcome_reason_counts(con: sqlite3.Connection, run_id: str) -> list[tuple[int, str, str, int]]:
+    """``(position, status, reason, count)`` of a run's rejected and failed entries.
+
+    ``reason`` is None for failed entries (their error is in ``error``). One grouped
+    pass over the run's non-``ok`` entries (seeks on the ``lineage_run`` index).
+    """
+    return con.execute(
+        """
+        SELECT position, status, reason, count(*)
+        FROM lineage
+        WHERE run_id = ? AND status IN ('rejected', 'failed')
+        GROUP BY position, status, reason
+        ORDER BY position, status, reason
+        """,
+        (run_id,),
+    ).fetchall()
+
+
+def step_value_sample(
+    con: sqlite3.Connection, run_id: str, position: int, limit: int
+) -> list[tuple[int, str, str | None]]:
+    """Up to ``limit`` ``ok`` entries of one step with their parents' values.
+
+    Rows are ``(entry_id, value JSON, parent value JSON or None)``, one per parent
+    link (a merged entry has several rows, a first-step entry one row with None),
+    the entries in id order. Index seeks only: the ``lineage_run`` index for the
+    step, primary keys for parents and values.
+    """
+    return con.execute(
+        """
+        WITH picked AS (
+            SELECT entry_id FROM lineage
+            WHERE run_id = ? AND position = ? AND status = 'ok'
+            ORDER BY entry_id LIMIT ?
+        )
+        SELECT c.entry_id, cv.value, pv.value
+        FROM picked c
+        JOIN records cv ON cv.entry_id = c.entry_id
+        LEFT JOIN parents p ON p.child_id = c.entry_id
+        LEFT JOIN records pv ON pv.entry_id = p.parent_id
+        ORDER BY c.entry_id, p.parent_id
+        """,
+        (run_id, position, limit),
+    ).fetchall()

@@ -33,9 +33,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_PARENT = "INSERT INTO parents (child_id, parent_id) VALUES (?, ?)"
 _INSERT_VALUE = "INSERT INTO records (entry_id, value) VALUES (?, ?)"
+# json_each as the outer table of a join, so each key is one probe of lineage_key
+# (an IN (SELECT ... json_each) list can be re-run per row: quadratic).
 _EXISTING_KEYS = """
-SELECT record_key FROM lineage
-WHERE run_id = ? AND position = ? AND record_key IN (SELECT value FROM json_each(?))
+SELECT j.value, min(l.position) FROM json_each(?) AS j
+JOIN lineage AS l ON l.record_key = j.value AND l.run_id = ?
+GROUP BY j.value
 """
 _FINISH_RUN = """
 UPDATE runs SET status = ?, finished_at = ?, input_sha256 = ?, n_input = ?, n_published = ?,
@@ -109,9 +112,9 @@ def begin_run(
         con.executemany(_INSERT_STEP, steps)
 
 
-def existing_keys(con: sqlite3.Connection, run_id: str, position: int, keys_json: str) -> set[str]:
-    """Which of the keys (a JSON array) already have an entry at ``position`` in the run."""
-    return {row[0] for row in con.execute(_EXISTING_KEYS, (run_id, position, keys_json))}
+def existing_keys(con: sqlite3.Connection, run_id: str, keys_json: str) -> dict[str, int]:
+    """Which of the keys (a JSON array of text) the run already uses: key -> first step."""
+    return dict(con.execute(_EXISTING_KEYS, (keys_json, run_id)))
 
 
 def write_chunk(

@@ -227,6 +227,10 @@ def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit is not None:
         rows = rows[: args.limit]
     if args.json:
+        from .store.queries import parse_parameters
+
+        for row in rows:
+            row["parameters"] = parse_parameters(row["parameters"])
         json.dump(rows, out, indent=2)
         out.write("\n")
         return EXIT_OK

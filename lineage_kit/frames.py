@@ -27,7 +27,7 @@ import pandas as pd
 from .errors import InvalidEntryId, key_not_found
 from .sources import key_text
 from .store import RUN_COLUMNS
-from .store.queries import STEP_META_COLUMNS, parse_id_list
+from .store.queries import STEP_META_COLUMNS, parse_id_list, parse_parameters
 from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ def runs_frame(store: LineageStore) -> pd.DataFrame:
     frame["status"] = pd.Categorical(frame["status"], categories=list(RUN_STATUSES))
     for column in ("n_input", "n_published", "n_rejected", "n_failed"):
         frame[column] = frame[column].astype("int64")
+    frame["parameters"] = [parse_parameters(text) for text in frame["parameters"]]
     frame["writer_pid"] = frame["writer_pid"].astype("Int64")
     frame["duration_s"] = (frame["finished_at"] - frame["started_at"]).dt.total_seconds()
     return frame

@@ -16,6 +16,7 @@ from .store.queries import (
     REPORT_COLUMNS,
     count_entries,
     parse_id_list,
+    parse_parameters,
     report_rows,
     step_meta_rows,
 )
@@ -65,6 +66,7 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
         ]
         header: dict[str, Any] = {
             **run_row,  # the names `lineage-kit runs --json` uses
+            "parameters": parse_parameters(run_row["parameters"]),
             "n_entries": count_entries(store.con, run_id),
             "pipeline_steps": steps,
         }

@@ -9,7 +9,6 @@ because opening, writing and reading are separate jobs.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -61,16 +60,6 @@ RUN_COLUMNS = (
 )
 _COUNT_COLUMNS = ("n_input", "n_published", "n_rejected", "n_failed")
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, rowid DESC"
-
-
-def _parameters(text: str | None) -> Any:
-    """A run's stored parameters parsed (the text itself if it is not JSON)."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 class LineageStore:
@@ -171,8 +160,8 @@ class LineageStore:
         Returns
         -------
         list of dict
-            Keys :data:`RUN_COLUMNS`; ``parameters`` is the dict the run was given
-            (stored as JSON text).
+            Keys :data:`RUN_COLUMNS` (``parameters`` as the stored JSON text; see
+            :func:`lineage_kit.store.queries.parse_parameters`).
 
         Examples
         --------
@@ -181,7 +170,6 @@ class LineageStore:
         """
         rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in self.con.execute(_SELECT_RUNS)]
         for row in rows:
-            row["parameters"] = _parameters(row["parameters"])
             if row["status"] == "running" and not writer_alive(
                 row["writer_host"], row["writer_pid"], row["writer_started"]
             ):

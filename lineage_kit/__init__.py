@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from . import steps
+from .base import __version__
 from .errors import (
     EntryNotFound,
+    ExportTooLarge,
     InputError,
     IntegrityError,
     InvalidEntryId,
     KeyNotFound,
     LineageKitError,
+    MissingExtra,
     NotALineageStore,
     OutputError,
     Reject,
@@ -29,9 +30,10 @@ from .errors import (
     StoreNotFound,
     StoreWriteError,
 )
-from .pipeline import Pipeline, RunResult, Step, run_pipeline, step
+from .lineage_store import LineageStore, connect
+from .model import RunResult, Step, step
+from .pipeline import Pipeline, run_pipeline
 from .plot import plot_chain, plot_run, plot_runs, plot_timeline
-from .store import LineageStore, connect
 from .summary import RunSummary
 
 if TYPE_CHECKING:
@@ -59,12 +61,14 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckReport",
     "EntryNotFound",
+    "ExportTooLarge",
     "InputError",
     "IntegrityError",
     "InvalidEntryId",
     "KeyNotFound",
     "LineageKitError",
     "LineageStore",
+    "MissingExtra",
     "NotALineageStore",
     "OutputError",
     "Pipeline",

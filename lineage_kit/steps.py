@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from .errors import Reject
-from .pipeline import Step, step
+from .model import Step, step
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:

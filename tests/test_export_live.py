@@ -204,3 +204,20 @@ def test_a_bad_target_is_refused(db):
     with pytest.raises(ValueError, match="not int"):
         lk.run_pipeline(SAMPLE_JSON, db=db, progress=False, openlineage=5)
     assert not db.exists()
+
+
+def test_a_password_in_the_url_never_reaches_a_warning_or_an_error(db):
+    from lineage_kit.errors import LineageKitError
+
+    with LineageServer(status=401) as server:
+        url = server.url.replace("http://", "http://me:s3cret@")
+        with pytest.warns(OpenLineageWarning) as caught:
+            result = lk.run_pipeline(SAMPLE_JSON, db=db, progress=False, openlineage=url)
+        (warning,) = caught
+        assert "401" in str(warning.message) and "s3cret" not in str(warning.message)
+        assert "me:***@" in str(warning.message)
+        with lk.connect(db) as store, pytest.raises(LineageKitError) as info:
+            send_events(store.openlineage_events(), url)
+    assert result.status == "completed"
+    assert "401" in str(info.value) and "s3cret" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__

@@ -221,3 +221,23 @@ def test_a_password_in_the_url_never_reaches_a_warning_or_an_error(db):
     assert result.status == "completed"
     assert "401" in str(info.value) and "s3cret" not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_emitting_live_imports_neither_pandas_nor_networkx(tmp_path):
+    import subprocess
+
+    from .conftest import ROOT
+
+    log = tmp_path / "events.jsonl"
+    code = (
+        "import sys, lineage_kit as lk\n"
+        f"config = {{'transport': {{'type': 'file', 'log_file_path': {str(log)!r},"
+        " 'append': True}}\n"
+        f"lk.run_pipeline({str(SAMPLE_JSON)!r}, db={str(tmp_path / 'l.db')!r}, progress=False,"
+        " openlineage=config)\n"
+        "print(sorted(m for m in ('pandas', 'networkx', 'matplotlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert len(log.read_text().splitlines()) == 8

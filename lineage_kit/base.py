@@ -2,7 +2,8 @@
 
 The record-key rule (the sources make keys with it; the explore functions turn a
 user's key into stored key text with it), a small escaped HTML table for notebook
-display, and the package version. It imports nothing from lineage_kit but
+display, the naming of the stages between steps (the step graph and the OpenLineage
+events), and the package version. It imports nothing from lineage_kit but
 :mod:`lineage_kit.errors`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -17,6 +19,10 @@ __version__ = "0.1.0"
 
 
 # --------------------------------------------------------------------------- keys
+
+#: Separator between the parts of a composite key (``--key region,order_id``); see
+#: :func:`composite_key` for parts that contain it.
+KEY_SEPARATOR = "|"
 
 
 def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
@@ -45,18 +51,52 @@ def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]
     return text, None, None
 
 
-def key_text(value: str | int | float) -> str:
+def composite_key(parts: Sequence[str]) -> str:
+    """The key of a record keyed by several fields: the parts' texts joined by ``|``.
+
+    When no part contains ``|``, the key is the parts joined with ``|``
+    (``"EU|1017"``). When some part does, every ``\\`` and ``|`` inside every part
+    is escaped with a backslash first (``("EU|1", "2")`` -> ``"EU\\|1|2"``,
+    ``("EU", "1|2")`` -> ``"EU|1\\|2"``), so such a key holds more ``|`` than it
+    has separators and can equal neither a plain key nor another escaped one.
+
+    Parameters
+    ----------
+    parts : sequence of str
+        The key parts' texts, in key-field order (at least two).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> composite_key(["EU", "1017"])
+    'EU|1017'
+    >>> print(composite_key(["EU|1", "2"]), composite_key(["EU", "1|2"]))
+    EU\\|1|2 EU|1\\|2
+    """
+    if not any(KEY_SEPARATOR in part for part in parts):
+        return KEY_SEPARATOR.join(parts)
+    return KEY_SEPARATOR.join(
+        part.replace("\\", "\\\\").replace(KEY_SEPARATOR, "\\" + KEY_SEPARATOR) for part in parts
+    )
+
+
+def key_text(value: str | int | float | Sequence[str | int | float]) -> str:
     """The record key a source makes of ``value``: text as is, a number as text.
 
     Record keys are stored as text. A number is turned into text by the rule the
     sources apply to a key field (``110`` -> ``"110"``, ``2.5`` -> ``"2.5"``,
     ``1e20`` -> ``"1e+20"``), so ``store.trace(110)`` finds the record read from
-    ``{"id": 110}``. numpy numbers count as numbers.
+    ``{"id": 110}``. numpy numbers count as numbers. A list or tuple of two or more
+    parts is a composite key (``key=["region", "id"]``), joined by
+    :func:`composite_key`.
 
     Parameters
     ----------
-    value : str, int or float
-        A record key.
+    value : str, int, float, or a list or tuple of them
+        A record key, or the parts of a composite key.
 
     Returns
     -------
@@ -66,16 +106,23 @@ def key_text(value: str | int | float) -> str:
     Raises
     ------
     TypeError
-        ``value`` is not text or a number (a bool, None, a list, ...).
+        ``value`` is not text or a number (a bool, None, a dict, a list of fewer than
+        two parts, a part that is a list, ...).
     ValueError
         ``value`` is a number no source accepts as a key (NaN, infinite) or text
         holding a NUL character.
 
     Examples
     --------
-    >>> key_text(110), key_text("order-101")
-    ('110', 'order-101')
+    >>> key_text(110), key_text("order-101"), key_text(["EU", 1017])
+    ('110', 'order-101', 'EU|1017')
     """
+    if isinstance(value, list | tuple):
+        if len(value) < 2 or any(isinstance(part, list | tuple) for part in value):
+            raise TypeError(
+                f"a composite key is a list or tuple of two or more texts or numbers, not {value!r}"
+            )
+        return composite_key([key_text(part) for part in value])
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("a record key cannot contain a NUL character")
@@ -134,3 +181,36 @@ def html_table(headers: list[str], rows: list[list[Any]], caption: str = "") -> 
     )
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ------------------------------------------------------------------------ stages
+
+
+def stage_of(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The (source stage, destination stage) of each step, in order.
+
+    A step without a source reads the previous step's destination (the first step:
+    ``"input"``); a step without a destination writes a stage named after itself.
+    A step that would repeat an earlier step's stage pair, or loop onto its own
+    source, writes a stage named after itself instead, so every step is one edge
+    and the graph stays a DAG.
+
+    Returns
+    -------
+    list of (str, str)
+
+    Examples
+    --------
+    >>> stage_of([{"name": "a", "source": "file", "destination": "x"}, {"name": "b"}])
+    [('file', 'x'), ('x', 'b')]
+    """
+    pairs: list[tuple[str, str]] = []
+    previous = "input"
+    for st in steps:
+        source = st.get("source") or previous
+        destination = st.get("destination") or st["name"]
+        if destination == source or (source, destination) in pairs:
+            destination = st["name"]
+        pairs.append((source, destination))
+        previous = destination
+    return pairs

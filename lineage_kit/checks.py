@@ -186,16 +186,21 @@ def register_check(
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> @lk.register_check("no_test_keys", severity="warning",
-    ...                    description="a key starting with 'test-' reached the store")
-    ... def no_test_keys(store, run_ids):
-    ...     rows = store.con.execute(
-    ...         "SELECT run_id, record_key, entry_id FROM lineage "
-    ...         "WHERE record_key LIKE 'test-%' AND run_id IN (SELECT value FROM json_each(?))",
-    ...         (json.dumps(run_ids),))
-    ...     return [{"run_id": r, "record_key": k, "entry_id": e, "message": "test key"}
-    ...             for r, k, e in rows]
-    >>> lk.unregister_check("no_test_keys")
+    >>> @lk.register_check("big_orders", severity="warning",
+    ...                    description="a published amount over 400")
+    ... def big_orders(store, run_ids):
+    ...     published = store.records(run_ids, step="publish")
+    ...     return [{"run_id": r.run_id, "record_key": r.key, "entry_id": r.entry_id,
+    ...              "message": f"amount {r.value['amount']}"}
+    ...             for r in published.itertuples() if r.value["amount"] > 400]
+    >>> store.check().summary()[["code", "severity", "count"]]
+             code severity  count
+    0  big_orders  warning      5
+    >>> lk.register_check("big_orders")(big_orders)
+    Traceback (most recent call last):
+    ...
+    ValueError: a check named 'big_orders' is registered already; pass replace=True ...
+    >>> lk.unregister_check("big_orders")
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a check needs a non-empty name")

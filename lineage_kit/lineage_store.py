@@ -209,7 +209,8 @@ class LineageStore:
             (UTC), ``status`` (categorical; a run whose writer died shows
             ``interrupted``), ``input_path`` and ``input_sha256`` (missing for a run
             over in-memory records), counts ``n_input``, ``n_published``,
-            ``n_rejected``, ``n_failed`` (int64), ``parameters`` (JSON text),
+            ``n_rejected``, ``n_failed`` (int64), ``parameters`` (a dict, as in
+            ``lineage-kit runs --json``),
             ``package_version``, ``error`` (missing unless the run failed),
             ``writer_host``, ``writer_pid`` (Int64), ``writer_started`` and
             ``duration_s`` (float64; NaN while a run is unfinished). A missing text is
@@ -520,6 +521,9 @@ class LineageStore:
         ------
         EntryNotFound
             No entry has this id.
+        InvalidEntryId
+            ``entry_id`` is not an integer: an int, a numpy integer or its decimal
+            text (a bool or a float is refused).
         ValueError
             ``depth`` is negative.
 
@@ -582,8 +586,10 @@ class LineageStore:
         Raises
         ------
         TypeError
-            Neither or both of ``key`` and ``entry_id`` were given, ``entry_id`` is not
-            an integer, or ``key`` is neither text nor a number.
+            Neither or both of ``key`` and ``entry_id`` were given, or ``key`` is
+            neither text nor a number.
+        InvalidEntryId
+            ``entry_id`` is not an integer (see :func:`lineage_kit.frames.entry_id_of`).
         ValueError
             ``key`` is a number no source accepts as a key (NaN, infinite).
         KeyNotFound

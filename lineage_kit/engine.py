@@ -19,6 +19,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .errors import Reject
+from .frame_steps import FrameItems, apply_frame
 from .sources import key_or_reason
 from .store import writer as w
 from .store.liveness import writer_alive
@@ -94,6 +95,7 @@ class Run:
         fail_fast: bool,
         *,
         fresh_input: bool = False,
+        source_frame: Any = None,
     ):
         self.pipeline = pipeline
         self.store = store
@@ -108,6 +110,7 @@ class Run:
         self.first_seen: list[str | None] = [None] * n
         self.last_seen: list[str | None] = [None] * n
         self.copy_input = copies_needed(pipeline.steps, fresh_input)
+        self.source_frame = source_frame
 
     # -- outcomes
 
@@ -162,11 +165,25 @@ class Run:
         with self._timing(position) as stamp:
             if not st.pure:
                 items = self._guard(position, items)
+            if st.frame:
+                return apply_frame(self, st, position, items, chunk, stamp)
+            if st.identity and isinstance(items, FrameItems):
+                out = FrameItems(self._map(st, position, items, chunk, stamp))
+                out.frame = items.frame if len(out) == len(items) else None
+                return out
             if st.kind == "split":
                 return self._split(st, position, items, chunk, stamp)
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
             return self._map(st, position, items, chunk, stamp)
+
+    def source_frame_for(self, position: int) -> Any:
+        """The input DataFrame, when the records reach ``position`` as they were read."""
+        if self.source_frame is None:
+            return None
+        if all(s.identity for s in self.pipeline.steps[:position]):
+            return self.source_frame
+        return None
 
     def _guard(self, position: int, items: list[tuple]) -> list[tuple]:
         """Fix the stored JSON of each input before a step that may change it runs.
@@ -630,7 +647,10 @@ def copies_needed(steps: Sequence[Step], fresh_input: bool) -> list[bool]:
     """
     out, owned = [], fresh_input
     for st in steps:
-        if st.pure:
+        if st.frame:  # handed a DataFrame copy; its rows may share the step's objects
+            out.append(False)
+            owned = False
+        elif st.pure:
             out.append(False)
         else:
             out.append(not owned)

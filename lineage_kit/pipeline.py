@@ -69,6 +69,7 @@ class Step:
     # Never changes its input in place, and its output shares objects only with its
     # input (identity steps, the built-in normalize): the engine need not hand it a copy.
     pure: bool = field(default=False, repr=False)
+    frame: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -79,6 +80,10 @@ class Step:
             raise ValueError(f"merge step {self.name!r} needs group_by=(key, record) -> group")
         if self.batch and self.kind != "map":
             raise ValueError(f"step {self.name!r}: batch=True applies to map steps only")
+        if self.frame and (self.batch or self.kind == "merge"):
+            raise ValueError(
+                f"step {self.name!r}: frame=True applies to map and split steps, without batch"
+            )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -93,6 +98,7 @@ def step(
     kind: str = "map",
     batch: bool = False,
     group_by: Callable[[str, Any], Any] | None = None,
+    frame: bool = False,
 ) -> Callable[[Callable[..., Any]], Step]:
     """Decorate a function as a pipeline step.
 
@@ -112,6 +118,11 @@ def step(
         The function takes a list of records and returns a list of the same length.
     group_by : callable, optional
         Required for ``merge``: ``(key, record) -> group key``.
+    frame : bool, default False
+        The function takes the chunk as a :class:`pandas.DataFrame` indexed by record
+        key and returns a DataFrame; rows are matched to records by index label (see
+        :mod:`lineage_kit.frame_steps` for the rules). ``kind="split"`` lets it repeat
+        a label (``explode``).
 
     Returns
     -------
@@ -121,8 +132,8 @@ def step(
     Raises
     ------
     ValueError
-        ``kind`` is unknown, a merge step lacks ``group_by``, or ``batch`` is used on a
-        merge or split step.
+        ``kind`` is unknown, a merge step lacks ``group_by``, ``batch`` is used on a
+        merge or split step, or ``frame`` on a merge step or with ``batch``.
 
     Examples
     --------
@@ -145,6 +156,7 @@ def step(
             kind=kind,
             batch=batch,
             group_by=group_by,
+            frame=frame,
         )
 
     return decorate
@@ -345,7 +357,9 @@ class Pipeline:
                     for i, (s, source) in enumerate(zip(self.steps, self.sources, strict=True))
                 ],
             )
-            state = Run(self, store, run_id, fail_fast, fresh_input=src.fresh)
+            state = Run(
+                self, store, run_id, fail_fast, fresh_input=src.fresh, source_frame=src.frame
+            )
             status, error = "completed", None
             try:
                 state.execute(blocks, chunk_size, progress)

@@ -70,6 +70,7 @@ class Source:
         self.path = path
         self.sha256: str | None = None
         self.fresh = fresh
+        self.frame: Any = None  # the DataFrame read, for frame steps to start from
 
     def items(self) -> Iterator[SourceItem]:
         """Yield one :class:`SourceItem` per input record, in input order.
@@ -596,7 +597,9 @@ def open_source(
     if format is not None:
         raise ValueError("format applies to files only")
     if _is_dataframe(source):
-        return Source(lambda: _dataframe_records(source), key, None, fresh=True)
+        src = Source(lambda: _dataframe_records(source), key, None, fresh=True)
+        src.frame = source
+        return src
     if isinstance(source, dict | str | bytes):
         raise InputError(
             f"expected a path, a DataFrame or an iterable of records, got a {type(source).__name__}"

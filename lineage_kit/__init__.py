@@ -14,10 +14,12 @@ __version__ = "0.1.0"
 from . import steps
 from .errors import (
     EntryNotFound,
+    ExportTooLarge,
     InputError,
     IntegrityError,
     KeyNotFound,
     LineageKitError,
+    MissingExtra,
     NotALineageStore,
     Reject,
     RunNotFound,
@@ -34,10 +36,16 @@ from .summary import RunSummary
 
 if TYPE_CHECKING:
     from .checks import CheckReport, register_check, unregister_check
+    from .export.graphml import write_graphml
 
 # lineage_kit.checks imports pandas; loading it lazily keeps `import lineage_kit` (and
 # so `lineage-kit run` and `--help`) free of pandas.
-_LAZY = {"CheckReport": "checks", "register_check": "checks", "unregister_check": "checks"}
+_LAZY = {
+    "CheckReport": "checks",
+    "register_check": "checks",
+    "unregister_check": "checks",
+    "write_graphml": "export.graphml",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -51,11 +59,13 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckReport",
     "EntryNotFound",
+    "ExportTooLarge",
     "InputError",
     "IntegrityError",
     "KeyNotFound",
     "LineageKitError",
     "LineageStore",
+    "MissingExtra",
     "NotALineageStore",
     "Pipeline",
     "Reject",
@@ -79,4 +89,5 @@ __all__ = [
     "step",
     "steps",
     "unregister_check",
+    "write_graphml",
 ]

@@ -15,10 +15,11 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import InputError, KeyNotFound, LineageKitError, StepError
+from .errors import InputError, KeyNotFound, LineageKitError, OutputError, StepError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -60,6 +61,17 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed record")
     p.add_argument("--report", metavar="FILE.json", help="write a JSON report of every chain")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument(
+        "--openlineage-url",
+        metavar="URL",
+        help="send OpenLineage events to this backend as the run goes (e.g. Marquez)",
+    )
+    p.add_argument(
+        "--openlineage",
+        action="store_true",
+        help="send OpenLineage events as the client is configured (OPENLINEAGE_URL, "
+        "openlineage.yml)",
+    )
     p.set_defaults(func=_cmd_run)
 
 
@@ -84,6 +96,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             chunk_size=args.chunk_size,
             fail_fast=args.fail_fast,
             progress=False if args.quiet else None,
+            openlineage=args.openlineage_url or args.openlineage or None,
         )
     except StepError as exc:
         # The stopped run is committed: report it like any other, then say why it stopped.
@@ -97,8 +110,6 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 def _check_report_path(report: str) -> None:
     """Refuse a --report path that cannot be written, before anything runs."""
-    from pathlib import Path
-
     path = Path(report)
     folder = path.parent
     if path.is_dir():
@@ -107,6 +118,54 @@ def _check_report_path(report: str) -> None:
         raise _UsageError(f"--report {report}: directory {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise _UsageError(f"--report {report}: directory {folder} is not writable")
+
+
+def check_output_path(path: str | os.PathLike[str], option: str) -> Path:
+    """Refuse an output file that cannot be written, before any work is done.
+
+    Every command that writes a file (``run --report``, ``plot -o``, ``export -o``)
+    checks its path here first; :func:`main` prints the error as one line and
+    exits 2.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The output file as given on the command line.
+    option : str
+        The option it came from, named in the message (``"-o"``, ``"--report"``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputError
+        The path is a directory, its folder does not exist (or is a file), or the
+        folder or an existing file there is not writable.
+
+    Examples
+    --------
+    >>> check_output_path("nodir/y.png", "-o")
+    Traceback (most recent call last):
+    ...
+    lineage_kit.errors.OutputError: -o nodir/y.png: directory nodir does not exist
+    """
+    out = Path(path)
+    folder = out.parent
+    problem = None
+    if out.is_dir():
+        problem = "is a directory, not a file"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a directory" if folder.exists() else None
+        problem = problem or f"directory {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"directory {folder} is not writable"
+    elif out.exists() and not os.access(out, os.W_OK):
+        problem = "the file exists and is not writable"
+    if problem:
+        raise OutputError(f"{option} {path}: {problem}", path=str(path))
+    return out
 
 
 def _report_and_summary(args: argparse.Namespace, result: Any, out: TextIO) -> bool:
@@ -441,6 +500,111 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------- export
+
+EXPORT_FORMATS = ("openlineage", "prov-json", "prov-n", "graphml")
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export lineage as OpenLineage events, W3C PROV or GraphML",
+        description=(
+            "Write a run's lineage in another tool's format: OpenLineage run events "
+            "(JSON Lines, one event per line), W3C PROV (PROV-JSON or PROV-N) or GraphML. "
+            "Output goes to stdout unless -o is given; --openlineage-url sends the "
+            "OpenLineage events to a backend (e.g. Marquez) instead."
+        ),
+    )
+    p.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="what to write (required unless --openlineage-url is given)",
+    )
+    _add_db(p)
+    _add_run_choice(p, allow_all=True)
+    p.add_argument("--key", help="prov-json, prov-n, graphml: only this record's lineage")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "--openlineage-url", metavar="URL", help="send the OpenLineage events to this backend"
+    )
+    p.add_argument("--namespace", help="openlineage: the job namespace (default: lineage_kit)")
+    p.add_argument("--values", action="store_true", help="prov-*: include each entry's value")
+    p.add_argument(
+        "--graph",
+        choices=("entries", "steps"),
+        default="entries",
+        help="graphml: the entry graph (default) or the stage summary graph",
+    )
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    fmt = args.format or ("openlineage" if args.openlineage_url else None)
+    if fmt is None:
+        raise _UsageError("give --format (openlineage, prov-json, prov-n, graphml)")
+    if args.openlineage_url and fmt != "openlineage":
+        raise _UsageError("--openlineage-url sends OpenLineage events: use --format openlineage")
+    if args.openlineage_url and args.output:
+        raise _UsageError("--openlineage-url sends the events; it takes no -o")
+    if args.key is not None and fmt == "openlineage":
+        raise _UsageError(
+            "OpenLineage events describe whole runs: --key applies to prov and graphml"
+        )
+    if args.values and not fmt.startswith("prov"):
+        raise _UsageError("--values applies to prov-json and prov-n")
+    if args.graph != "entries" and (fmt != "graphml" or args.key is not None):
+        raise _UsageError("--graph steps applies to graphml, without --key")
+    output = check_output_path(args.output, "-o") if args.output else None
+    from .store import connect
+
+    with connect(args.db) as store:
+        try:
+            text = _export_text(store, fmt, args)
+        except KeyNotFound as exc:
+            print(f"lineage-kit: {exc} of {args.db}", file=sys.stderr)
+            return EXIT_PROBLEMS
+    if args.openlineage_url:
+        from .export.emit import send_events
+
+        sent = send_events(text, args.openlineage_url)
+        print(f"sent {sent} events to {args.openlineage_url}", file=out)
+        return EXIT_OK
+    if output is None:
+        out.write(text)
+        return EXIT_OK
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(
+            f"-o {args.output}: cannot be written: {exc.strerror or exc}", path=args.output
+        ) from None
+    print(f"wrote {output}", file=out)
+    return EXIT_OK
+
+
+def _export_text(store: Any, fmt: str, args: argparse.Namespace) -> Any:
+    """The export as text (the events themselves for --openlineage-url)."""
+    if fmt == "openlineage":
+        from .export.openlineage import to_json_lines
+
+        events = store.openlineage_events(args.run, namespace=args.namespace)
+        return events if args.openlineage_url else to_json_lines(events)
+    if fmt.startswith("prov"):
+        from .export.prov import prov_json, prov_n
+
+        doc = store.to_prov(args.run, key=args.key, values=args.values)
+        return prov_json(doc) + "\n" if fmt == "prov-json" else prov_n(doc) + "\n"
+    import io
+
+    from .export.graphml import write_graphml
+
+    graph = store.step_graph(args.run) if args.graph == "steps" else store.graph(args.run, args.key)
+    buffer = io.BytesIO()
+    write_graphml(graph, buffer)
+    return buffer.getvalue().decode("utf-8")
+
+
 # ------------------------------------------------------------------------- parser
 
 
@@ -457,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_runs, _add_trace, _add_check, _add_plot):
+    for add in (_add_run, _add_runs, _add_trace, _add_check, _add_plot, _add_export):
         add(sub)
     for command in sub.choices.values():
         command.set_defaults(parser=command)  # usage errors show the command's usage

@@ -96,8 +96,10 @@ class Run:
         *,
         fresh_input: bool = False,
         source_frame: Any = None,
+        listener: Any = None,
     ):
         self.pipeline = pipeline
+        self.listener = listener  # told when each step starts (live OpenLineage events)
         self.store = store
         self.run_id = run_id
         self.fail_fast = fail_fast
@@ -154,6 +156,8 @@ class Run:
         stamp = now()
         if self.first_seen[position] is None:
             self.first_seen[position] = stamp
+            if self.listener is not None:
+                self.listener.step_started(position, stamp)
         try:
             yield stamp
         finally:

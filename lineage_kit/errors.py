@@ -48,6 +48,20 @@ class InputError(LineageKitError):
         super().__init__(f"{where}{message}")
 
 
+class OutputError(LineageKitError):
+    """An output file (a plot, a report, an export) cannot be written where asked.
+
+    Attributes
+    ----------
+    path : str
+        The output path as given.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class NotALineageStore(LineageKitError):
     """The file exists but is not a lineage_kit store; it was left unchanged."""
 
@@ -167,3 +181,37 @@ class Reject(Exception):
         super().__init__(message or reason)
         self.reason = reason
         self.message = message or reason
+
+
+class MissingExtra(LineageKitError, ImportError):
+    """An optional extra needed for this feature is not installed.
+
+    Attributes
+    ----------
+    extra : str
+        The extra to install (``pip install "lineage_kit[<extra>]"``).
+    """
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        self.extra = extra
+        self.package = package
+        super().__init__(
+            f'{feature} needs the {package!r} package: pip install "lineage_kit[{extra}]"'
+        )
+
+
+class ExportTooLarge(LineageKitError, ValueError):
+    """An export would hold more entries than is useful (or fits in memory).
+
+    Attributes
+    ----------
+    n_entries : int
+        Entries the export would hold.
+    limit : int
+        The most it accepts.
+    """
+
+    def __init__(self, n_entries: int, limit: int, hint: str) -> None:
+        self.n_entries = n_entries
+        self.limit = limit
+        super().__init__(f"the export would hold {n_entries:,} entries (limit {limit:,}); {hint}")

@@ -278,6 +278,7 @@ class Pipeline:
         fail_fast: bool = False,
         progress: bool | None = None,
         parameters: dict[str, Any] | None = None,
+        openlineage: Any = None,
     ) -> RunResult:
         """Run the pipeline over ``source`` and record lineage into the store ``db``.
 
@@ -299,6 +300,12 @@ class Pipeline:
             Show a progress bar; by default only when stderr is a terminal.
         parameters : dict, optional
             Free-form, JSON-serialisable parameters stored with the run.
+        openlineage : True, str, dict or OpenLineageEmitter, optional
+            Emit OpenLineage events as the run goes (extra ``lineage_kit[openlineage]``):
+            True uses the client's own configuration (``OPENLINEAGE_URL``,
+            ``openlineage.yml``), a string is a backend URL, a dict a client config;
+            see :class:`lineage_kit.export.emit.OpenLineageEmitter`. A backend that is
+            down or slow never fails the run: it warns once.
 
         Returns
         -------
@@ -328,6 +335,7 @@ class Pipeline:
             params_json = json.dumps(params, default=str)
         except UNSTORABLE as exc:
             raise ValueError(f"parameters must be JSON-serialisable: {exc}") from None
+        listener = _listener(openlineage)
 
         started = time.perf_counter()
         # Read the first chunk before touching the store: a missing, empty or
@@ -357,14 +365,23 @@ class Pipeline:
                     for i, (s, source) in enumerate(zip(self.steps, self.sources, strict=True))
                 ],
             )
+            if listener is not None:
+                listener.run_started(store, run_id)
             state = Run(
-                self, store, run_id, fail_fast, fresh_input=src.fresh, source_frame=src.frame
+                self,
+                store,
+                run_id,
+                fail_fast,
+                fresh_input=src.fresh,
+                source_frame=src.frame,
+                listener=listener,
             )
             status, error = "completed", None
             try:
                 state.execute(blocks, chunk_size, progress)
             except InputError:
                 w.discard_run(store.con, run_id)
+                _ended(listener, store, run_id)
                 raise
             except Abort as exc:
                 status, error = "failed", exc.error
@@ -372,10 +389,12 @@ class Pipeline:
                 # Ctrl-C, a full disk or our own bug: keep what was written as evidence.
                 ended = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 state.finish(src, ended, error_text(exc))
+                _ended(listener, store, run_id)
                 raise
             if status == "completed" and (state.counts[1] or state.counts[2]):
                 status = "completed_with_errors"
             state.finish(src, status, error)
+            _ended(listener, store, run_id)
             result = RunResult(
                 run_id=run_id,
                 status=status,
@@ -393,6 +412,20 @@ class Pipeline:
         if status == "failed" and fail_fast:
             raise StepError(f"run {run_id} stopped (fail_fast): {error}", result)
         return result
+
+
+def _listener(openlineage: Any) -> Any:
+    """The run listener for ``openlineage=`` (None: no events)."""
+    if openlineage is None or openlineage is False:
+        return None
+    from .export.emit import listener_for  # only the emitter, no analysis module
+
+    return listener_for(openlineage)
+
+
+def _ended(listener: Any, store: LineageStore, run_id: str) -> None:
+    if listener is not None:
+        listener.run_ended(store, run_id)
 
 
 def run_pipeline(
@@ -417,7 +450,7 @@ def run_pipeline(
         Defaults to :data:`lineage_kit.steps.DEFAULT_STEPS`.
     **options
         Passed to :meth:`Pipeline.run` (``format``, ``chunk_size``, ``fail_fast``,
-        ``progress``, ``parameters``).
+        ``progress``, ``parameters``, ``openlineage``).
 
     Returns
     -------

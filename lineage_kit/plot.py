@@ -132,7 +132,8 @@ def value_summary(value: Any, key: Any = None, width: int = _LABEL_WIDTH, lines:
             for k, v in value.items()
             if v != key or not key
         ]
-        text = f"{len(value)} field{'s' if len(value) != 1 else ''}: " + ", ".join(shown)
+        text = f"{len(value)} field{'s' if len(value) != 1 else ''}"
+        text += f": {', '.join(shown)}" if shown else ""
     elif isinstance(value, list):
         text = f"list of {len(value)} value{'s' if len(value) != 1 else ''}"
     else:
@@ -294,9 +295,9 @@ def plot_chain(
     A column holds at most ``max_rows`` boxes: a merge of 2,000 records shows the
     record's own entries and the first parents, then one grey summary box for the
     rest ("+1,991 more parents", with their count by status), and the arrows of the
-    hidden entries end at it. The figure is at most :data:`MAX_FIGURE` inches; in a
-    small Axes, fewer rows and shorter labels are drawn before the font shrinks
-    below 6 pt.
+    hidden entries end at it. A new figure is at most :data:`MAX_FIGURE` inches (a
+    pipeline of many steps gets 1.2 inches a step); there, and in a small Axes,
+    fewer rows and shorter labels are drawn before the font shrinks below 6 pt.
 
     Parameters
     ----------
@@ -312,7 +313,8 @@ def plot_chain(
         graph's run.
     ax : matplotlib Axes, optional
         Where to draw. By default a new figure sized so that no label overlaps;
-        in a given Axes the font shrinks to fit (down to 4 pt).
+        a given Axes keeps its size (fewer rows, shorter labels, then a smaller
+        font, down to 4 pt).
     max_rows : int, default :data:`MAX_ROWS`
         Most boxes in one column, the summary box included (at least 2).
 
@@ -406,7 +408,8 @@ def plot_chain(
         row_in = font * (_LINE_EM * n_lines + 1.4) / 72
         header_in = (max(_header(st, n_chars).count("\n") for st in steps.values()) + 7) * 0.2
         size = (max(6.4, n_cols * col_in + 0.8), max(2.6, n_rows * row_in + header_in))
-        capped = (min(size[0], MAX_FIGURE[0]), min(size[1], MAX_FIGURE[1]))
+        # A long pipeline may go wider than the cap: 1.2 in a column stays readable.
+        capped = (min(size[0], max(MAX_FIGURE[0], 1.2 * n_cols)), min(size[1], MAX_FIGURE[1]))
         ax = _new_axes(None, capped)
         fits = capped == size
     else:

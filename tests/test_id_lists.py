@@ -75,6 +75,23 @@ def test_graph_of_a_merge_group_is_linear(merge_stores) -> None:
     assert ratio < 2.6, steps
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda store: store.trace("ALL"),
+        lambda store: store.source_of("ALL"),
+        lambda store: store.changes("ALL"),
+    ],
+    ids=["trace", "source_of", "changes"],
+)
+def test_other_walks_of_a_merge_group_are_linear(merge_stores, call) -> None:
+    steps = {}
+    for n, path in merge_stores.items():
+        with lk.connect(path) as store:
+            steps[n] = _vm_steps(store, lambda store=store: call(store))
+    assert steps[3_000] / steps[1_500] < 2.6, steps
+
+
 def test_links_among_is_linear(merge_stores) -> None:
     steps = {}
     for n, path in merge_stores.items():

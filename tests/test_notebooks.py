@@ -24,6 +24,7 @@ EXPECTED = [
     "03_plot_chains",
     "04_integrity_checks",
     "05_your_own_data",
+    "06_exports",
 ]
 IPYNB = sorted(NOTEBOOKS.glob("*.ipynb"))
 
@@ -37,7 +38,7 @@ def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
 
 
-def test_the_five_notebooks_and_their_pairs_exist():
+def test_the_six_notebooks_and_their_pairs_exist():
     assert [p.stem for p in IPYNB] == EXPECTED
     scripts = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
     assert scripts == EXPECTED, "every notebook needs its py:percent pair, and no stray script"

@@ -125,6 +125,16 @@ def test_chain_of_2000_parents_draws_a_bounded_figure(db, tmp_path):
     assert_no_overlap(ax)
 
 
+def test_a_long_pipeline_gets_a_wider_figure_with_labels_apart(db):
+    hops = [lk.step(f"hop{i:02d}")(lambda r, i=i: {**r, f"f{i}": i}) for i in range(20)]
+    lk.Pipeline(hops).run([{"key": "a"}], db=db, progress=False)
+    with lk.connect(db) as store:
+        ax = lk.plot_chain(store, "a")
+    assert ax.figure.get_size_inches()[0] == pytest.approx(1.2 * 20)
+    assert len(node_texts(ax)) == 20
+    assert_no_overlap(ax)
+
+
 def test_max_rows_is_checked(db):
     with _merge_store(db, 3) as store:
         for bad in (1, 0, 2.5, True):

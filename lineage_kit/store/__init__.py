@@ -656,6 +656,30 @@ class LineageStore:
         ]
         return RunSummary(row, steps)
 
+    # ----------------------------------------------------------------- exports
+
+    def openlineage_events(
+        self, run: str | Sequence[str] | None = "latest", *, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The run's OpenLineage events.
+
+        See :func:`lineage_kit.export.openlineage.openlineage_events`.
+        """
+        from ..export.openlineage import openlineage_events
+
+        return openlineage_events(self, run, namespace=namespace)
+
+    def to_prov(
+        self,
+        run: str | Sequence[str] | None = "latest",
+        key: str | int | float | None = None,
+        values: bool = False,
+    ) -> Any:
+        """The run as a W3C PROV document; see :func:`lineage_kit.export.prov.to_prov`."""
+        from ..export.prov import to_prov
+
+        return to_prov(self, run, key=key, values=values)
+
     # ------------------------------------------------------------------ checks
 
     def check(

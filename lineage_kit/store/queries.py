@@ -546,3 +546,52 @@ def live_counts(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple[
     A run without entries is absent from the result.
     """
     return {row[0]: tuple(row[1:]) for row in con.execute(LIVE_COUNTS, (json.dumps(run_ids),))}
+
+
+# ------------------------------------------------------------------- exports
+
+
+def outcome_reason_counts(con: sqlite3.Connection, run_id: str) -> list[tuple[int, str, str, int]]:
+    """``(position, status, reason, count)`` of a run's rejected and failed entries.
+
+    ``reason`` is None for failed entries (their error is in ``error``). One grouped
+    pass over the run's non-``ok`` entries (seeks on the ``lineage_run`` index).
+    """
+    return con.execute(
+        """
+        SELECT position, status, reason, count(*)
+        FROM lineage
+        WHERE run_id = ? AND status IN ('rejected', 'failed')
+        GROUP BY position, status, reason
+        ORDER BY position, status, reason
+        """,
+        (run_id,),
+    ).fetchall()
+
+
+def step_value_sample(
+    con: sqlite3.Connection, run_id: str, position: int, limit: int
+) -> list[tuple[int, str, str | None]]:
+    """Up to ``limit`` ``ok`` entries of one step with their parents' values.
+
+    Rows are ``(entry_id, value JSON, parent value JSON or None)``, one per parent
+    link (a merged entry has several rows, a first-step entry one row with None),
+    the entries in id order. Index seeks only: the ``lineage_run`` index for the
+    step, primary keys for parents and values.
+    """
+    return con.execute(
+        """
+        WITH picked AS (
+            SELECT entry_id FROM lineage
+            WHERE run_id = ? AND position = ? AND status = 'ok'
+            ORDER BY entry_id LIMIT ?
+        )
+        SELECT c.entry_id, cv.value, pv.value
+        FROM picked c
+        JOIN records cv ON cv.entry_id = c.entry_id
+        LEFT JOIN parents p ON p.child_id = c.entry_id
+        LEFT JOIN records pv ON pv.entry_id = p.parent_id
+        ORDER BY c.entry_id, p.parent_id
+        """,
+        (run_id, position, limit),
+    ).fetchall()

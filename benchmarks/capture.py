@@ -95,7 +95,7 @@ def bare_executemany(rows: dict[str, list[tuple]], db: Path) -> None:
     need); lineage entries, values and parent links are bare ``executemany``.
     """
     store = lk.LineageStore(db, create=True)  # same schema, pragmas and indexes
-    con = store.con
+    con = store.backend.con
     con.execute("BEGIN IMMEDIATE")
     for table in ("runs", "steps"):
         width = len(rows[table][0])

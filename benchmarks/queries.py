@@ -101,7 +101,7 @@ def build_trace_store(total_entries: int, real_records: int) -> Path:
     per_run = min(1_000_000, max(1, (total_entries - 3 * real_records) // 3))
     filler_entries = total_entries - 3 * real_records
     with lk.LineageStore(path, create=True) as store:
-        con = store.con
+        con = store.backend.con
         con.execute("PRAGMA cache_size = -262144")  # 256 MiB while bulk-building
         day = 0
         while filler_entries > 0:
@@ -114,7 +114,7 @@ def build_trace_store(total_entries: int, real_records: int) -> Path:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     lk.run_pipeline(orders(real_records), db=path, progress=False)
     with lk.LineageStore(path) as store:
-        n = store.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
+        n = store.backend.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
     print(f"  built a {n:,}-entry store in {time.perf_counter() - started:.1f} s", flush=True)
     return path
 
@@ -137,7 +137,7 @@ def trace_latency(total_entries: int, n_queries: int, reps: int) -> list[Figure]
     ours: list[float] = []
     bare: list[float] = []
     with lk.connect(path) as store:
-        n_entries = store.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
+        n_entries = store.backend.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
         rows = len(store.trace(keys[0]))
         for key in keys[:20]:  # warm up
             store.trace(key)
@@ -147,7 +147,7 @@ def trace_latency(total_entries: int, n_queries: int, reps: int) -> list[Figure]
                 store.trace(key)
                 ours.append(time.perf_counter() - t)
                 t = time.perf_counter()
-                store.con.execute(bare_sql, (key,)).fetchall()
+                store.backend.con.execute(bare_sql, (key,)).fetchall()
                 bare.append(time.perf_counter() - t)
     median = 1000 * statistics.median(ours)
     p95 = 1000 * _percentile(ours, 0.95)
@@ -210,7 +210,7 @@ def walks(hops: int, reps: int) -> list[Figure]:
     lk.Pipeline(chain, name="chain").run(orders(5), db=path, progress=False)
     figures = []
     with lk.connect(path) as store:
-        first, last = store.con.execute(
+        first, last = store.backend.con.execute(
             "SELECT min(entry_id), max(entry_id) FROM lineage WHERE record_key = ?",
             (next(orders(1))["key"],),
         ).fetchone()
@@ -222,7 +222,7 @@ def walks(hops: int, reps: int) -> list[Figure]:
             t = interleaved(
                 {
                     "ours": lambda method=method, entry=entry: method(entry),
-                    "bare": lambda sql=sql, entry=entry: store.con.execute(
+                    "bare": lambda sql=sql, entry=entry: store.backend.con.execute(
                         sql, (entry,)
                     ).fetchall(),
                 },
@@ -266,7 +266,7 @@ def load(n: int, reps: int) -> list[Figure]:
             {
                 "ours": lambda: store.lineage(),
                 "read_sql": lambda: pd.read_sql(
-                    "SELECT * FROM lineage WHERE run_id = ?", store.con, params=(run_id,)
+                    "SELECT * FROM lineage WHERE run_id = ?", store.backend.con, params=(run_id,)
                 ),
             },
             reps,
@@ -301,7 +301,7 @@ def graph(n: int, reps: int) -> list[Figure]:
     path = pipeline_store(n)
     with lk.connect(path) as store:
         run_id = store.resolve_run()
-        edges = store.con.execute(
+        edges = store.backend.con.execute(
             "SELECT p.parent_id, p.child_id FROM parents p JOIN lineage l "
             "ON l.entry_id = p.child_id WHERE l.run_id = ?",
             (run_id,),

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from . import steps
+from .base import __version__
 from .errors import (
     EntryNotFound,
     ExportTooLarge,
@@ -29,9 +28,10 @@ from .errors import (
     StoreNotFound,
     StoreWriteError,
 )
-from .pipeline import Pipeline, RunResult, Step, run_pipeline, step
+from .lineage_store import LineageStore, connect
+from .model import RunResult, Step, step
+from .pipeline import Pipeline, run_pipeline
 from .plot import plot_chain, plot_run, plot_runs, plot_timeline
-from .store import LineageStore, connect
 from .summary import RunSummary
 
 if TYPE_CHECKING:

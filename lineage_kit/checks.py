@@ -24,9 +24,9 @@ it once with ``store.check(extra=[func])``.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pandas as pd
 
 from .errors import IntegrityError
-from .store import integrity as sql
+from .model import FINISHED_STATUSES, StepKind
 from .values import value_hash_bytes
 
 if TYPE_CHECKING:
-    from .store import LineageStore
+    from .store import Backend
 
 #: Columns of :attr:`CheckReport.violations`, in order.
 VIOLATION_COLUMNS = ("code", "severity", "run_id", "record_key", "entry_id", "message")
@@ -89,18 +89,18 @@ CODES: dict[str, tuple[str, str]] = {
     "unexpected_steps": ("error", "the run's steps are not the expected_steps"),
 }
 
-#: A check: ``(store, run_ids) -> DataFrame or iterable of dicts``.
-CheckFunction = Callable[["LineageStore", list[str]], Any]
-
-_FINISHED = ("completed", "completed_with_errors")
+#: A custom check: ``(store, run_ids) -> DataFrame or iterable of dicts``, where
+#: ``store`` is the :class:`~lineage_kit.LineageStore` being checked.
+CheckFunction = Callable[[Any, list[str]], Any]
 
 
 @dataclass(frozen=True)
 class _Check:
     name: str
-    func: CheckFunction
+    func: Callable[..., Any]
     severity: str
     description: str
+    builtin: bool = False
 
 
 _REGISTRY: dict[str, _Check] = {}
@@ -108,7 +108,7 @@ _BUILTIN: set[str] = set()
 
 
 def register_check(
-    name: str, *, severity: str = "error", description: str = ""
+    name: str, *, severity: str = "error", description: str = "", replace: bool = False
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Register a custom check, run by every later :meth:`LineageStore.check`.
 
@@ -120,6 +120,9 @@ def register_check(
         The severity of violations that do not give one.
     description : str, optional
         A one-line explanation, shown by :meth:`CheckReport.summary`.
+    replace : bool, default False
+        Replace a custom check already registered under ``name`` (otherwise that
+        is an error, so two checks cannot silently shadow each other).
 
     Returns
     -------
@@ -129,7 +132,8 @@ def register_check(
     Raises
     ------
     ValueError
-        ``name`` is empty or is a built-in check or code, or ``severity`` is unknown.
+        ``name`` is empty or is a built-in check or code, ``severity`` is unknown, or
+        ``name`` is registered already and ``replace`` is false.
 
     Examples
     --------
@@ -154,6 +158,11 @@ def register_check(
     def decorate(func: CheckFunction) -> CheckFunction:
         if not callable(func):
             raise ValueError(f"a check must be callable, not {func!r}")
+        if name in _REGISTRY and not replace:
+            raise ValueError(
+                f"a check named {name!r} is registered already; pass replace=True to "
+                "replace it, or unregister_check() it first"
+            )
         _REGISTRY[name] = _Check(name, func, severity, description)
         return func
 
@@ -187,9 +196,9 @@ def _check_severity(severity: str) -> None:
         raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
 
 
-def _builtin(name: str) -> Callable[[CheckFunction], CheckFunction]:
-    def decorate(func: CheckFunction) -> CheckFunction:
-        _REGISTRY[name] = _Check(name, func, "error", "")
+def _builtin(name: str) -> Callable[[Callable[[_Context], Any]], Callable[[_Context], Any]]:
+    def decorate(func: Callable[[_Context], Any]) -> Callable[[_Context], Any]:
+        _REGISTRY[name] = _Check(name, func, "error", "", builtin=True)
         _BUILTIN.add(name)
         return func
 
@@ -268,7 +277,7 @@ class CheckReport:
         Raises
         ------
         IntegrityError
-            With the counts per code in the message.
+            With the counts per code in the message and the report as ``.report``.
 
         Examples
         --------
@@ -281,9 +290,43 @@ class CheckReport:
                 f"{c} ({n})" for c, n in zip(counts["code"], counts["count"], strict=True)
             )
             raise IntegrityError(
-                f"{self.n_errors} integrity violation(s) in {len(self.run_ids)} run(s): {parts}"
+                f"{self.n_errors} integrity violation(s) in {len(self.run_ids)} run(s): {parts}",
+                report=self,
             )
         return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (what ``lineage-kit check --json`` prints).
+
+        Returns
+        -------
+        dict
+            ``ok``, ``runs``, ``errors``, ``warnings``, ``summary`` (code ->
+            ``{"severity", "count"}``) and ``violations`` (one dict per violation,
+            missing values as None).
+
+        Examples
+        --------
+        >>> report = store.check()
+        >>> report.to_dict()["ok"], report.to_dict()["violations"]
+        (True, [])
+        """
+        v = self.violations.astype(object).where(self.violations.notna(), None)
+        violations = v.to_dict(orient="records")
+        for row in violations:
+            if row["entry_id"] is not None:
+                row["entry_id"] = int(row["entry_id"])
+        return {
+            "ok": self.ok,
+            "runs": list(self.run_ids),
+            "errors": self.n_errors,
+            "warnings": self.n_warnings,
+            "summary": {
+                row.code: {"severity": row.severity, "count": int(row.count)}
+                for row in self.summary().itertuples(index=False)
+            },
+            "violations": violations,
+        }
 
     def to_text(self, limit: int = 20) -> str:
         """A plain-text summary: the header, the counts table and the first violations."""
@@ -360,44 +403,15 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def check(
-    store: LineageStore,
+    backend: Backend,
     run: str | Sequence[str] | None = "latest",
     *,
     expected_steps: Sequence[str] | None = None,
     extra: Iterable[CheckFunction] = (),
+    store: Any = None,
 ) -> CheckReport:
-    """Run every registered integrity check on some runs of a store.
-
-    Parameters
-    ----------
-    store : LineageStore
-    run : str or sequence of str, default "latest"
-        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids/prefixes.
-    expected_steps : sequence of str, optional
-        The step names, in order, every checked run must have (code
-        ``unexpected_steps`` otherwise).
-    extra : iterable of callables, optional
-        One-off checks ``(store, run_ids) -> violations`` run after the registered
-        ones; their default code is the function's name.
-
-    Returns
-    -------
-    CheckReport
-
-    Raises
-    ------
-    RunNotFound
-        ``run`` matches no run (or several), or the store has no runs and a
-        specific run was asked for.
-    ValueError
-        A check returned violations in the wrong shape.
-
-    Examples
-    --------
-    >>> import lineage_kit as lk
-    >>> report = lk.connect("lineage.db").check()  # doctest: +SKIP
-    >>> report.ok, report.summary()  # doctest: +SKIP
-    """
+    """The report behind :meth:`LineageStore.check <lineage_kit.LineageStore.check>`
+    (documented there); ``store`` is what custom checks are given."""
     started = time.perf_counter()
     checks = list(_REGISTRY.values())
     if expected_steps is not None:
@@ -405,9 +419,10 @@ def check(
         checks.append(
             _Check(
                 "expected_steps",
-                lambda s, ids: _expected_steps(s, ids, expected),
+                functools.partial(_expected_steps, expected=expected),
                 "error",
                 CODES["unexpected_steps"][1],
+                builtin=True,
             )
         )
     for func in extra:
@@ -417,14 +432,12 @@ def check(
         checks.append(_Check(name, func, "error", ""))
 
     frames = []
-    token = _SHARED.set({})
-    try:
-        with sql.snapshot(store.con):
-            run_ids = store.resolve_runs(run)
-            for c in checks:
-                frames.append(_normalise(c.func(store, list(run_ids)), c))
-    finally:
-        _SHARED.reset(token)
+    with backend.snapshot():
+        run_ids = backend.resolve_runs(run)
+        context = _Context(backend, list(run_ids))
+        for c in checks:
+            result = c.func(context) if c.builtin else c.func(store, list(run_ids))
+            frames.append(_normalise(result, c))
     frames = [f for f in frames if len(f)]
     violations = (
         pd.concat(frames, ignore_index=True)
@@ -507,16 +520,16 @@ def _v(code: str, run_id: Any, key: Any, entry_id: Any, message: str) -> dict[st
 class _Steps:
     """Step names and kinds of the checked runs."""
 
-    def __init__(self, store: LineageStore, run_ids: list[str]) -> None:
+    def __init__(self, rows: Iterable[tuple[str, int, str, str]]) -> None:
         self.by_run: dict[str, list[tuple[int, str, str]]] = {}
-        for run_id, position, name, kind in sql.step_kinds(store.con, sql.runs_param(run_ids)):
+        for run_id, position, name, kind in rows:
             self.by_run.setdefault(run_id, []).append((position, name, kind))
 
     def kind(self, run_id: str | None, position: int | None) -> str:
         for p, _, kind in self.by_run.get(run_id or "", []):
             if p == position:
                 return kind
-        return "map"
+        return StepKind.MAP
 
     def name(self, run_id: str | None, position: int | None) -> str:
         for p, name, _ in self.by_run.get(run_id or "", []):
@@ -525,22 +538,59 @@ class _Steps:
         return f"#{position}"
 
 
-def _run_rows(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    wanted = set(run_ids)
-    return [r for r in store.run_rows() if r["run_id"] in wanted]
+class _Context:
+    """What the built-in checks read, each read once per :func:`check` call."""
 
+    def __init__(self, backend: Backend, run_ids: list[str]) -> None:
+        self.backend = backend
+        self.run_ids = run_ids
 
-def _finished(store: LineageStore, run_ids: list[str]) -> list[str]:
-    return [r["run_id"] for r in _run_rows(store, run_ids) if r["status"] in _FINISHED]
+    @functools.cached_property
+    def run_rows(self) -> list[dict[str, Any]]:
+        wanted = set(self.run_ids)
+        return [r for r in self.backend.run_rows() if r["run_id"] in wanted]
+
+    @functools.cached_property
+    def finished(self) -> list[str]:
+        return [r["run_id"] for r in self.run_rows if r["status"] in FINISHED_STATUSES]
+
+    @functools.cached_property
+    def finished_rows(self) -> list[dict[str, Any]]:
+        return [r for r in self.run_rows if r["status"] in FINISHED_STATUSES]
+
+    @functools.cached_property
+    def steps(self) -> _Steps:
+        return _Steps(self.backend.check_step_kinds(self.run_ids))
+
+    @functools.cached_property
+    def entry_counts(self) -> list[tuple]:
+        return self.backend.check_entry_counts(self.run_ids)
+
+    @functools.cached_property
+    def span(self) -> tuple[int | None, int | None]:
+        """The smallest and largest entry id of the runs (``(None, None)``: none)."""
+        counts = self.entry_counts
+        if not counts:
+            return None, None
+        return min(r[4] for r in counts), max(r[5] for r in counts)
+
+    @functools.cached_property
+    def chain_rows(self) -> list[_ChainRow]:
+        rows = self.backend.check_chain_rows(self.run_ids, self.finished, self.span)
+        # by child, then parent: links are reported in (child, parent) order
+        return sorted(
+            (_ChainRow(*row) for row in rows),
+            key=lambda r: (r.child_id, -1 if r.parent_id is None else r.parent_id),
+        )
 
 
 # -------------------------------------------------------------- built-in checks
 
 
 @_builtin("run_status")
-def _run_status(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+def _run_status(ctx: _Context) -> list[dict[str, Any]]:
     out = []
-    for row in _run_rows(store, run_ids):
+    for row in ctx.run_rows:
         if row["status"] == "interrupted":
             out.append(
                 _v(
@@ -585,66 +635,15 @@ class _ChainRow(NamedTuple):
     has_child: int
 
 
-# The checks "chains", "missing_parents" and "links" read the same rows (one pass
-# over the runs' entries and their links); during one check() call the pass runs
-# once and is shared through this cache, keyed by connection and runs.
-_SHARED: ContextVar[dict[tuple, Any] | None] = ContextVar("lineage_kit_check_cache", default=None)
-
-
-def _shared(name: str, store: LineageStore, run_ids: list[str], compute: Callable[[], Any]) -> Any:
-    """``compute()``, run once per :func:`check` call for the same store and runs."""
-    cache = _SHARED.get()
-    if cache is None:
-        return compute()
-    key = (name, id(store.con), tuple(run_ids))
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]
-
-
-def _entry_counts(store: LineageStore, run_ids: list[str]) -> list[tuple]:
-    return _shared(
-        "entry_counts",
-        store,
-        run_ids,
-        lambda: sql.entry_counts(store.con, sql.runs_param(run_ids)),
-    )
-
-
-def _span(store: LineageStore, run_ids: list[str]) -> tuple[int | None, int | None]:
-    return sql.span(_entry_counts(store, run_ids))
-
-
-def _chain_rows(store: LineageStore, run_ids: list[str]) -> list[_ChainRow]:
-    return _shared(
-        "chain_rows",
-        store,
-        run_ids,
-        lambda: sorted(
-            (
-                _ChainRow(*row)
-                for row in sql.chain_rows(
-                    store.con,
-                    sql.runs_param(run_ids),
-                    sql.runs_param(_finished(store, run_ids)),
-                    _span(store, run_ids),
-                )
-            ),
-            # by child, then parent: links are reported in (child, parent) order
-            key=lambda r: (r.child_id, -1 if r.parent_id is None else r.parent_id),
-        ),
-    )
-
-
 @_builtin("chains")
-def _chains(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    finished = _finished(store, run_ids)
+def _chains(ctx: _Context) -> list[dict[str, Any]]:
+    finished = ctx.finished
     if not finished:
         return []
-    steps = _Steps(store, finished)
+    steps = ctx.steps
     out = []
     seen: set[int] = set()
-    for r in _chain_rows(store, run_ids):
+    for r in ctx.chain_rows:
         if (
             r.has_child
             or r.status != "ok"
@@ -667,11 +666,11 @@ def _chains(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
 
 
 @_builtin("missing_parents")
-def _missing_parents(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    steps = _Steps(store, run_ids)
+def _missing_parents(ctx: _Context) -> list[dict[str, Any]]:
+    steps = ctx.steps
     out = []
     seen: set[int] = set()
-    for r in _chain_rows(store, run_ids):
+    for r in ctx.chain_rows:
         if r.parent_id is not None or r.position <= 0 or r.child_id in seen:
             continue
         seen.add(r.child_id)
@@ -688,12 +687,11 @@ def _missing_parents(store: LineageStore, run_ids: list[str]) -> list[dict[str, 
 
 
 @_builtin("links")
-def _links(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    runs_json = sql.runs_param(run_ids)
-    steps = _Steps(store, run_ids)
+def _links(ctx: _Context) -> list[dict[str, Any]]:
+    steps = ctx.steps
     out = []
     seen: set[tuple[int, int]] = set()
-    for r in _chain_rows(store, run_ids):
+    for r in ctx.chain_rows:
         child, parent, run_id, key = r.child_id, r.parent_id, r.run_id, r.record_key
         if parent is None or parent == child or (child, parent) in seen:
             continue  # no link, a self-link (a cycle), or a link already looked at
@@ -753,8 +751,8 @@ def _links(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
                     f"key {r.parent_key!r} of parent {parent} became {key!r} at map step {here}",
                 )
             )
-    for child, parent, parent_run, parent_key in sql.links_from_missing_children(
-        store.con, runs_json
+    for child, parent, parent_run, parent_key in ctx.backend.check_links_from_missing_children(
+        ctx.run_ids
     ):
         out.append(
             _v(
@@ -769,7 +767,7 @@ def _links(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
 
 
 @_builtin("cycles")
-def _cycles(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+def _cycles(ctx: _Context) -> list[dict[str, Any]]:
     return [
         _v(
             "cycle",
@@ -780,17 +778,17 @@ def _cycles(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
             if child == parent
             else f"link {child} -> parent {parent} closes a cycle (the entry is its own ancestor)",
         )
-        for child, parent, run_id, key in sql.cycle_links(store.con, sql.runs_param(run_ids))
+        for child, parent, run_id, key in ctx.backend.check_cycle_links(ctx.run_ids)
     ]
 
 
 @_builtin("duplicates")
-def _duplicates(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    steps = _Steps(store, run_ids)
+def _duplicates(ctx: _Context) -> list[dict[str, Any]]:
+    steps = ctx.steps
     out = []
     groups: dict[tuple, list[int]] = {}
-    for run_id, key, position, entry_id, _status, reason in sql.repeated_keys(
-        store.con, sql.runs_param(run_ids)
+    for run_id, key, position, entry_id, _status, reason in ctx.backend.check_repeated_keys(
+        ctx.run_ids
     ):
         if reason == "duplicate_key":
             continue  # the pipeline correctly refused a duplicate input record
@@ -811,11 +809,17 @@ def _duplicates(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]
 
 
 @_builtin("values")
-def _values(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
+def _values(ctx: _Context) -> list[dict[str, Any]]:
     out = []
-    for run_id, key, entry_id, _position, has_value, stored, actual in sql.value_problems(
-        store.con, sql.runs_param(run_ids), _span(store, run_ids), value_hash_bytes
-    ):
+    for (
+        run_id,
+        key,
+        entry_id,
+        _position,
+        has_value,
+        stored,
+        actual,
+    ) in ctx.backend.check_value_problems(ctx.run_ids, ctx.span, value_hash_bytes):
         if not has_value:
             out.append(_v("missing_value", run_id, key, entry_id, "entry has no stored value"))
         else:
@@ -828,7 +832,7 @@ def _values(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
                     f"stored value hashes to {actual}, the entry records {stored}",
                 )
             )
-    for (entry_id,) in sql.values_without_entry(store.con):
+    for (entry_id,) in ctx.backend.check_values_without_entry():
         out.append(
             _v(
                 "orphan_value",
@@ -842,17 +846,17 @@ def _values(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
 
 
 @_builtin("counts")
-def _counts(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
-    finished = _run_rows(store, _finished(store, run_ids))
+def _counts(ctx: _Context) -> list[dict[str, Any]]:
+    finished = ctx.finished_rows
     if not finished:
         return []
     ids = [r["run_id"] for r in finished]
-    steps = _Steps(store, ids)
+    steps = ctx.steps
     tallies: dict[str, dict[str, int]] = {
         rid: {"first": 0, "rejected": 0, "failed": 0, "published": 0} for rid in ids
     }
     last = {rid: max((p for p, _, _ in steps.by_run.get(rid, [])), default=-1) for rid in ids}
-    for run_id, position, status, n, _lo, _hi in _entry_counts(store, run_ids):
+    for run_id, position, status, n, _lo, _hi in ctx.entry_counts:
         if run_id not in tallies:
             continue  # a run that did not finish: its counts are not final
         t = tallies[run_id]
@@ -888,12 +892,10 @@ def _counts(store: LineageStore, run_ids: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _expected_steps(
-    store: LineageStore, run_ids: list[str], expected: list[str]
-) -> list[dict[str, Any]]:
-    steps = _Steps(store, run_ids)
+def _expected_steps(ctx: _Context, expected: list[str]) -> list[dict[str, Any]]:
+    steps = ctx.steps
     out = []
-    for rid in run_ids:
+    for rid in ctx.run_ids:
         names = [name for _, name, _ in steps.by_run.get(rid, [])]
         if names != expected:
             missing = [n for n in expected if n not in names]

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
+from .base import __version__
 from .errors import InputError, KeyNotFound, LineageKitError, OutputError, StepError
+from .store import DATABASE_ERRORS
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -180,7 +180,7 @@ def _report_and_summary(args: argparse.Namespace, result: Any, out: TextIO) -> b
 
         try:
             write_report(args.db, result.run_id, args.report)
-        except (OSError, sqlite3.Error, LineageKitError) as exc:
+        except (OSError, *DATABASE_ERRORS, LineageKitError) as exc:
             error = exc
     if not args.quiet:
         print(result.summary(), file=out)
@@ -207,7 +207,7 @@ def _add_runs(sub: Any) -> None:
 
 
 def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
-    from .store import connect
+    from .lineage_store import connect
 
     if args.limit is not None and args.limit < 0:
         raise _UsageError("--limit must be 0 or more")
@@ -296,24 +296,16 @@ def _add_trace(sub: Any) -> None:
 
 
 def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
-    from .store import connect
-    from .store.queries import TRACE_COLUMNS, parse_id_list, trace_rows
+    from .lineage_store import connect
 
     with connect(args.db) as store:
         run_ids = store.resolve_runs(args.run)
-        rows = [
-            dict(zip(TRACE_COLUMNS, row, strict=True))
-            for run_id in run_ids
-            for row in trace_rows(store.con, run_id, args.key)
-        ]
-    if not rows:
-        where = "any run" if args.run == "all" else f"run {run_ids[0]}"
-        print(
-            f"lineage-kit: key {args.key!r} has no lineage in {where} of {args.db}", file=sys.stderr
-        )
-        return EXIT_PROBLEMS
+        try:
+            rows = store.trace_records(args.key, run_ids)
+        except KeyNotFound as exc:  # the command worked, the key has no lineage
+            print(f"lineage-kit: {exc} of {args.db}", file=sys.stderr)
+            return EXIT_PROBLEMS
     for row in rows:
-        row["parent_ids"] = parse_id_list(row["parent_ids"])
         row["key"] = row.pop("record_key")
     if args.json:
         json.dump(rows, out, indent=2)
@@ -388,7 +380,7 @@ def _add_check(sub: Any) -> None:
 
 
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    from .store import connect
+    from .lineage_store import connect
 
     if args.limit < 0:
         raise _UsageError("--limit must be 0 or more")
@@ -400,19 +392,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     with connect(args.db) as store:
         report = store.check(args.run, expected_steps=expected)
     if args.json:
-        v = report.violations.astype(object).where(report.violations.notna(), None)
-        payload = {
-            "ok": report.ok,
-            "runs": report.run_ids,
-            "errors": report.n_errors,
-            "warnings": report.n_warnings,
-            "summary": {
-                row.code: {"severity": row.severity, "count": int(row.count)}
-                for row in report.summary().itertuples(index=False)
-            },
-            "violations": v.to_dict(orient="records"),
-        }
-        json.dump(payload, out, indent=2, default=int)
+        json.dump(report.to_dict(), out, indent=2)
         out.write("\n")
     else:
         print(report.to_text(limit=args.limit), file=out)
@@ -476,7 +456,7 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
     import matplotlib.pyplot as plt
 
     from . import plot
-    from .store import connect
+    from .lineage_store import connect
 
     with connect(args.db) as store:
         try:
@@ -556,7 +536,7 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     if args.graph != "entries" and (fmt != "graphml" or args.key is not None):
         raise _UsageError("--graph steps applies to graphml, without --key")
     output = check_output_path(args.output, "-o") if args.output else None
-    from .store import connect
+    from .lineage_store import connect
 
     with connect(args.db) as store:
         try:
@@ -665,7 +645,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (InputError, LineageKitError) as exc:
         print(f"lineage-kit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except sqlite3.DatabaseError as exc:  # a damaged store (the file checks passed)
+    except DATABASE_ERRORS as exc:  # a damaged store (the file checks passed)
         print(f"lineage-kit: error: {args.db}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `lineage-kit runs | head`

@@ -1,10 +1,10 @@
 """The runner behind :meth:`Pipeline.run`: steps applied to chunks of records.
 
 Chunks are computed in memory and written in one transaction each (all steps of the
-chunk together, so a reader never sees half a chunk). Entry ids are assigned by
-SQLite in insertion order, so parent links are built from indexes known in memory,
-never looked up. Merge steps are barriers: their inputs wait until every chunk
-before them is written.
+chunk together, so a reader never sees half a chunk). The chunk's entry ids are
+reserved from the backend just before it is written, so parent links are built from
+indexes known in memory, never looked up. Merge steps are barriers: their inputs
+wait until every chunk before them is written.
 """
 
 from __future__ import annotations
@@ -18,20 +18,20 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from .base import key_or_reason
 from .errors import Reject
 from .frame_steps import FrameItems, apply_frame
-from .sources import key_or_reason
-from .store import writer as w
-from .store.liveness import writer_alive
+from .model import EntryRow, EntryStatus, RunEnd, RunStatus, StepKind, StepTiming
+from .store import Backend, Chunk
 from .values import UNSTORABLE, stored_form, to_json, value_hash
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline, Step
+    from .model import Step
     from .sources import Source, SourceItem
-    from .store import LineageStore
 
 _OK, _REJECTED, _FAILED = 0, 1, 2  # outcome ranks: the worst outcome of a record wins
-_STATUS = ("ok", "rejected", "failed")
+_STATUS = (EntryStatus.OK.value, EntryStatus.REJECTED.value, EntryStatus.FAILED.value)
+_ENTRY = tuple.__new__  # builds an EntryRow without the Python-level __new__ (hot loop)
 
 
 def now() -> str:
@@ -48,14 +48,53 @@ class Abort(Exception):
         self.error = error
 
 
-# An item in flight: (key, value, value_json, value_hash, parent, roots, split)
-#   value_json: the JSON stored for the value (None only fresh from the source, before
-#           a step needed it); value_hash may lag behind it (None) until it is stored
-#   parent: index of its entry in the current chunk (int), a tuple of entry ids
-#           written by an earlier chunk, or None (fresh from the source)
-#   roots:  the input ordinal (int) or ordinals (tuple) it descends from
-#   split:  whether a split step is on its path (its roots may end several times)
-#
+_Refused = tuple["SourceItem", str, str | None]  # a source item refused, with reason and message
+
+
+class Item:
+    """A record in flight between steps; a step's output updates it in place.
+
+    Attributes
+    ----------
+    key : str or None
+    value : Any
+        The record as the last step returned it.
+    vjson : str or None
+        The JSON stored for the value (None only fresh from the source, before a
+        step needed it).
+    vhash : str or None
+        Its hash; may lag behind ``vjson`` (None) until it is stored.
+    parent : int, tuple of int or None
+        The index of its last entry in the current chunk (int), the entry ids of
+        its parents written by an earlier chunk (tuple), or None (fresh from the
+        source).
+    roots : int or tuple of int
+        The input ordinal(s) it descends from.
+    split : bool
+        A split step is on its path (its roots may end several times).
+    """
+
+    __slots__ = ("key", "parent", "roots", "split", "value", "vhash", "vjson")
+
+    def __init__(
+        self,
+        key: str | None,
+        value: Any,
+        vjson: str | None,
+        vhash: str | None,
+        parent: Any,
+        roots: Any,
+        split: bool,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.vjson = vjson
+        self.vhash = vhash
+        self.parent = parent
+        self.roots = roots
+        self.split = split
+
+
 # What is recorded for a value is its JSON text, made before the value is handed to a
 # step that might change it in place (every step but the pure built-ins). A step is
 # handed a fresh copy (the JSON loaded again) where another may hold the same object:
@@ -63,17 +102,20 @@ class Abort(Exception):
 
 
 class _Chunk:
-    """Rows of one chunk, in the order their entry ids will be assigned."""
+    """Rows of one chunk, in the order their entry ids will be given."""
 
     __slots__ = ("absolute_parents", "entries", "local_parents", "values")
 
     def __init__(self) -> None:
-        self.entries: list[tuple] = []
+        self.entries: list[EntryRow] = []
         self.values: list[str] = []
         self.local_parents: list[tuple[int, int]] = []
         self.absolute_parents: list[tuple[int, int]] = []
 
-    def add(self, entry: tuple, value_json: str, parent: Any) -> int:
+    def rows(self) -> Chunk:
+        return Chunk(self.entries, self.values, self.local_parents, self.absolute_parents)
+
+    def add(self, entry: EntryRow, value_json: str, parent: Any) -> int:
         index = len(self.entries)
         self.entries.append(entry)
         self.values.append(value_json)
@@ -89,8 +131,8 @@ class Run:
 
     def __init__(
         self,
-        pipeline: Pipeline,
-        store: LineageStore,
+        steps: Sequence[Step],
+        backend: Backend,
         run_id: str,
         fail_fast: bool,
         *,
@@ -98,21 +140,21 @@ class Run:
         source_frame: Any = None,
         listener: Any = None,
     ):
-        self.pipeline = pipeline
+        self.steps = tuple(steps)
         self.listener = listener  # told when each step starts (live OpenLineage events)
-        self.store = store
+        self.backend = backend
         self.run_id = run_id
         self.fail_fast = fail_fast
         self.counts = [0, 0, 0]  # published, rejected, failed
         self.n_input = 0
         self.n_entries = 0
         self.pending: dict[int, int] = {}  # root -> worst outcome, for split records
-        n = len(pipeline.steps)
+        n = len(self.steps)
         self.busy = [0.0] * n
         self.first_seen: list[str | None] = [None] * n
         self.last_seen: list[str | None] = [None] * n
-        self.copy_input = copies_needed(pipeline.steps, fresh_input)
-        self.source_frame = source_frame
+        self.copy_input = copies_needed(self.steps, fresh_input)
+        self.source_frame = source_frame  # a DataFrame input, for a first frame step
 
     # -- outcomes
 
@@ -135,17 +177,13 @@ class Run:
     # -- writing
 
     def flush(self, chunk: _Chunk) -> int:
+        """Write the chunk under ids reserved for it; return the first id."""
         if not chunk.entries:
             return 0
-        base = w.write_chunk(
-            self.store.con,
-            chunk.entries,
-            chunk.values,
-            chunk.local_parents,
-            chunk.absolute_parents,
-        )
+        first = self.backend.reserve_ids(len(chunk.entries))
+        self.backend.write_chunk(first, chunk.rows())
         self.n_entries += len(chunk.entries)
-        return base
+        return first
 
     # -- steps
 
@@ -164,18 +202,18 @@ class Run:
             self.busy[position] += time.perf_counter() - started
             self.last_seen[position] = now()
 
-    def apply(self, position: int, items: list[tuple], chunk: _Chunk) -> list[tuple]:
-        st = self.pipeline.steps[position]
+    def apply(self, position: int, items: list[Item], chunk: _Chunk) -> list[Item]:
+        st = self.steps[position]
         with self._timing(position) as stamp:
             if not st.pure:
                 items = self._guard(position, items)
             if st.frame:
                 return apply_frame(self, st, position, items, chunk, stamp)
-            if st.identity and isinstance(items, FrameItems):
+            if st.identity and isinstance(items, FrameItems):  # keep the DataFrame on
                 out = FrameItems(self._map(st, position, items, chunk, stamp))
                 out.frame = items.frame if len(out) == len(items) else None
                 return out
-            if st.kind == "split":
+            if st.kind == StepKind.SPLIT:
                 return self._split(st, position, items, chunk, stamp)
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
@@ -185,49 +223,46 @@ class Run:
         """The input DataFrame, when the records reach ``position`` as they were read."""
         if self.source_frame is None:
             return None
-        if all(s.identity for s in self.pipeline.steps[:position]):
+        if all(s.identity for s in self.steps[:position]):
             return self.source_frame
         return None
 
-    def _guard(self, position: int, items: list[tuple]) -> list[tuple]:
+    def _guard(self, position: int, items: list[Item]) -> list[Item]:
         """Fix the stored JSON of each input before a step that may change it runs.
 
         Where :func:`copies_needed` says so, the step is handed the JSON loaded again
         (the value exactly as recorded) instead of an object someone else holds.
         """
         copy = self.copy_input[position]
-        if not items or (not copy and items[0][2] is not None):
+        if not items or (not copy and items[0].vjson is not None):
             return items
-        loads, out = json.loads, []
-        for key, value, vjson, vhash, parent, roots, split in items:
-            if vjson is None:
+        loads = json.loads
+        for item in items:
+            if item.vjson is None:
                 try:
-                    vjson = to_json(value)
+                    item.vjson = to_json(item.value)
                 except UNSTORABLE:
                     # Kept as its repr; no faithful copy to hand over, so the object is.
-                    vjson, vhash = stored_form(value)
-                    out.append((key, value, vjson, vhash, parent, roots, split))
+                    item.vjson, item.vhash = stored_form(item.value)
                     continue
-            out.append((key, loads(vjson) if copy else value, vjson, vhash, parent, roots, split))
-        return out
+            if copy:
+                item.value = loads(item.vjson)
+        return items
 
     def _stop(self, position: int, key: Any, message: str) -> None:
         if self.fail_fast:
-            name = self.pipeline.steps[position].name
+            name = self.steps[position].name
             raise Abort(f"step {name!r} failed on record {key!r}: {message}")
 
-    def _terminal(self, chunk, position, stamp, item, status, reason, error) -> None:
-        key, value, vjson, vhash, parent, roots, split = item
+    def _terminal(self, chunk, position, stamp, item: Item, status, reason, error) -> None:
+        vjson, vhash = item.vjson, item.vhash
         if vjson is None:
-            vjson, vhash = stored_form(value)
+            vjson, vhash = stored_form(item.value)
         elif vhash is None:
             vhash = value_hash(vjson)
-        chunk.add(
-            (self.run_id, position, key, _STATUS[status], reason, error, stamp, vhash),
-            vjson,
-            parent,
-        )
-        self.end(roots, split, status)
+        entry = (self.run_id, position, item.key, _STATUS[status], reason, error, stamp, vhash)
+        chunk.add(EntryRow(*entry), vjson, item.parent)
+        self.end(item.roots, item.split, status)
 
     def _map(
         self,
@@ -237,7 +272,7 @@ class Run:
         chunk: _Chunk,
         stamp: str,
         results: Iterator[Any] | None = None,
-    ) -> list[tuple]:
+    ) -> list[Item]:
         """Apply a map step record by record (``results``: outputs a batch step made)."""
         run_id, identity, out = self.run_id, st.identity, []
         func = st.func if results is None else (lambda _value: next(results))
@@ -247,8 +282,15 @@ class Run:
         add_entry, add_value = entries.append, values.append
         add_local = chunk.local_parents.append
         append = out.append
+        ok = _STATUS[_OK]
         for item in items:
-            key, value, vjson, vhash, parent, roots, split = item
+            key, value, vjson, vhash, parent = (
+                item.key,
+                item.value,
+                item.vjson,
+                item.vhash,
+                item.parent,
+            )
             if identity:
                 new = value
                 if vjson is None:
@@ -295,19 +337,21 @@ class Run:
                     self._stop(position, key, message)
                     continue
                 nhash = value_hash(njson)
+            entry = _ENTRY(EntryRow, (run_id, position, key, ok, None, None, stamp, nhash))
             if type(parent) is int:
                 index = len(entries)
-                add_entry((run_id, position, key, "ok", None, None, stamp, nhash))
+                add_entry(entry)
                 add_value(njson)
                 add_local((index, parent))
             else:
-                index = add((run_id, position, key, "ok", None, None, stamp, nhash), njson, parent)
-            append((key, new, njson, nhash, index, roots, split))
+                index = add(entry, njson, parent)
+            item.value, item.vjson, item.vhash, item.parent = new, njson, nhash, index
+            append(item)
         return out
 
-    def _batch(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[tuple]:
+    def _batch(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[Item]:
         try:
-            results = st.func([item[1] for item in items])
+            results = st.func([item.value for item in items])
             if not isinstance(results, list) or len(results) != len(items):
                 raise TypeError(
                     f"batch step must return a list of {len(items)} records, got "
@@ -321,11 +365,11 @@ class Run:
             for item in items:
                 self._terminal(chunk, position, stamp, item, _FAILED, None, error_text(exc))
             if items:
-                self._stop(position, items[0][0], error_text(exc))
+                self._stop(position, items[0].key, error_text(exc))
             return []
         return self._map(st, position, items, chunk, stamp, results=iter(results))
 
-    def _split(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[tuple]:
+    def _split(self, st: Step, position: int, items, chunk: _Chunk, stamp: str) -> list[Item]:
         """Apply a split step; children's keys follow the sources' key rule, unique in the run.
 
         A child's key is its parent's key plus ``#1``, ``#2``, ... unless the step gives
@@ -339,14 +383,14 @@ class Run:
         stopped: tuple[Any, str] | None = None
         for item in items:
             try:
-                children = _children(st.func(item[1]), item[0])
+                children = _children(st.func(item.value), item.key)
             except Reject as exc:
                 planned.append((item, None, _REJECTED, exc.reason, exc.message))
                 continue
             except Exception as exc:
                 planned.append((item, None, _FAILED, None, error_text(exc)))
                 if self.fail_fast:
-                    stopped = (item[0], error_text(exc))
+                    stopped = (item.key, error_text(exc))
                     break
                 continue
             if not children:
@@ -356,21 +400,20 @@ class Run:
             else:
                 planned.append((item, children, _OK, None, None))
         taken = self._keys_taken([c[0] for p in planned if p[1] for c in p[1]], items, chunk)
-        run_id, out = self.run_id, []
+        run_id, out, ok = self.run_id, [], _STATUS[_OK]
         for item, children, status, reason, error in planned:
             if children is not None:
-                own = item[0]
+                own = item.key
                 clash = next((c[0] for c in children if c[0] in taken and c[0] != own), None)
                 if clash is None:
                     taken.update(c[0] for c in children)
                     for child_key, child_value, cjson in children:
                         chash = value_hash(cjson)
-                        index = chunk.add(
-                            (run_id, position, child_key, "ok", None, None, stamp, chash),
-                            cjson,
-                            item[4],
+                        entry = EntryRow(run_id, position, child_key, ok, None, None, stamp, chash)
+                        index = chunk.add(entry, cjson, item.parent)
+                        out.append(
+                            Item(child_key, child_value, cjson, chash, index, item.roots, True)
                         )
-                        out.append((child_key, child_value, cjson, chash, index, item[5], True))
                     continue
                 status, reason = _REJECTED, "duplicate_key"
                 error = (
@@ -381,33 +424,33 @@ class Run:
             self._stop(position, *stopped)
         return out
 
-    def _keys_taken(self, keys: list[str], items: list[tuple], chunk: _Chunk) -> set[str]:
+    def _keys_taken(self, keys: list[str], items: list[Item], chunk: _Chunk) -> set[str]:
         """The keys among ``keys`` already used in the run: written, or in this chunk."""
         if not keys:
             return set()
-        taken = set(w.existing_keys(self.store.con, self.run_id, json.dumps(keys)))
-        taken.update(entry[2] for entry in chunk.entries)
-        taken.update(item[0] for item in items)  # a first step's inputs have no entry yet
+        taken = set(self.backend.existing_keys(self.run_id, keys))
+        taken.update(entry.record_key for entry in chunk.entries)
+        taken.update(item.key for item in items)  # a first step's inputs have no entry yet
         return taken
 
-    def merge(self, position: int, members: list[tuple], chunk: _Chunk) -> list[tuple]:
+    def merge(self, position: int, members: list[Item], chunk: _Chunk) -> list[Item]:
         """Apply a merge step to one group (members carry absolute entry ids)."""
         with self._timing(position) as stamp:
             out, failure = self._merge(position, members, chunk, stamp)
         if failure is not None:
-            self._stop(position, members[0][0], failure)
+            self._stop(position, members[0].key, failure)
         return out
 
     def _merge(
-        self, position: int, members: list[tuple], chunk: _Chunk, stamp: str
-    ) -> tuple[list[tuple], str | None]:
-        st = self.pipeline.steps[position]
-        group_key = members[0][0]
-        parents = tuple(p for m in members for p in m[4])
-        roots = tuple(sorted({r for m in members for r in _as_tuple(m[5])}))
-        split = any(m[6] for m in members)
+        self, position: int, members: list[Item], chunk: _Chunk, stamp: str
+    ) -> tuple[list[Item], str | None]:
+        st = self.steps[position]
+        group_key = members[0].key
+        parents = tuple(p for m in members for p in m.parent)
+        roots = tuple(sorted({r for m in members for r in _as_tuple(m.roots)}))
+        split = any(m.split for m in members)
         try:
-            merged = st.func([m[1] for m in members])
+            merged = st.func([m.value for m in members])
             if not isinstance(merged, dict):
                 raise TypeError(f"merge step returned {type(merged).__name__}, not a dict")
             mjson = to_json(merged)
@@ -417,37 +460,32 @@ class Run:
             status, reason, error = _FAILED, None, error_text(exc)
         else:
             mhash = value_hash(mjson)
-            index = chunk.add(
-                (self.run_id, position, group_key, "ok", None, None, stamp, mhash), mjson, parents
-            )
-            return [(group_key, merged, mjson, mhash, index, roots, split)], None
+            ok = _STATUS[_OK]
+            entry = EntryRow(self.run_id, position, group_key, ok, None, None, stamp, mhash)
+            index = chunk.add(entry, mjson, parents)
+            return [Item(group_key, merged, mjson, mhash, index, roots, split)], None
         # A merge that did not succeed stores its members' values as a JSON array.
-        ajson = "[" + ",".join(m[2] for m in members) + "]"
-        entry = (self.run_id, position, group_key, _STATUS[status], reason, error, stamp)
-        chunk.add((*entry, value_hash(ajson)), ajson, parents)
+        ajson = "[" + ",".join(m.vjson for m in members) + "]"
+        ahash = value_hash(ajson)
+        status_text = _STATUS[status]
+        entry = EntryRow(self.run_id, position, group_key, status_text, reason, error, stamp, ahash)
+        chunk.add(entry, ajson, parents)
         self.end(roots, split, status)
         return [], (error if status == _FAILED else None)
 
     # -- a whole run
 
-    def finish(self, src: Source, status: str, error: str | None) -> None:
+    def finish(self, src: Source, status: RunStatus, error: str | None) -> None:
         self.settle()
+        end = RunEnd(status, now(), src.sha256, self.n_input, *self.counts, error)
+        timings = [
+            StepTiming(i, self.first_seen[i], self.last_seen[i], self.busy[i])
+            for i in range(len(self.steps))
+        ]
         try:
-            w.finish_run(
-                self.store.con,
-                self.run_id,
-                status=status,
-                finished_at=now(),
-                input_sha256=src.sha256,
-                counts=(self.n_input, *self.counts),
-                error=error,
-                step_times=[
-                    (self.first_seen[i], self.last_seen[i], self.busy[i], i)
-                    for i in range(len(self.pipeline.steps))
-                ],
-            )
+            self.backend.finish_run(self.run_id, end, timings)
         except Exception:
-            if status in ("failed", "interrupted"):
+            if status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
                 return  # the original error is more useful than this one
             raise
 
@@ -457,10 +495,10 @@ class Run:
         chunk_size: int,
         progress: bool | None,
     ) -> None:
-        merges = [i for i, s in enumerate(self.pipeline.steps) if s.kind == "merge"]
-        end = merges[0] if merges else len(self.pipeline.steps)
+        merges = [i for i, s in enumerate(self.steps) if s.kind == StepKind.MERGE]
+        end = merges[0] if merges else len(self.steps)
         bar = progress_bar(progress)
-        barrier: list[tuple] = []
+        barrier: list[Item] = []
         try:
             ordinal = 0
             for block in blocks:
@@ -490,7 +528,7 @@ class Run:
             if bar is not None:
                 bar.close()
 
-    def _admit(self, block: list[SourceItem], ordinal: int) -> tuple[list[tuple], list[tuple]]:
+    def _admit(self, block: list[SourceItem], ordinal: int) -> tuple[list[Item], list[_Refused]]:
         """Split source items into items in flight and refused ``(item, reason, message)``.
 
         Records without a usable key, and keys already used in this run (one indexed
@@ -498,8 +536,7 @@ class Run:
         refused.
         """
         keys = [it.key for it in block if it.reason is None]
-        con, run_id = self.store.con, self.run_id
-        seen = w.existing_keys(con, run_id, json.dumps(keys)) if keys else {}
+        seen = self.backend.existing_keys(self.run_id, keys) if keys else {}
         items, refused = [], []
         for i, it in enumerate(block, start=ordinal):
             if it.reason is not None:
@@ -511,21 +548,20 @@ class Run:
                 refused.append((it, "duplicate_key", message))
             else:
                 seen[it.key] = 0
-                items.append((it.key, it.value, None, None, None, i, False))
+                items.append(Item(it.key, it.value, None, None, None, i, False))
         return items, refused
 
-    def _refuse(self, refused: list[tuple], chunk: _Chunk) -> None:
+    def _refuse(self, refused: list[_Refused], chunk: _Chunk) -> None:
         """Record refused source items as rejected entries at the first step."""
-        stamp = now()
+        stamp, rejected = now(), _STATUS[_REJECTED]
         for it, reason, message in refused:
             vjson, vhash = stored_form(it.value)
-            chunk.add(
-                (self.run_id, 0, it.key, "rejected", reason, message, stamp, vhash), vjson, None
-            )
+            entry = EntryRow(self.run_id, 0, it.key, rejected, reason, message, stamp, vhash)
+            chunk.add(entry, vjson, None)
         self.counts[_REJECTED] += len(refused)
         refused.clear()
 
-    def _through(self, items: list[tuple], start: int, end: int, chunk: _Chunk) -> list[tuple]:
+    def _through(self, items: list[Item], start: int, end: int, chunk: _Chunk) -> list[Item]:
         for position in range(start, end):
             if not items:
                 break
@@ -533,28 +569,29 @@ class Run:
         return items
 
     def _settle_segment(
-        self, reached: list[tuple], end: int, chunk: _Chunk, barrier: list[tuple]
+        self, reached: list[Item], end: int, chunk: _Chunk, barrier: list[Item]
     ) -> None:
         """Write the chunk; records past the last step are published, others wait."""
         base = self.flush(chunk)
-        if end == len(self.pipeline.steps):
+        if end == len(self.steps):
             for item in reached:
-                self.end(item[5], item[6], _OK)
+                self.end(item.roots, item.split, _OK)
         else:
-            barrier.extend((*item[:4], (base + item[4],), *item[5:]) for item in reached)
+            barrier.extend(_absolute(reached, base))
 
-    def _after_merges(self, merges: list[int], barrier: list[tuple], chunk_size: int) -> None:
+    def _after_merges(self, merges: list[int], barrier: list[Item], chunk_size: int) -> None:
         for n, position in enumerate(merges):
-            end = merges[n + 1] if n + 1 < len(merges) else len(self.pipeline.steps)
-            group_by = self.pipeline.steps[position].group_by
-            groups: dict[str, list[tuple]] = {}
+            end = merges[n + 1] if n + 1 < len(merges) else len(self.steps)
+            group_by = self.steps[position].group_by
+            groups: dict[str, list[Item]] = {}
             chunk = _Chunk()
             stamp = now()
             if self.copy_input[position]:
-                barrier = [(it[0], json.loads(it[2]), *it[2:]) for it in barrier]
+                for item in barrier:
+                    item.value = json.loads(item.vjson)
             for item in barrier:
                 try:
-                    group = group_by(item[0], item[1])
+                    group = group_by(item.key, item.value)
                 except Exception as exc:
                     try:
                         self._terminal_group_error(position, item, chunk, stamp, exc)
@@ -569,7 +606,8 @@ class Run:
                     message = f"group_by gave no usable group key: {message}"
                     self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
                     continue
-                groups.setdefault(text, []).append((text, *item[1:]))
+                item.key = text  # the group key becomes the merged record's key
+                groups.setdefault(text, []).append(item)
             barrier = []
             for block in chunked(groups.values(), chunk_size):
                 try:
@@ -580,22 +618,30 @@ class Run:
                     self.flush(chunk)
                     raise
                 base = self.flush(chunk)
-                if end == len(self.pipeline.steps):
+                if end == len(self.steps):
                     for item in barrier:
-                        self.end(item[5], item[6], _OK)
+                        self.end(item.roots, item.split, _OK)
                     barrier = []
                 else:
-                    barrier = [(*it[:4], (base + it[4],), *it[5:]) for it in barrier]
+                    barrier = _absolute(barrier, base)
                 chunk = _Chunk()
             self.flush(chunk)
 
     def _terminal_group_error(
-        self, position: int, item: tuple, chunk: _Chunk, stamp: str, exc: Exception
+        self, position: int, item: Item, chunk: _Chunk, stamp: str, exc: Exception
     ) -> None:
         self._terminal(
             chunk, position, stamp, item, _FAILED, None, f"group_by raised {error_text(exc)}"
         )
-        self._stop(position, item[0], error_text(exc))
+        self._stop(position, item.key, error_text(exc))
+
+
+def _absolute(items: list[Item], base: int) -> list[Item]:
+    """The items, their parent turned from an index in the chunk just written (whose
+    ids start at ``base``) into that entry's id."""
+    for item in items:
+        item.parent = (base + item.parent,)
+    return items
 
 
 def _children(children: Any, key: str) -> list[tuple[str, Any, str]]:
@@ -642,7 +688,7 @@ def copies_needed(steps: Sequence[Step], fresh_input: bool) -> list[bool]:
     Examples
     --------
     >>> from lineage_kit.steps import ingest, normalize
-    >>> from lineage_kit.pipeline import step
+    >>> from lineage_kit.model import step
     >>> user = step("user")(lambda r: r)
     >>> copies_needed([ingest, normalize, user, user], fresh_input=True)
     [False, False, False, True]
@@ -670,17 +716,6 @@ def chunked(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(iterable)
     while chunk := list(islice(it, size)):
         yield chunk
-
-
-def mark_dead_runs(store: LineageStore) -> None:
-    """Persist ``interrupted`` for runs whose writer on this host is gone."""
-
-    dead = [
-        run_id
-        for run_id, host, pid, started in w.running_runs(store.con)
-        if not writer_alive(host, pid, started)
-    ]
-    w.mark_interrupted(store.con, dead, now())
 
 
 def progress_bar(progress: bool | None) -> Any:

@@ -7,6 +7,10 @@ so ``except lk.LineageKitError`` catches all of them and nothing else.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .model import RunResult
 
 
 class LineageKitError(Exception):
@@ -78,6 +82,20 @@ class SchemaVersionError(NotALineageStore):
     """
 
 
+class StoreClosed(LineageKitError, ValueError):
+    """The store was closed; open it again (``lk.connect``) to use it.
+
+    Attributes
+    ----------
+    location : str
+        The store's path or URL.
+    """
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"the store {location} is closed")
+        self.location = location
+
+
 class StoreWriteError(LineageKitError):
     """Writing to the store failed at the operating-system level (I/O error, file too large).
 
@@ -95,15 +113,9 @@ class RunNotFound(LineageKitError, LookupError):
 
 
 class KeyNotFound(LineageKitError, LookupError):
-    """A record key has no lineage in the chosen run."""
+    """A record key has no lineage in the chosen run(s), or in a graph.
 
-
-def key_not_found(
-    key: str, run_ids: Sequence[str] | None, *, all_runs: bool = False
-) -> KeyNotFound:
-    """The :class:`KeyNotFound` for a key looked up in runs or in a graph.
-
-    Every explore function builds its message here, so they all read alike.
+    Every explore function raises it this way, so their messages read alike.
 
     Parameters
     ----------
@@ -114,25 +126,36 @@ def key_not_found(
     all_runs : bool, default False
         The runs searched were every run of the store (``run="all"``).
 
-    Returns
-    -------
-    KeyNotFound
-        To be raised by the caller.
+    Attributes
+    ----------
+    key : str
+    run : str, list of str or None
+        The run id searched (one run), the ids (several), ``"all"`` (every run of
+        the store), or None (a graph).
+    run_ids : list of str or None
+        The runs searched.
 
     Examples
     --------
-    >>> str(key_not_found("order-999", ["3f2a"]))
-    "key 'order-999' has no lineage entries in run 3f2a"
+    >>> err = KeyNotFound("order-999", ["3f2a"])
+    >>> str(err), err.key, err.run
+    ("key 'order-999' has no lineage entries in run 3f2a", 'order-999', '3f2a')
     """
-    if run_ids is None:
-        where = "the graph"
-    elif all_runs or not run_ids:
-        where = "any run"
-    elif len(run_ids) == 1:
-        where = f"run {run_ids[0]}"
-    else:
-        where = "runs " + ", ".join(run_ids)
-    return KeyNotFound(f"key {key!r} has no lineage entries in {where}")
+
+    def __init__(
+        self, key: str, run_ids: Sequence[str] | None = None, *, all_runs: bool = False
+    ) -> None:
+        self.key = key
+        self.run_ids = None if run_ids is None else list(run_ids)
+        if run_ids is None:
+            where, self.run = "the graph", None
+        elif all_runs or not run_ids:
+            where, self.run = "any run", "all"
+        elif len(run_ids) == 1:
+            where, self.run = f"run {run_ids[0]}", run_ids[0]
+        else:
+            where, self.run = "runs " + ", ".join(run_ids), list(run_ids)
+        super().__init__(f"key {key!r} has no lineage entries in {where}")
 
 
 class EntryNotFound(LineageKitError, LookupError):
@@ -148,13 +171,23 @@ class StepError(LineageKitError):
         What the stopped run did (status ``failed``, the counts so far).
     """
 
-    def __init__(self, message: str, result: object | None = None) -> None:
+    def __init__(self, message: str, result: RunResult | None = None) -> None:
         super().__init__(message)
         self.result = result
 
 
 class IntegrityError(LineageKitError):
-    """Raised by :meth:`CheckReport.raise_if_failed` when error-severity violations exist."""
+    """Raised by :meth:`CheckReport.raise_if_failed` when error-severity violations exist.
+
+    Attributes
+    ----------
+    report : CheckReport
+        The whole report (``.violations``, ``.summary()``, ``.to_dict()``).
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class Reject(Exception):

@@ -27,15 +27,17 @@ pandas is imported only here, when a frame step runs.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import TYPE_CHECKING, Any
 
 from .errors import Reject
+from .model import EntryRow, EntryStatus, StepKind
 from .values import UNSTORABLE, to_json, value_hash
 
 if TYPE_CHECKING:
-    from .engine import Run, _Chunk
-    from .pipeline import Step
+    from .engine import Item, Run, _Chunk
+    from .model import Step
 
 _OK, _REJECTED, _FAILED = 0, 1, 2
 _ABSENT = object()
@@ -66,20 +68,20 @@ def _pandas() -> Any:
 # ------------------------------------------------------------------ the input frame
 
 
-def input_frame(items: list[tuple], source_frame: Any = None) -> Any:
+def input_frame(items: list[Item], source_frame: Any = None) -> Any:
     """The chunk as a DataFrame indexed by record key (its rows in items order)."""
     pd = _pandas()
-    keys = [item[0] for item in items]
+    keys = [item.key for item in items]
     frame = getattr(items, "frame", None)
     if frame is not None:
         return frame
     if source_frame is not None:
         # A DataFrame input: its own rows (roots are the input row numbers).
-        frame = source_frame.iloc[[item[5] for item in items]]
+        frame = source_frame.iloc[[item.roots for item in items]]
         frame.columns = [str(c) for c in frame.columns]
         frame.index = pd.Index(keys, dtype=object)
         return frame
-    values = [item[1] for item in items]
+    values = [item.value for item in items]
     frame = pd.DataFrame(values, index=pd.Index(keys, dtype=object))
     if len(frame.columns) and len(values):
         _keep_integers(pd, frame, values)
@@ -101,8 +103,8 @@ def _keep_integers(pd: Any, frame: Any, values: list[Any]) -> None:
 
 
 def apply_frame(
-    run: Run, st: Step, position: int, items: list[tuple], chunk: _Chunk, stamp: str
-) -> list[tuple]:
+    run: Run, st: Step, position: int, items: list[Item], chunk: _Chunk, stamp: str
+) -> list[Item]:
     """Run frame step ``st`` over the chunk's ``items``; record one outcome per record."""
     frame = input_frame(items, run.source_frame_for(position))
     try:
@@ -119,7 +121,7 @@ def apply_frame(
         for item in items:
             run._terminal(chunk, position, stamp, item, _FAILED, None, problem)
         if items:
-            run._stop(position, items[0][0], problem)
+            run._stop(position, items[0].key, problem)
         return []
     return _record(run, st, position, items, chunk, stamp, frame, kept, rejected)
 
@@ -148,7 +150,7 @@ def _problem(kept: Any, rejected: Any, frame: Any, st: Step) -> str | None:
             f"ValueError: frame step {name!r} returned rows whose labels are not in its input "
             f"({_some(foreign)}): keep the index (no reset_index; merge with left_index=True)"
         )
-    if st.kind != "split" and kept.index.has_duplicates:
+    if st.kind != StepKind.SPLIT and kept.index.has_duplicates:
         repeated = kept.index[kept.index.duplicated()].unique()
         return (
             f"ValueError: frame step {name!r} returned the label(s) {_some(repeated)} more than "
@@ -188,21 +190,21 @@ def _record(
     run: Run,
     st: Step,
     position: int,
-    items: list[tuple],
+    items: list[Item],
     chunk: _Chunk,
     stamp: str,
     frame: Any,
     kept: Any,
     rejected: Any,
-) -> list[tuple]:
+) -> list[Item]:
     """Write one entry per outcome; return the kept rows as items (with their frame)."""
     parents = frame.index.get_indexer(kept.index)  # each output row's input row
     rows = _rows(frame, items, kept, parents)
-    run_id, name = run.run_id, st.name
-    split = st.kind == "split"
+    run_id, name, ok = run.run_id, st.name, EntryStatus.OK.value
+    split = st.kind == StepKind.SPLIT
     parents_list = parents.tolist()
     if not split:  # labels are unique (checked): every record keeps its key
-        keys = [items[p][0] for p in parents_list]
+        keys = [items[p].key for p in parents_list]
         counts = dict.fromkeys(parents_list, 1)
     else:
         counts = {}
@@ -210,7 +212,7 @@ def _record(
             counts[p] = counts.get(p, 0) + 1
         keys, numbers = [], {}
         for p in parents_list:
-            parent_key = items[p][0]
+            parent_key = items[p].key
             if counts[p] == 1:
                 keys.append(parent_key)
             else:
@@ -218,7 +220,7 @@ def _record(
                 keys.append(f"{parent_key}#{n}")
     refused: set[int] = set()
     if split:
-        own = {p: items[p][0] for p in counts}
+        own = {p: items[p].key for p in counts}
         generated = [k for k, p in zip(keys, parents_list, strict=True) if k != own[p]]
         taken = run._keys_taken(generated, items, chunk)
         refused = {p for k, p in zip(keys, parents_list, strict=True) if k != own[p] and k in taken}
@@ -230,18 +232,23 @@ def _record(
         if p in refused or p in failed:
             continue
         item = items[p]
-        index = chunk.add((run_id, position, key, "ok", None, None, stamp, vhash), vjson, item[4])
-        out.append((key, value, vjson, vhash, index, item[5], item[6] or split))
+        entry = EntryRow(run_id, position, key, ok, None, None, stamp, vhash)
+        index = chunk.add(entry, vjson, item.parent)
+        # a record kept once goes on as itself; each row of a split, as a child
+        new = item if counts[p] == 1 else copy.copy(item)
+        new.key, new.value, new.vjson, new.vhash, new.parent = key, value, vjson, vhash, index
+        new.split = item.split or split
+        out.append(new)
         keep_rows.append(i)
     reasons = _reasons(rejected, frame, name)
     for p, item in enumerate(items):
         if p in failed:
             message = f"ValueError: step output cannot be stored as JSON: {failed[p]}"
             run._terminal(chunk, position, stamp, item, _FAILED, None, message)
-            run._stop(position, item[0], message)
+            run._stop(position, item.key, message)
         elif p in refused:
             clash = next(
-                k for k, q in zip(keys, parents_list, strict=True) if q == p and k != item[0]
+                k for k, q in zip(keys, parents_list, strict=True) if q == p and k != item.key
             )
             message = f"split child key {clash!r} is already the key of another record in this run"
             run._terminal(chunk, position, stamp, item, _REJECTED, "duplicate_key", message)
@@ -251,7 +258,7 @@ def _record(
     if keep_rows:
         pd = _pandas()
         next_frame = kept.iloc[keep_rows] if len(keep_rows) != len(kept) else kept
-        next_frame.index = pd.Index([it[0] for it in out], dtype=object)
+        next_frame.index = pd.Index([it.key for it in out], dtype=object)
         next_frame.attrs = {}  # the renames applied to this step's input only
         out.frame = next_frame
     return out
@@ -287,7 +294,7 @@ def _present(value: Any) -> bool:
 # ------------------------------------------------------------------ row values
 
 
-def _rows(frame: Any, items: list[tuple], kept: Any, parents: Any) -> list[tuple]:
+def _rows(frame: Any, items: list[Item], kept: Any, parents: Any) -> list[tuple]:
     """``(value, json, hash)`` per output row; json None (value: the error) if unstorable."""
     import numpy as np
 
@@ -330,9 +337,10 @@ def _rows(frame: Any, items: list[tuple], kept: Any, parents: Any) -> list[tuple
     for i, p in enumerate(parents.tolist()):
         item = items[p]
         if same_rows[i]:
-            rows.append((item[1], item[2], item[3] if item[3] is not None else value_hash(item[2])))
+            vhash = item.vhash if item.vhash is not None else value_hash(item.vjson)
+            rows.append((item.value, item.vjson, vhash))
             continue
-        original = item[1]
+        original = item.value
         if appended:
             value = {**original}
             for name, values in added:

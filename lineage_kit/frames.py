@@ -8,7 +8,7 @@ builder :func:`lineage_kit.graph.entry_graph`.
 
 Record keys are text: every ``key`` parameter also takes a number, turned into
 text by the rule the sources apply to key fields
-(:func:`lineage_kit.sources.key_text`, ``110`` -> ``"110"``).
+(:func:`lineage_kit.base.key_text`, ``110`` -> ``"110"``).
 """
 
 from __future__ import annotations
@@ -23,16 +23,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import key_not_found
-from .sources import key_text
+from .base import key_text
+from .errors import KeyNotFound
 from .store import RUN_COLUMNS
+from .store import queries as q
 from .store.queries import STEP_META_COLUMNS, parse_id_list
 from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
     import networkx as nx
 
-    from .store import LineageStore
+    from .store import Backend
 
 #: What a ``run`` parameter accepts: a run id, a unique prefix, ``"latest"``,
 #: ``"all"``, or a list of ids / prefixes / ``"latest"`` (see
@@ -48,7 +49,7 @@ def _utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True, format="ISO8601")
 
 
-def runs_frame(store: LineageStore) -> pd.DataFrame:
+def runs_frame(backend: Backend) -> pd.DataFrame:
     """Every run in the store, newest first.
 
     Returns
@@ -66,9 +67,9 @@ def runs_frame(store: LineageStore) -> pd.DataFrame:
 
     Examples
     --------
-    >>> runs_frame(store)[["run_id", "status", "n_published"]]  # doctest: +SKIP
+    >>> runs_frame(backend)[["run_id", "status", "n_published"]]  # doctest: +SKIP
     """
-    frame = pd.DataFrame.from_records(store.run_rows(), columns=list(RUN_COLUMNS))
+    frame = pd.DataFrame.from_records(backend.run_rows(), columns=list(RUN_COLUMNS))
     frame["started_at"] = _utc(frame["started_at"])
     frame["finished_at"] = _utc(frame["finished_at"])
     frame["status"] = pd.Categorical(frame["status"], categories=list(RUN_STATUSES))
@@ -90,7 +91,7 @@ def step_names(step_rows: list[tuple]) -> list[str]:
     return list(dict.fromkeys(r[2] for r in ordered))
 
 
-def steps_frame(store: LineageStore, run: Runs = "latest") -> pd.DataFrame:
+def steps_frame(backend: Backend, run: Runs = "latest") -> pd.DataFrame:
     """The steps of a run, one row per step in pipeline order.
 
     Parameters
@@ -119,15 +120,13 @@ def steps_frame(store: LineageStore, run: Runs = "latest") -> pd.DataFrame:
 
     Examples
     --------
-    >>> steps_frame(store)[["name", "n_ok", "n_rejected"]]  # doctest: +SKIP
+    >>> steps_frame(backend)[["name", "n_ok", "n_rejected"]]  # doctest: +SKIP
     """
-    from .store import queries as q
-
     rows: list[tuple] = []
-    run_ids = store.resolve_runs(run)
+    run_ids = backend.resolve_runs(run)
     for run_id in run_ids:
         counts: dict[tuple[int, str], int] = {
-            (pos, status): n for pos, status, n in q.step_status_counts(store.con, run_id)
+            (pos, status): n for pos, status, n in backend.step_status_counts(run_id)
         }
         rows.extend(
             (
@@ -136,7 +135,7 @@ def steps_frame(store: LineageStore, run: Runs = "latest") -> pd.DataFrame:
                 counts.get((meta[1], "rejected"), 0),
                 counts.get((meta[1], "failed"), 0),
             )
-            for meta in q.step_meta_rows(store.con, run_id)
+            for meta in backend.step_meta_rows(run_id)
         )
     frame = pd.DataFrame.from_records(rows, columns=list(STEPS_COLUMNS))
     frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
@@ -308,7 +307,7 @@ def _parent_columns(
 
 
 def lineage_frame(
-    store: LineageStore,
+    backend: Backend,
     run: Runs = "latest",
     key: str | int | float | None = None,
     step: str | int | None = None,
@@ -353,24 +352,22 @@ def lineage_frame(
     --------
     >>> store.lineage(key="order-101")[["step", "status"]]  # doctest: +SKIP
     """
-    from .store import queries as q
-
     key = _key(key)
     parts = []
-    run_ids = store.resolve_runs(run)
+    run_ids = backend.resolve_runs(run)
     all_steps: list[tuple] = []
     for run_id in run_ids:
-        steps = q.step_meta_rows(store.con, run_id)
+        steps = backend.step_meta_rows(run_id)
         all_steps.extend(steps)
-        position = store.step_position(run_id, step, steps) if step is not None else None
+        position = backend.step_position(run_id, step, steps) if step is not None else None
         if position is None and step is not None:
             continue  # "all": a run without this step contributes nothing
         columns = decode_entries(
-            q.entry_columns(store.con, run_id, key=key, position=position),
-            functools.partial(q.created_at_json, store.con, run_id, key=key, position=position),
+            backend.entry_columns(run_id, key=key, position=position),
+            functools.partial(backend.created_at_json, run_id, key=key, position=position),
         )
         edges = decode_edges(
-            q.edge_columns(store.con, run_id, key=key, position=position), columns["entry_id"]
+            backend.edge_columns(run_id, key=key, position=position), columns["entry_id"]
         )
         parts.append(_entry_block(run_id, columns, edges, [s[2] for s in steps]))
     if step is not None and not parts:
@@ -453,7 +450,7 @@ def _utc_texts(texts: Sequence[Any]) -> pd.arrays.DatetimeArray:
 
 
 def lineage_graph(
-    store: LineageStore, run: Runs = "latest", key: str | int | float | None = None
+    backend: Backend, run: Runs = "latest", key: str | int | float | None = None
 ) -> nx.DiGraph:
     """The lineage graph of a run, or of everything connected to one key.
 
@@ -492,39 +489,38 @@ def lineage_graph(
     KeyNotFound
         ``key`` has no entries in the chosen run(s).
     TypeError, ValueError
-        ``key`` is not a record key (see :func:`lineage_kit.sources.key_text`).
+        ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
 
     Examples
     --------
-    >>> G = lineage_graph(store, key="order-101")  # doctest: +SKIP
+    >>> G = lineage_graph(backend, key="order-101")  # doctest: +SKIP
     >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]  # doctest: +SKIP
     ['ingest', 'normalize', 'publish']
     """
     from .graph import ENTRY_FIELDS, STEP_FIELDS, entry_graph
-    from .store import queries as q
 
     key = _key(key)
-    run_ids = store.resolve_runs(run)
-    steps = {run_id: q.step_meta_rows(store.con, run_id) for run_id in run_ids}
+    run_ids = backend.resolve_runs(run)
+    steps = {run_id: backend.step_meta_rows(run_id) for run_id in run_ids}
     entries: dict[str, list[Any]] = {name: [] for name in (*ENTRY_FIELDS, "value")}
     edges: list[Iterable[tuple[int, int]]] = []
     for run_id in run_ids:
         if key is None:
             decoded = decode_entries(
-                q.entry_columns(store.con, run_id),
-                functools.partial(q.created_at_json, store.con, run_id),
+                backend.entry_columns(run_id),
+                functools.partial(backend.created_at_json, run_id),
             )
             columns = entry_graph_columns(run_id, decoded)
-            parents, children = decode_edges(q.edge_columns(store.con, run_id), decoded["entry_id"])
+            parents, children = decode_edges(backend.edge_columns(run_id), decoded["entry_id"])
             edges.append(zip(parents.tolist(), children.tolist(), strict=True))
         else:
-            found = q.connected_entry_rows(store.con, run_id, key)
+            found = backend.connected_entry_rows(run_id, key)
             columns = dict(zip((*ENTRY_FIELDS, "value"), zip(*found, strict=True), strict=False))
-            edges.append(q.links_among(store.con, [r[0] for r in found]))
+            edges.append(backend.links_among([r[0] for r in found]))
         for name, values in columns.items():
             entries[name].extend(values)
     if key is not None and not entries["entry_id"]:
-        raise key_not_found(key, run_ids, all_runs=run == "all")
+        raise KeyNotFound(key, run_ids, all_runs=run == "all")
     newest = (run_ids[-1] if run == "all" else run_ids[0]) if run_ids else None
     return entry_graph(
         entries,
@@ -562,12 +558,10 @@ def _categorical(values: tuple, dtype: pd.CategoricalDtype) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
-def _step_categories(store: LineageStore, run_ids: list[str]) -> list[str]:
-    from .store import queries as q
-
+def _step_categories(backend: Backend, run_ids: list[str]) -> list[str]:
     rows: list[tuple] = []
     for run_id in run_ids:
-        rows.extend(q.step_name_rows(store.con, run_id))
+        rows.extend(backend.step_name_rows(run_id))
     return step_names(rows)
 
 
@@ -577,7 +571,7 @@ _DETAIL_FIXED = {"kind": _KIND_DTYPE, "status": _STATUS_DTYPE, "relation": _RELA
 
 
 def _detail_frame(
-    store: LineageStore,
+    backend: Backend,
     rows: list[tuple],
     columns: tuple[str, ...],
     run_ids: list[str],
@@ -602,7 +596,7 @@ def _detail_frame(
         elif name == "run_id":
             data[name] = _categorical(values, _category_dtype(tuple(run_ids), False))
         elif name == "step":
-            steps = tuple(_step_categories(store, run_ids))
+            steps = tuple(_step_categories(backend, run_ids))
             data[name] = _categorical(values, _category_dtype(steps, True))
         elif name == "value_hash":  # as DataFrame.from_records infers it: all NULL -> object
             none = all(v is None for v in values)
@@ -616,7 +610,7 @@ def _detail_frame(
     return pd.DataFrame(data, copy=False)
 
 
-def trace_frame(store: LineageStore, key: str | int | float, run: Runs = "latest") -> pd.DataFrame:
+def trace_frame(backend: Backend, key: str | int | float, run: Runs = "latest") -> pd.DataFrame:
     """One record's chain: its entries and everything up- and downstream of them.
 
     Parameters
@@ -647,26 +641,24 @@ def trace_frame(store: LineageStore, key: str | int | float, run: Runs = "latest
     RunNotFound
         ``run`` matches no run.
     TypeError, ValueError
-        ``key`` is not a record key (see :func:`lineage_kit.sources.key_text`).
+        ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
 
     Examples
     --------
-    >>> trace_frame(store, "order-101")[["step", "relation", "status"]]  # doctest: +SKIP
+    >>> trace_frame(backend, "order-101")[["step", "relation", "status"]]  # doctest: +SKIP
     """
-    from .store import queries as q
-
     key = key_text(key)
-    run_ids = store.resolve_runs(run)
+    run_ids = backend.resolve_runs(run)
     rows: list[tuple] = []
     for run_id in run_ids:
-        rows.extend(q.trace_rows(store.con, run_id, key))
+        rows.extend(backend.trace_rows(run_id, key))
     if not rows:
-        raise key_not_found(key, run_ids, all_runs=run == "all")
-    return _detail_frame(store, rows, q.TRACE_COLUMNS, run_ids)
+        raise KeyNotFound(key, run_ids, all_runs=run == "all")
+    return _detail_frame(backend, rows, q.TRACE_COLUMNS, run_ids)
 
 
 def walk_frame(
-    store: LineageStore, entry_id: int, depth: int | None = None, direction: str = "up"
+    backend: Backend, entry_id: int, depth: int | None = None, direction: str = "up"
 ) -> pd.DataFrame:
     """Everything an entry came from (``direction="up"``) or led to (``"down"``).
 
@@ -696,23 +688,22 @@ def walk_frame(
         ``depth`` is negative or ``direction`` is not "up" or "down".
     """
     from .errors import EntryNotFound
-    from .store import queries as q
 
     if direction not in ("up", "down"):
         raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
         raise ValueError(f"depth must be None or a non-negative integer, not {depth!r}")
     entry_id = int(entry_id)
-    rows = q.walk_rows(store.con, entry_id, depth, direction)
+    rows = backend.walk_rows(entry_id, depth, direction)
     if not rows:
-        raise EntryNotFound(f"no lineage entry {entry_id} in {store.path}")
+        raise EntryNotFound(f"no lineage entry {entry_id} in {backend.location}")
     columns = ("entry_id", "depth", *q.TRACE_COLUMNS[1:])
     run_ids = list(dict.fromkeys(r[2] for r in rows))
-    return _detail_frame(store, rows, columns, run_ids, skip=frozenset({"relation"}))
+    return _detail_frame(backend, rows, columns, run_ids, skip=frozenset({"relation"}))
 
 
 def source_frame(
-    store: LineageStore,
+    backend: Backend,
     key: str | int | float | None = None,
     run: str | None = "latest",
     *,
@@ -759,27 +750,26 @@ def source_frame(
 
     Examples
     --------
-    >>> source_frame(store, "order-101")["value"][0]  # doctest: +SKIP
-    >>> source_frame(store, entry_id=42)  # doctest: +SKIP
+    >>> source_frame(backend, "order-101")["value"][0]  # doctest: +SKIP
+    >>> source_frame(backend, entry_id=42)  # doctest: +SKIP
     """
     from .errors import EntryNotFound
-    from .store import queries as q
 
     if (key is None) == (entry_id is None):
         raise TypeError("give exactly one of key and entry_id")
     if key is not None:
         key = key_text(key)
-        run_id = store.resolve_run(run)
-        seeds = q.last_entries_of_key(store.con, run_id, key)
+        run_id = backend.resolve_run(run)
+        seeds = backend.last_entries_of_key(run_id, key)
         if not seeds:
-            raise key_not_found(key, [run_id])
+            raise KeyNotFound(key, [run_id])
     else:
         if isinstance(entry_id, bool):
             raise TypeError("entry_id is an integer, not a bool")
         seeds = [operator.index(entry_id)]
-        if not q.entry_exists(store.con, seeds[0]):
-            raise EntryNotFound(f"no lineage entry {seeds[0]} in {store.path}")
-    rows = q.source_rows(store.con, seeds)
+        if not backend.entry_exists(seeds[0]):
+            raise EntryNotFound(f"no lineage entry {seeds[0]} in {backend.location}")
+    rows = backend.source_rows(seeds)
     frame = pd.DataFrame.from_records(
         rows,
         columns=[
@@ -806,7 +796,7 @@ def source_frame(
 
 
 def records_frame(
-    store: LineageStore,
+    backend: Backend,
     run: Runs = "latest",
     key: str | int | float | None = None,
     step: str | int | None = None,
@@ -853,21 +843,19 @@ def records_frame(
 
     Examples
     --------
-    >>> records_frame(store, key="order-101", expand=True)  # doctest: +SKIP
+    >>> records_frame(backend, key="order-101", expand=True)  # doctest: +SKIP
     """
-    from .store import queries as q
-
     key = _key(key)
-    meta = lineage_frame(store, run, key=key, step=step)[
+    meta = lineage_frame(backend, run, key=key, step=step)[
         ["entry_id", "run_id", "step", "position", "key", "status"]
     ]
     ids: list[np.ndarray] = []
     values: list[Any] = []
     for run_id in meta["run_id"].cat.categories:
-        position = store.step_position(run_id, step) if step is not None else None
+        position = backend.step_position(run_id, step) if step is not None else None
         if step is not None and position is None:
             continue
-        raw_ids, raw_values = q.value_columns(store.con, run_id, key=key, position=position)
+        raw_ids, raw_values = backend.value_columns(run_id, key=key, position=position)
         run_ids_, run_values = _ints(raw_ids), json.loads(raw_values) if raw_values else []
         if (run_ids_[1:] < run_ids_[:-1]).any():
             order = run_ids_.argsort(kind="stable")
@@ -967,9 +955,7 @@ def diff_values(before: Any, after: Any) -> list[tuple[str, str, Any, Any]]:
     return out
 
 
-def changes_frame(
-    store: LineageStore, key: str | int | float, run: Runs = "latest"
-) -> pd.DataFrame:
+def changes_frame(backend: Backend, key: str | int | float, run: Runs = "latest") -> pd.DataFrame:
     """What each step did to one record's value, field by field.
 
     Each of the key's entries is compared with its parent entry (with each
@@ -1003,19 +989,17 @@ def changes_frame(
     RunNotFound
         ``run`` matches no run.
     TypeError, ValueError
-        ``key`` is not a record key (see :func:`lineage_kit.sources.key_text`).
+        ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
 
     Examples
     --------
-    >>> changes_frame(store, "order-101")[["step", "field", "change"]]  # doctest: +SKIP
+    >>> changes_frame(backend, "order-101")[["step", "field", "change"]]  # doctest: +SKIP
     """
-    from .store import queries as q
-
-    trace = trace_frame(store, key, run)
+    trace = trace_frame(backend, key, run)
     own = trace[trace["relation"] == "self"]
     parent_ids = sorted({p for ps in own["parent_ids"] for p in ps})
     wanted = [*own["entry_id"].tolist(), *parent_ids]
-    values = {i: json.loads(v) for i, v in q.value_rows(store.con, wanted)}
+    values = {i: json.loads(v) for i, v in backend.value_rows(wanted)}
     keys = dict(zip(trace["entry_id"], trace["key"], strict=True))
     missing = [p for p in parent_ids if p not in keys]
     if missing:  # a parent outside the trace cannot happen; keep the key lookup total
@@ -1083,7 +1067,7 @@ def _paths(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def compare_frame(store: LineageStore, run_a: str, run_b: str) -> pd.DataFrame:
+def compare_frame(backend: Backend, run_a: str, run_b: str) -> pd.DataFrame:
     """How two runs differ, record key by record key.
 
     A key's *path* is its entries in order as ``step:status`` (for example
@@ -1115,12 +1099,12 @@ def compare_frame(store: LineageStore, run_a: str, run_b: str) -> pd.DataFrame:
 
     Examples
     --------
-    >>> compare_frame(store, "3f2a", "latest")["difference"].value_counts()  # doctest: +SKIP
+    >>> compare_frame(backend, "3f2a", "latest")["difference"].value_counts()  # doctest: +SKIP
     """
     if "all" in (run_a, run_b):
         raise ValueError("compare_runs compares two runs; 'all' is not one run")
-    a = _paths(lineage_frame(store, store.resolve_run(run_a)))
-    b = _paths(lineage_frame(store, store.resolve_run(run_b)))
+    a = _paths(lineage_frame(backend, backend.resolve_run(run_a)))
+    b = _paths(lineage_frame(backend, backend.resolve_run(run_b)))
     both = a.merge(b, how="outer", left_index=True, right_index=True, suffixes=("_a", "_b"))
     both.index.name = "key"
     difference = np.select(

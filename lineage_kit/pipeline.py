@@ -2,8 +2,9 @@
 
 A step only transforms values; the pipeline records, for every record and every
 step, one lineage entry linked to its parent entries, with the step's outcome and
-the value afterwards. This module holds what users write (:func:`step`,
-:class:`Pipeline`, :func:`run_pipeline`); :mod:`lineage_kit.engine` runs it.
+the value afterwards. This module holds what users run (:class:`Pipeline`,
+:func:`run_pipeline`); the steps they write come from :mod:`lineage_kit.model`
+(re-exported here), and :mod:`lineage_kit.engine` runs them.
 """
 
 from __future__ import annotations
@@ -12,207 +13,22 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
-from . import __version__
-from .engine import Abort, Run, chunked, error_text, mark_dead_runs, now
+from .base import __version__
+from .engine import Abort, Run, chunked, error_text, now
 from .errors import InputError, StepError
+from .model import RunResult, RunStart, RunStatus, Step, StepKind, StepRow, step
 from .sources import KeySpec, Source, absent_key_fields, open_source
-from .store import LineageStore
-from .store import writer as w
+from .steps import DEFAULT_STEPS
+from .store import Backend, open_backend
 from .store.liveness import this_writer
 from .values import UNSTORABLE
 
 #: Default number of records per chunk (one write transaction each).
 DEFAULT_CHUNK_SIZE = 2_000
-
-_KINDS = ("map", "merge", "split")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One pipeline step; build it with :func:`step`.
-
-    Attributes
-    ----------
-    name : str
-        Unique within a pipeline.
-    func : callable
-        ``map``: ``record -> record`` (or ``list -> list`` when ``batch``);
-        ``split``: ``record -> list of records or (key, record) pairs``;
-        ``merge``: ``list of records -> record``, grouped by ``group_by``.
-    source, destination : str or None
-        The stage the record comes from and goes to (``"staging"``, ...). A step
-        without a source reads from the previous step's destination.
-    description : str
-        What the step does, in a sentence.
-    kind : {"map", "merge", "split"}
-    batch : bool
-        ``func`` takes and returns a whole chunk of records (``map`` only).
-    group_by : callable or None
-        ``merge`` only: ``(key, record) -> group key``; the group key becomes the
-        merged record's key.
-    """
-
-    name: str
-    func: Callable[..., Any]
-    source: str | None = None
-    destination: str | None = None
-    description: str = ""
-    kind: str = "map"
-    batch: bool = False
-    group_by: Callable[[str, Any], Any] | None = None
-    identity: bool = field(default=False, repr=False)  # returns its input unchanged
-    # Never changes its input in place, and its output shares objects only with its
-    # input (identity steps, the built-in normalize): the engine need not hand it a copy.
-    pure: bool = field(default=False, repr=False)
-    frame: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
-            raise ValueError("a step needs a non-empty name")
-        if self.kind not in _KINDS:
-            raise ValueError(f"step {self.name!r}: kind must be one of {_KINDS}, not {self.kind!r}")
-        if self.kind == "merge" and self.group_by is None:
-            raise ValueError(f"merge step {self.name!r} needs group_by=(key, record) -> group")
-        if self.batch and self.kind != "map":
-            raise ValueError(f"step {self.name!r}: batch=True applies to map steps only")
-        if self.frame and (self.batch or self.kind == "merge"):
-            raise ValueError(
-                f"step {self.name!r}: frame=True applies to map and split steps, without batch"
-            )
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.func(*args, **kwargs)
-
-
-def step(
-    name: str | None = None,
-    *,
-    source: str | None = None,
-    destination: str | None = None,
-    description: str | None = None,
-    kind: str = "map",
-    batch: bool = False,
-    group_by: Callable[[str, Any], Any] | None = None,
-    frame: bool = False,
-) -> Callable[[Callable[..., Any]], Step]:
-    """Decorate a function as a pipeline step.
-
-    Parameters
-    ----------
-    name : str, optional
-        The step's name; defaults to the function's name.
-    source, destination : str, optional
-        The stages the step reads from and writes to; without ``source`` the step
-        reads from the previous step's destination.
-    description : str, optional
-        Defaults to the first line of the function's docstring.
-    kind : {"map", "merge", "split"}, default "map"
-        ``merge`` combines the records of a group into one (fan-in); ``split``
-        turns one record into several (fan-out).
-    batch : bool, default False
-        The function takes a list of records and returns a list of the same length.
-    group_by : callable, optional
-        Required for ``merge``: ``(key, record) -> group key``.
-    frame : bool, default False
-        The function takes the chunk as a :class:`pandas.DataFrame` indexed by record
-        key and returns a DataFrame; rows are matched to records by index label (see
-        :mod:`lineage_kit.frame_steps` for the rules). ``kind="split"`` lets it repeat
-        a label (``explode``).
-
-    Returns
-    -------
-    callable
-        A decorator turning a function into a :class:`Step`.
-
-    Raises
-    ------
-    ValueError
-        ``kind`` is unknown, a merge step lacks ``group_by``, ``batch`` is used on a
-        merge or split step, or ``frame`` on a merge step or with ``batch``.
-
-    Examples
-    --------
-    >>> @step("enrich", source="normalized", destination="enriched",
-    ...       description="add region name")
-    ... def enrich(record):
-    ...     return {**record, "region_name": record["region"].title()}
-    >>> enrich.name, enrich({"region": "emea"})["region_name"]
-    ('enrich', 'Emea')
-    """
-
-    def decorate(func: Callable[..., Any]) -> Step:
-        doc = (func.__doc__ or "").strip().splitlines()
-        return Step(
-            name=name or func.__name__,
-            func=func,
-            source=source,
-            destination=destination,
-            description=description if description is not None else (doc[0] if doc else ""),
-            kind=kind,
-            batch=batch,
-            group_by=group_by,
-            frame=frame,
-        )
-
-    return decorate
-
-
-# ---------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a pipeline run did.
-
-    ``n_input == n_published + n_rejected + n_failed`` for every run that finished;
-    a run stopped by ``fail_fast`` leaves the records still in flight uncounted.
-    """
-
-    run_id: str
-    status: str
-    db: str
-    n_input: int
-    n_published: int
-    n_rejected: int
-    n_failed: int
-    n_entries: int
-    elapsed_seconds: float
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when every input record was published."""
-        return self.status == "completed"
-
-    def _fields(self) -> list[tuple[str, object]]:
-        fields: list[tuple[str, object]] = [
-            ("run", self.run_id),
-            ("status", self.status),
-            ("input", self.n_input),
-            ("published", self.n_published),
-            ("rejected", self.n_rejected),
-            ("failed", self.n_failed),
-            ("entries", self.n_entries),
-            ("store", self.db),
-            ("elapsed", f"{self.elapsed_seconds:.3f} s"),
-        ]
-        if self.error:
-            fields.append(("error", self.error))
-        return fields
-
-    def summary(self) -> str:
-        """A short, human summary (what the CLI prints)."""
-        return "\n".join(f"{label:<10} {value}" for label, value in self._fields())
-
-    def _repr_html_(self) -> str:
-        from .summary import html_table
-
-        return html_table(["", ""], [list(f) for f in self._fields()], caption="lineage_kit run")
 
 
 class Pipeline:
@@ -249,7 +65,7 @@ class Pipeline:
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"step names must be unique; repeated: {', '.join(duplicated)}")
-        if steps[0].kind == "merge":
+        if steps[0].kind == StepKind.MERGE:
             raise ValueError("the first step cannot be a merge step")
         self.steps: tuple[Step, ...] = tuple(steps)
         self.name = name
@@ -345,56 +161,50 @@ class Pipeline:
         if first is not None and (problem := absent_key_fields(first, src.key)):
             raise InputError(problem, path=src.path)
         blocks = chain([first], blocks) if first is not None else iter(())
-        store = LineageStore(db, create=True)
+        backend = open_backend(db, create=True)
         try:
-            mark_dead_runs(store)
+            backend.mark_dead_runs(now())
             run_id = str(uuid.uuid4())
-            w.begin_run(
-                store.con,
-                (
-                    run_id,
-                    self.name,
-                    now(),
-                    src.path,
-                    params_json,
-                    __version__,
-                    *this_writer(),
+            backend.begin_run(
+                RunStart(
+                    run_id, self.name, now(), src.path, params_json, __version__, *this_writer()
                 ),
                 [
-                    (run_id, i, s.name, s.kind, source, s.destination, s.description)
+                    StepRow(run_id, i, s.name, s.kind, source, s.destination, s.description)
                     for i, (s, source) in enumerate(zip(self.steps, self.sources, strict=True))
                 ],
             )
             if listener is not None:
-                listener.run_started(store, run_id)
+                listener.run_started(backend, run_id)
             state = Run(
-                self,
-                store,
+                self.steps,
+                backend,
                 run_id,
                 fail_fast,
                 fresh_input=src.fresh,
                 source_frame=src.frame,
                 listener=listener,
             )
-            status, error = "completed", None
+            status, error = RunStatus.COMPLETED, None
             try:
                 state.execute(blocks, chunk_size, progress)
             except InputError:
-                w.discard_run(store.con, run_id)
-                _ended(listener, store, run_id)
+                backend.discard_run(run_id)
+                _ended(listener, backend, run_id)
                 raise
             except Abort as exc:
-                status, error = "failed", exc.error
+                status, error = RunStatus.FAILED, exc.error
             except BaseException as exc:
                 # Ctrl-C, a full disk or our own bug: keep what was written as evidence.
-                ended = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                ended = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
                 state.finish(src, ended, error_text(exc))
-                _ended(listener, store, run_id)
+                _ended(listener, backend, run_id)
                 raise
-            if status == "completed" and (state.counts[1] or state.counts[2]):
-                status = "completed_with_errors"
+            if status == RunStatus.COMPLETED and (state.counts[1] or state.counts[2]):
+                status = RunStatus.COMPLETED_WITH_ERRORS
             state.finish(src, status, error)
-            _ended(listener, store, run_id)
+            _ended(listener, backend, run_id)
             result = RunResult(
                 run_id=run_id,
                 status=status,
@@ -408,8 +218,8 @@ class Pipeline:
                 error=error,
             )
         finally:
-            store.close()
-        if status == "failed" and fail_fast:
+            backend.close()
+        if status == RunStatus.FAILED and fail_fast:
             raise StepError(f"run {run_id} stopped (fail_fast): {error}", result)
         return result
 
@@ -423,9 +233,9 @@ def _listener(openlineage: Any) -> Any:
     return listener_for(openlineage)
 
 
-def _ended(listener: Any, store: LineageStore, run_id: str) -> None:
+def _ended(listener: Any, backend: Backend, run_id: str) -> None:
     if listener is not None:
-        listener.run_ended(store, run_id)
+        listener.run_ended(backend, run_id)
 
 
 def run_pipeline(
@@ -468,8 +278,6 @@ def run_pipeline(
     >>> result.status  # doctest: +SKIP
     'completed'
     """
-    from .steps import DEFAULT_STEPS
-
     pipeline = Pipeline(steps if steps is not None else DEFAULT_STEPS)
     return pipeline.run(source, db, key=key, **options)
 

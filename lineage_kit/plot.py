@@ -13,15 +13,15 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from .errors import key_not_found
-from .sources import key_text
+from .base import key_text
+from .errors import KeyNotFound
+from .lineage_store import LineageStore
 
 if TYPE_CHECKING:
     import networkx as nx
     import pandas as pd
     from matplotlib.axes import Axes
 
-    from .store import LineageStore
 
 __all__ = [
     "STATUSES",
@@ -165,12 +165,12 @@ def _chain_graph(
         key = key_text(key)
         own = [n for n, k in source.nodes(data="key") if k == key]
         if not own:
-            raise key_not_found(key, None)
+            raise KeyNotFound(key, None)
         keep = set(own)
         for node in own:
             keep |= nx.ancestors(source, node) | nx.descendants(source, node)
         return source.subgraph(keep)
-    if hasattr(source, "graph") and callable(source.graph):
+    if isinstance(source, LineageStore):
         # one run: resolve_run refuses "all", whose rows would sit under one run's title
         return source.graph(run=source.resolve_run(run), key=key)
     raise TypeError(
@@ -573,7 +573,7 @@ def _steps_frame(source: LineageStore | pd.DataFrame, run: str | None) -> pd.Dat
         wanted = str(run).lower()
         if run not in (None, "latest") and len(run_ids) and not str(run_ids[0]).startswith(wanted):
             raise ValueError(f"the steps DataFrame holds run {run_ids[0]!r}, not {run!r}")
-    elif hasattr(source, "steps") and callable(source.steps):
+    elif isinstance(source, LineageStore):
         frame = source.steps(run=source.resolve_run(run))  # one run; "all" is refused
     else:
         raise TypeError(
@@ -969,13 +969,11 @@ def _seconds(value: float) -> str:
 
 def _chunk_moments(source: Any, run_id: Any) -> pd.DataFrame | None:
     """When each chunk entered each step (a store only), or None."""
-    if not hasattr(source, "con"):
+    if not isinstance(source, LineageStore):
         return None
     import pandas as pd
 
-    from .store.queries import chunk_moments
-
-    rows = chunk_moments(source.con, str(run_id))
+    rows = source.backend.chunk_moments(str(run_id))
     frame = pd.DataFrame(rows, columns=["position", "created_at", "entries"])
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601")
     return frame

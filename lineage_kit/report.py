@@ -11,14 +11,8 @@ import os
 from itertools import groupby
 from typing import Any
 
-from .store import LineageStore
-from .store.queries import (
-    REPORT_COLUMNS,
-    count_entries,
-    parse_id_list,
-    report_rows,
-    step_meta_rows,
-)
+from .lineage_store import connect
+from .store.queries import REPORT_COLUMNS, parse_id_list
 
 
 def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[str]) -> None:
@@ -48,7 +42,7 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
     "error", "parents", "time"}]}, "unkeyed": [...]}``. Records rejected before they
     had a key are listed under ``unkeyed``, never under a made-up key.
     """
-    with LineageStore(db) as store:
+    with connect(db) as store:
         run_id = store.resolve_run(run)
         run_row = next(r for r in store.run_rows() if r["run_id"] == run_id)
         steps = [
@@ -59,7 +53,7 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
                     strict=True,
                 )
             )
-            for row in step_meta_rows(store.con, run_id)
+            for row in store.backend.step_meta_rows(run_id)
         ]
         header: dict[str, Any] = {
             "run_id": run_id,
@@ -70,14 +64,14 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
             "rejected": run_row["n_rejected"],
             "failed": run_row["n_failed"],
             "pipeline_steps": steps,
-            "total_lineage_entries": count_entries(store.con, run_id),
+            "total_lineage_entries": store.backend.count_entries(run_id),
         }
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(header, indent=2)[:-2] + ',\n  "chains": {')
             unkeyed: list[dict[str, Any]] = []
             first = True
             rows = (
-                dict(zip(REPORT_COLUMNS, r, strict=True)) for r in report_rows(store.con, run_id)
+                dict(zip(REPORT_COLUMNS, r, strict=True)) for r in store.backend.report_rows(run_id)
             )
             for key, entries in groupby(rows, key=lambda r: r["record_key"]):
                 chain = [_link(entry, steps) for entry in entries]

@@ -14,13 +14,13 @@ import hashlib
 import io
 import json
 import math
-import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .base import key_part
 from .errors import InputError
 
 #: Input formats understood by :func:`open_source`.
@@ -103,111 +103,8 @@ class _Malformed:
 # --------------------------------------------------------------------------- keys
 
 
-def _key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None, "missing_key", f"key field {name!r} is missing, null or empty"
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        kind = type(value).__name__
-        return None, "invalid_key", f"key field {name!r} is a {kind}; keys are strings or numbers"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None, "invalid_key", f"key field {name!r} is {value}"
-        text = repr(value)
-    else:
-        try:
-            text = str(value)
-        except ValueError:  # an int longer than sys.get_int_max_str_digits()
-            return None, "invalid_key", f"key field {name!r} is an integer too long to use"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None, "invalid_key", f"key field {name!r} is not valid Unicode text"
-    if "\x00" in text:
-        # SQLite's JSON functions (used to find duplicate keys) stop at a NUL, and a
-        # NUL cannot be passed on a command line: refuse it rather than mis-handle it.
-        return None, "invalid_key", f"key field {name!r} contains a NUL character"
-    return text, None, None
-
-
 def _normal(name: str) -> str:
     return name.strip().lower()
-
-
-def key_text(value: str | int | float) -> str:
-    """The record key a source makes of ``value``: text as is, a number as text.
-
-    Record keys are stored as text. A number is turned into text by the rule the
-    sources apply to a key field (``110`` -> ``"110"``, ``2.5`` -> ``"2.5"``,
-    ``1e20`` -> ``"1e+20"``), so ``store.trace(110)`` finds the record read from
-    ``{"id": 110}``. numpy numbers count as numbers.
-
-    Parameters
-    ----------
-    value : str, int or float
-        A record key.
-
-    Returns
-    -------
-    str
-        The key as stored.
-
-    Raises
-    ------
-    TypeError
-        ``value`` is not text or a number (a bool, None, a list, ...).
-    ValueError
-        ``value`` is a number no source accepts as a key (NaN, infinite) or text
-        holding a NUL character.
-
-    Examples
-    --------
-    >>> key_text(110), key_text("order-101")
-    ('110', 'order-101')
-    """
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("a record key cannot contain a NUL character")
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"a record key is text or a number, not {type(value).__name__}")
-    text, _, message = key_or_reason(value, "key")
-    if text is None:
-        raise ValueError(message)
-    return text
-
-
-def key_or_reason(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
-    """Apply the sources' key rule to a key a step made (a split child's, a merge group's).
-
-    The rule of :func:`key_text`, reported rather than raised, so that a record with an
-    unusable key is rejected with the same reason code a source would give it.
-
-    Parameters
-    ----------
-    value : Any
-        The key as the step returned it.
-    name : str
-        What to call it in the message (``"group key"``, ...).
-
-    Returns
-    -------
-    tuple
-        ``(key, None, None)`` for a usable key, else ``(None, reason, message)`` with
-        reason ``missing_key`` (None, blank text) or ``invalid_key`` (a bool, a
-        container, NaN, ...).
-
-    Examples
-    --------
-    >>> key_or_reason(7, "group key")
-    ('7', None, None)
-    >>> key_or_reason(True, "group key")[1]
-    'invalid_key'
-    """
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = int(value)  # numpy integers too
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = float(value)  # numpy floats (a float subclass whose repr differs)
-    return _key_part(value, name)
 
 
 def _lookup(record: dict, name: str) -> Any:
@@ -266,7 +163,7 @@ def _key_function(key: KeySpec) -> Callable[[dict], tuple[str | None, str | None
                 value = key(record)
             except Exception as exc:  # the user's function: any error rejects the record
                 return None, "missing_key", f"key function raised {type(exc).__name__}: {exc}"
-            return _key_part(value, getattr(key, "__name__", "key"))
+            return key_part(value, getattr(key, "__name__", "key"))
 
         return from_callable
 
@@ -275,12 +172,12 @@ def _key_function(key: KeySpec) -> Callable[[dict], tuple[str | None, str | None
         raise ValueError(f"key must be a field name, a list of field names or a callable: {key!r}")
     if len(names) == 1:
         (name,) = names
-        return lambda record: _key_part(_lookup(record, name), name)
+        return lambda record: key_part(_lookup(record, name), name)
 
     def composite(record: dict) -> tuple[str | None, str | None, str | None]:
         parts = []
         for name in names:
-            text, reason, message = _key_part(_lookup(record, name), name)
+            text, reason, message = key_part(_lookup(record, name), name)
             if reason:
                 return None, reason, message
             parts.append(text)

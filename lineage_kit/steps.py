@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import Reject
 from .frame_steps import RENAMED
-from .pipeline import Step, step
+from .model import Step, step
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .base import html_table
+from .model import EntryStatus
+
+if TYPE_CHECKING:
+    from .store import Backend
 
 #: Run columns the store's HTML view shows.
 _RUN_VIEW = ("run_id", "started_at", "status", "n_input", "n_published", "n_rejected", "n_failed")
-
-
-def html_table(headers: list[str], rows: list[list[Any]], caption: str = "") -> str:
-    """A small escaped HTML table."""
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape('' if c is None else str(c))}</td>" for c in row) + "</tr>"
-        for row in rows
-    )
-    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 @dataclass(frozen=True)
@@ -120,3 +114,22 @@ def store_html(path: str, schema_version: int, runs: list[dict[str, Any]], limit
         rows,
         caption=caption,
     )
+
+
+def run_summary(backend: Backend, run: str | None = "latest") -> RunSummary:
+    """The :class:`RunSummary` behind :meth:`LineageStore.summary`."""
+    run_id = backend.resolve_run(run)
+    row = next(r for r in backend.run_rows() if r["run_id"] == run_id)
+    counts = {(p, st): n for p, st, n in backend.step_status_counts(run_id)}
+    steps = [
+        {
+            "position": m[1],
+            "name": m[2],
+            "kind": m[3],
+            "source": m[4],
+            "destination": m[5],
+            **{str(s): counts.get((m[1], s), 0) for s in EntryStatus},
+        }
+        for m in backend.step_meta_rows(run_id)
+    ]
+    return RunSummary(row, steps)

@@ -27,7 +27,6 @@
 # processed twice, an interrupted run), each one caught; then a check of our own.
 
 # %%
-import json
 import shutil
 import sqlite3
 import subprocess
@@ -244,27 +243,30 @@ report.summary()
 # ## A check of your own
 #
 # A check is a function `(store, run_ids) -> violations` (a DataFrame or a list of
-# dicts with any of the violation columns). This one flags published amounts that
-# are not positive numbers, with one set-based query. Pass it once with
-# `store.check(extra=[...])`, or register it with `lk.register_check` so every
-# later check runs it.
+# dicts with any of the violation columns). It reads the store through the same
+# public methods as this notebook (`store.records`, `store.lineage`, ...), which
+# every storage backend serves. This one flags published amounts that are not
+# positive numbers. Pass it once with `store.check(extra=[...])`, or register it
+# with `lk.register_check` so every later check runs it.
 
 
 # %%
 def non_positive_amounts(store, run_ids):
-    rows = store.con.execute(
-        "SELECT l.run_id, l.record_key, l.entry_id, json_extract(r.value, '$.amount') "
-        "FROM lineage l JOIN records r ON r.entry_id = l.entry_id "
-        "JOIN steps s ON s.run_id = l.run_id AND s.position = l.position "
-        "WHERE s.name = 'publish' AND l.status = 'ok' "
-        "AND l.run_id IN (SELECT value FROM json_each(?)) "
-        "AND NOT (coalesce(json_extract(r.value, '$.amount'), 0) > 0)",
-        (json.dumps(run_ids),),
-    )
-    return [
-        {"run_id": run, "record_key": key, "entry_id": entry, "message": f"amount is {amount}"}
-        for run, key, entry, amount in rows
-    ]
+    published = store.records(run_ids, step="publish")
+    published = published[published["status"] == "ok"]
+    problems = []
+    for row in published.itertuples(index=False):
+        amount = row.value.get("amount")
+        if amount is None or (isinstance(amount, int | float) and amount <= 0):
+            problems.append(
+                {
+                    "run_id": row.run_id,
+                    "record_key": row.key,
+                    "entry_id": row.entry_id,
+                    "message": f"amount is {amount}",
+                }
+            )
+    return problems
 
 
 # %%

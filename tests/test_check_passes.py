@@ -74,8 +74,10 @@ def test_a_split_parent_without_its_own_parent_is_reported_once(clean_split, tmp
     # The pass returns the entry once, not once per child: its 4 children are not
     # joined in (an entry with many parents and many children would multiply).
     with lk.connect(db) as store:
-        runs = sql.runs_param([store.resolve_run()])
-        rows = sql.chain_rows(store.con, runs, runs, sql.span(sql.entry_counts(store.con, runs)))
+        runs = [store.resolve_run()]
+        counts = store.backend.check_entry_counts(runs)
+        span = (min(r[4] for r in counts), max(r[5] for r in counts))
+        rows = store.backend.check_chain_rows(runs, runs, span)
     assert [r[0] for r in rows].count(normalized) == 1
 
 
@@ -131,8 +133,9 @@ class _Plans:
 def plans(sample_store):
     run_ids = [sample_store.resolve_run()]
     runs = sql.runs_param(run_ids)
-    span = sql.span(sql.entry_counts(sample_store.con, runs))
-    spy = _Plans(sample_store.con)
+    counts = sql.entry_counts(sample_store.backend.con, runs)
+    span = (min(r[4] for r in counts), max(r[5] for r in counts))
+    spy = _Plans(sample_store.backend.con)
     sql.value_problems(spy, runs, span, value_hash_bytes)
     sql.chain_rows(spy, runs, runs, span)
     sql.values_without_entry(spy)

@@ -503,7 +503,7 @@ def test_clean_report_raise_returns_itself(sample_store):
 def test_register_a_custom_check(sample_store):
     @lk.register_check("expensive_orders", severity="warning", description="amount over 400")
     def expensive_orders(store, run_ids):
-        rows = store.con.execute(
+        rows = store.backend.con.execute(
             "SELECT l.run_id, l.record_key, l.entry_id, json_extract(r.value, '$.amount') "
             "FROM lineage l JOIN records r ON r.entry_id = l.entry_id "
             "JOIN steps s ON s.run_id = l.run_id AND s.position = l.position "

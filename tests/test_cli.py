@@ -67,7 +67,7 @@ def test_runs_of_the_same_input_have_their_own_entries(db):
     import lineage_kit as lk
 
     with lk.connect(db) as store:
-        counts = store.con.execute(
+        counts = store.backend.con.execute(
             "SELECT run_id, count(*) FROM lineage GROUP BY run_id"
         ).fetchall()
     assert [n for _, n in counts] == [90, 90]

@@ -11,7 +11,7 @@ import pytest
 
 import lineage_kit as lk
 from lineage_kit.cli import main
-from lineage_kit.pipeline import step
+from lineage_kit.model import step
 
 from .conftest import MESSY_JSON, SAMPLE_JSON, sha256
 
@@ -103,7 +103,7 @@ def test_fail_fast_prints_the_summary_and_writes_the_report_then_the_error(
 ):
     from lineage_kit.steps import ingest, publish
 
-    monkeypatch.setattr("lineage_kit.steps.DEFAULT_STEPS", (ingest, explode, publish))
+    monkeypatch.setattr("lineage_kit.pipeline.DEFAULT_STEPS", (ingest, explode, publish))
     report = tmp_path / "r.json"
     code, out = cli("run", SAMPLE_JSON, "--db", db, "--fail-fast", "--report", report)
     assert code == 1

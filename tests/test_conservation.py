@@ -52,7 +52,7 @@ def test_input_equals_published_plus_rejected_plus_failed(data, chunk_size):
         assert result.n_input == len(data)
         assert result.n_published + result.n_rejected + result.n_failed == len(data)
         with lk.connect(db) as store:
-            con = store.con
+            con = store.backend.con
             (run,) = store.run_rows()
             by_status = dict(
                 con.execute("SELECT status, count(*) FROM lineage GROUP BY status").fetchall()

@@ -19,7 +19,7 @@ from lineage_kit.sources import open_source
 def entries(db, *where):
     """``(position, key, status, reason)`` of every entry of the latest run, in id order."""
     with lk.connect(db) as store:
-        return store.con.execute(
+        return store.backend.con.execute(
             "SELECT position, record_key, status, reason FROM lineage ORDER BY entry_id"
         ).fetchall()
 
@@ -72,7 +72,9 @@ def test_a_split_child_with_a_key_no_source_accepts_rejects_its_parent(db, given
     )
     assert entries(db) == [(0, "p", "ok", None), (1, "p", "rejected", reason)]
     with lk.connect(db) as store:
-        (message,) = store.con.execute("SELECT error FROM lineage WHERE position = 1").fetchone()
+        (message,) = store.backend.con.execute(
+            "SELECT error FROM lineage WHERE position = 1"
+        ).fetchone()
         assert message.startswith("split child 2: ")
         assert store.check().ok
 
@@ -99,7 +101,9 @@ def test_children_of_one_split_sharing_a_key_reject_the_parent_when_written(db):
         (1, "q", "rejected", "duplicate_key"),
     ]
     with lk.connect(db) as store:
-        errors = [e for (e,) in store.con.execute("SELECT error FROM lineage WHERE position = 1")]
+        errors = [
+            e for (e,) in store.backend.con.execute("SELECT error FROM lineage WHERE position = 1")
+        ]
         assert errors[0] == "split children 1 and 3 share the key 'a'"
         assert store.check().ok  # the pipeline made no duplicate_processing of its own
 
@@ -115,7 +119,7 @@ def test_split_children_of_different_records_cannot_share_a_key(db, chunk_size):
     assert (1, "r", "rejected", "duplicate_key") in entries(db)
     with lk.connect(db) as store:
         assert store.check().ok
-        published = store.con.execute(
+        published = store.backend.con.execute(
             "SELECT record_key, value FROM lineage JOIN records USING (entry_id) "
             "WHERE position = 2 ORDER BY record_key"
         ).fetchall()
@@ -156,7 +160,7 @@ def test_an_input_record_cannot_take_a_key_a_split_child_already_has(db):
     assert conserved(result) and (result.n_published, result.n_rejected) == (1, 1)
     assert (0, "r#1", "rejected", "duplicate_key") in entries(db)
     with lk.connect(db) as store:
-        (message,) = store.con.execute(
+        (message,) = store.backend.con.execute(
             "SELECT error FROM lineage WHERE reason = 'duplicate_key'"
         ).fetchone()
         assert "split step's child" in message
@@ -230,7 +234,7 @@ def test_group_keys_are_made_by_the_sources_key_rule(db, groups, expected):
         [{"key": k} for k in "abc"], db=db, progress=False
     )
     with lk.connect(db) as store:
-        merged = store.con.execute(
+        merged = store.backend.con.execute(
             "SELECT record_key, value FROM lineage JOIN records USING (entry_id) "
             "WHERE position = 1 ORDER BY entry_id"
         ).fetchall()

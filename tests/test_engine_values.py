@@ -20,7 +20,7 @@ import lineage_kit as lk
 def values_at(db, key):
     """``{position: (status, value)}`` of a key's entries in the latest run."""
     with lk.connect(db) as store:
-        rows = store.con.execute(
+        rows = store.backend.con.execute(
             "SELECT l.position, l.status, r.value FROM lineage l JOIN records r USING (entry_id) "
             "WHERE l.record_key = ? ORDER BY l.entry_id",
             (key,),
@@ -99,7 +99,7 @@ def test_the_same_object_given_twice_keeps_the_refused_duplicate_as_given(db):
     record = copy.deepcopy(ORIGINAL)
     lk.Pipeline([mutating("return"), lk.steps.publish]).run([record, record], db=db, progress=False)
     with lk.connect(db) as store:
-        dup = store.con.execute(
+        dup = store.backend.con.execute(
             "SELECT r.value FROM lineage l JOIN records r USING (entry_id) "
             "WHERE l.reason = 'duplicate_key'"
         ).fetchall()

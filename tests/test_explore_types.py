@@ -64,7 +64,7 @@ def test_trace_matches_plain_pandas(fan, key):
     store, run1, _ = fan
     for run in (run1, "all"):
         run_ids = store.resolve_runs(run)
-        rows = [r for run_id in run_ids for r in q.trace_rows(store.con, run_id, key)]
+        rows = [r for run_id in run_ids for r in q.trace_rows(store.backend.con, run_id, key)]
         want = _reference(rows, q.TRACE_COLUMNS, run_ids, STEP_NAMES)
         _assert_same(store.trace(key, run=run), want)
 
@@ -75,7 +75,7 @@ def test_walks_match_plain_pandas(fan):
     for entry_id in ids:
         for direction, method in (("up", store.upstream), ("down", store.downstream)):
             for depth in (None, 1):
-                rows = q.walk_rows(store.con, entry_id, depth, direction)
+                rows = q.walk_rows(store.backend.con, entry_id, depth, direction)
                 columns = ("entry_id", "depth", *q.TRACE_COLUMNS[1:])
                 want = _reference(rows, columns, [run1], STEP_NAMES).drop(columns="relation")
                 _assert_same(method(entry_id, depth), want)
@@ -164,7 +164,7 @@ def test_lineage_and_graph_read_stamps_of_other_widths(fan, tmp_path):
             [(text, entry_id) for entry_id, text in stamps.items()],
         )
     writer.close()
-    con = store.con
+    con = store.backend.con
     frame = store.lineage(run1)
     texts = [
         r[0]

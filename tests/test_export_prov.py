@@ -134,9 +134,9 @@ def test_an_unknown_key_and_too_big_a_document_are_refused(sample_store):
     from lineage_kit.export.prov import to_prov
 
     with pytest.raises(ExportTooLarge, match="key=") as info:
-        to_prov(sample_store, max_entries=89)
+        to_prov(sample_store.backend, max_entries=89)
     assert (info.value.n_entries, info.value.limit) == (90, 89)
-    assert len(_entries(to_prov(sample_store, max_entries=90))) == 90
+    assert len(_entries(to_prov(sample_store.backend, max_entries=90))) == 90
 
 
 def test_without_the_extra_a_clear_error(sample_store, monkeypatch):

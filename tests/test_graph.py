@@ -22,7 +22,7 @@ def fan(db):
 
 def _stored_links(store, run_id):
     return set(
-        store.con.execute(
+        store.backend.con.execute(
             "SELECT p.parent_id, p.child_id FROM parents p "
             "JOIN lineage l ON l.entry_id = p.child_id WHERE l.run_id = ?",
             (run_id,),
@@ -32,7 +32,10 @@ def _stored_links(store, run_id):
 
 def _entry_ids(store, run_id):
     return {
-        r[0] for r in store.con.execute("SELECT entry_id FROM lineage WHERE run_id = ?", (run_id,))
+        r[0]
+        for r in store.backend.con.execute(
+            "SELECT entry_id FROM lineage WHERE run_id = ?", (run_id,)
+        )
     }
 
 

@@ -47,11 +47,11 @@ def _vm_steps(store: lk.LineageStore, fn) -> int:
         calls += 1
         return 0
 
-    store.con.set_progress_handler(tick, _EVERY)
+    store.backend.con.set_progress_handler(tick, _EVERY)
     try:
         fn()
     finally:
-        store.con.set_progress_handler(None, 0)
+        store.backend.con.set_progress_handler(None, 0)
     return calls
 
 
@@ -96,15 +96,17 @@ def test_links_among_is_linear(merge_stores) -> None:
     steps = {}
     for n, path in merge_stores.items():
         with lk.connect(path) as store:
-            ids = [r[0] for r in store.con.execute("SELECT entry_id FROM lineage")]
-            links = q.links_among(store.con, ids)
+            ids = [r[0] for r in store.backend.con.execute("SELECT entry_id FROM lineage")]
+            links = q.links_among(store.backend.con, ids)
             assert len(links) == n + 1
             # only links with both ends among the ids: drop the merged entry
-            merged = store.con.execute(
+            merged = store.backend.con.execute(
                 "SELECT entry_id FROM lineage WHERE record_key = 'ALL' ORDER BY entry_id LIMIT 1"
             ).fetchone()[0]
-            assert len(q.links_among(store.con, [i for i in ids if i != merged])) == 0
-            steps[n] = _vm_steps(store, lambda store=store, ids=ids: q.links_among(store.con, ids))
+            assert len(q.links_among(store.backend.con, [i for i in ids if i != merged])) == 0
+            steps[n] = _vm_steps(
+                store, lambda store=store, ids=ids: q.links_among(store.backend.con, ids)
+            )
     assert steps[3_000] / steps[1_500] < 2.6, steps
 
 
@@ -128,12 +130,12 @@ def _loops_over_id_lists_first(plan: list[tuple]) -> list[str]:
 def _id_list_statements(store: lk.LineageStore, calls) -> set[str]:
     """Every statement run by ``calls`` that takes a list through ``json_each``."""
     seen: list[str] = []
-    store.con.set_trace_callback(seen.append)
+    store.backend.con.set_trace_callback(seen.append)
     try:
         for call in calls:
             call()
     finally:
-        store.con.set_trace_callback(None)
+        store.backend.con.set_trace_callback(None)
     return {s for s in seen if "json_each(" in s}
 
 
@@ -158,9 +160,11 @@ def test_no_query_scans_an_id_list_per_row(db) -> None:
             q.SOURCES: ("[1, 2, 3]",),
         }
         assert len(statements) >= 5, statements
-        plans = {s: store.con.execute("EXPLAIN QUERY PLAN " + s).fetchall() for s in statements}
+        plans = {
+            s: store.backend.con.execute("EXPLAIN QUERY PLAN " + s).fetchall() for s in statements
+        }
         for sql, params in expanded.items():
-            plans[sql] = store.con.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+            plans[sql] = store.backend.con.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     for sql, plan in plans.items():
         assert not _loops_over_id_lists_first(plan), (sql, plan)
 
@@ -173,5 +177,5 @@ def test_the_plan_rule_catches_the_old_query(db) -> None:
         "ON p.child_id = c.value WHERE p.parent_id IN (SELECT value FROM json_each(?))"
     )
     with lk.connect(db) as store:
-        plan = store.con.execute("EXPLAIN QUERY PLAN " + old, ("[1]", "[1]")).fetchall()
+        plan = store.backend.con.execute("EXPLAIN QUERY PLAN " + old, ("[1]", "[1]")).fetchall()
     assert _loops_over_id_lists_first(plan)

@@ -103,6 +103,7 @@ def test_live_counts_use_the_run_index(sample_store):
     from lineage_kit.store.queries import LIVE_COUNTS
 
     plan = " | ".join(
-        row[-1] for row in sample_store.con.execute("EXPLAIN QUERY PLAN " + LIVE_COUNTS, ("[]",))
+        row[-1]
+        for row in sample_store.backend.con.execute("EXPLAIN QUERY PLAN " + LIVE_COUNTS, ("[]",))
     )
     assert "lineage_run" in plan

@@ -12,7 +12,7 @@ from .conftest import MESSY_JSON, SAMPLE_JSON, records
 
 
 def rows(store, sql, params=()):
-    return store.con.execute(sql, params).fetchall()
+    return store.backend.con.execute(sql, params).fetchall()
 
 
 def chain_of(store, run_id, key):

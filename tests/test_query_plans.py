@@ -19,7 +19,7 @@ CTES = {"seed", "up", "down", "chain", "c", "n", "w", "walk", "nodes", "st", "js
 
 
 def _plan(store, sql, params):
-    return [row[3] for row in store.con.execute("EXPLAIN QUERY PLAN " + sql, params)]
+    return [row[3] for row in store.backend.con.execute("EXPLAIN QUERY PLAN " + sql, params)]
 
 
 def _assert_indexed(plan):
@@ -71,7 +71,7 @@ def test_other_explore_plans(store):
     _assert_indexed(_plan(s, q.SOURCES, ("[5]",)))
     _assert_indexed(_plan(s, q._RUN_RANGE, (run1,)))
     # a whole run is read as a rowid range, not through a scan or a sort
-    where, params = q._selection(s.con, run1, None, None)
+    where, params = q._selection(s.backend.con, run1, None, None)
     plan = _plan(s, q._COLUMNS_SELECT + where, params)
     assert plan == ["SEARCH l USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]
     plan = _plan(s, q._COLUMNS_SELECT + q._entry_filter(True, False), ("o1", run1))

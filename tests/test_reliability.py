@@ -190,7 +190,7 @@ def test_sigkill_at_random_moments_leaves_whole_chunks_and_other_runs_untouched(
         with lk.connect(db) as store:
             before = [r["run_id"] for r in store.run_rows()]
             assert all(r["status"] != "running" for r in store.run_rows())
-            digest_before = _digest(store.con, before)
+            digest_before = _digest(store.backend.con, before)
 
         child = _start_child(data, db, chunk)
         time.sleep(rng.uniform(0, window))
@@ -201,11 +201,11 @@ def test_sigkill_at_random_moments_leaves_whole_chunks_and_other_runs_untouched(
         child.stderr.close()
 
         with lk.connect(db) as store:
-            _integrity(store.con)
+            _integrity(store.backend.con)
             rows = {r["run_id"]: r for r in store.run_rows()}
             (new,) = set(rows) - set(before)
-            assert _digest(store.con, before) == digest_before
-            held = _assert_whole_chunks(store.con, new, chunk, CRASH_RECORDS)
+            assert _digest(store.backend.con, before) == digest_before
+            held = _assert_whole_chunks(store.backend.con, new, chunk, CRASH_RECORDS)
             if finished_first or rows[new]["status"] == "completed":
                 outcomes["completed_before_kill"] += 1
                 assert rows[new]["status"] == "completed"
@@ -213,7 +213,7 @@ def test_sigkill_at_random_moments_leaves_whole_chunks_and_other_runs_untouched(
                 outcomes["interrupted"] += 1
                 outcomes["records_in_interrupted_runs"] += held
                 assert rows[new]["status"] == "interrupted"
-                assert _raw_status(store.con, new) == "running"
+                assert _raw_status(store.backend.con, new) == "running"
                 assert store.runs().set_index("run_id").loc[new, "status"] == "interrupted"
                 assert _codes(store, new) == [("run_interrupted", new)]
 
@@ -225,12 +225,12 @@ def test_sigkill_at_random_moments_leaves_whole_chunks_and_other_runs_untouched(
             CRASH_RECORDS,
         )
         with lk.connect(db) as store:
-            assert _digest(store.con, before) == digest_before
-            assert _raw_status(store.con, new) == rows[new]["status"]
+            assert _digest(store.backend.con, before) == digest_before
+            assert _raw_status(store.backend.con, new) == rows[new]["status"]
             assert _codes(store, result.run_id) == []
 
     with lk.connect(db) as store:
-        _integrity(store.con)
+        _integrity(store.backend.con)
         report = store.check("all")
         assert set(report.violations["code"]) <= {"run_interrupted"}
         assert len(report.violations) == outcomes["interrupted"]
@@ -276,8 +276,8 @@ while not os.path.exists(stop):
         with lk.connect(db) as store:
             opened = True
             frame = store.runs()
-            counts = store.con.execute(COUNTS).fetchall()
-            childless = store.con.execute(CHILDLESS).fetchall()
+            counts = store.backend.con.execute(COUNTS).fetchall()
+            childless = store.backend.con.execute(CHILDLESS).fetchall()
     except (lk.StoreNotFound, lk.NotALineageStore) as exc:
         if not opened and ("no lineage store" in str(exc) or "is empty" in str(exc)):
             time.sleep(0.005)  # the writers have not created the store yet
@@ -348,7 +348,7 @@ def test_four_writers_and_a_reader_share_one_new_store(tmp_path):
         STATS["concurrent_reader_partial_snapshots"] += stats["partial_snapshots"]
 
     with lk.connect(db) as store:
-        _integrity(store.con)
+        _integrity(store.backend.con)
         runs = store.run_rows()
         assert len(runs) == 4 * WRITER_ROUNDS
         for row in runs:
@@ -357,7 +357,7 @@ def test_four_writers_and_a_reader_share_one_new_store(tmp_path):
                 n - rejected,
                 rejected,
             )
-            assert _assert_whole_chunks(store.con, row["run_id"], chunk, n) == n
+            assert _assert_whole_chunks(store.backend.con, row["run_id"], chunk, n) == n
         assert store.check("all").ok
     STATS["concurrent_rounds"] += WRITER_ROUNDS
     STATS["concurrent_writer_runs"] += 4 * WRITER_ROUNDS
@@ -369,7 +369,7 @@ def _open_new_store(path: str, start: float, queue) -> None:  # pragma: no cover
     while time.time() < start:
         pass
     try:
-        with lk_store.LineageStore(path, create=True) as store:
+        with lk.LineageStore(path, create=True) as store:
             queue.put(("ok", store.schema_version))
     except BaseException as exc:
         queue.put(("error", repr(exc)))
@@ -390,8 +390,8 @@ def test_many_processes_creating_the_same_store_at_once(tmp_path):
             p.join(timeout=60)
         failures += [r for r in results if r != ("ok", lk_store.SCHEMA_VERSION)]
         with lk.connect(path) as store:
-            _integrity(store.con)
-            assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            _integrity(store.backend.con)
+            assert store.backend.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert failures == []
     STATS["create_race_trials"] += CREATE_TRIALS
     STATS["create_race_openers"] += 8 * CREATE_TRIALS
@@ -402,7 +402,9 @@ def test_many_processes_creating_the_same_store_at_once(tmp_path):
 
 def _limit_pages(monkeypatch, extra_pages: int) -> None:
     """Make every store the pipeline opens refuse to grow by more than ``extra_pages``."""
-    original = lk_store.open_connection
+    import lineage_kit.store.sqlite as lk_sqlite
+
+    original = lk_sqlite.open_connection
 
     def limited(path, **options):
         con = original(path, **options)
@@ -412,16 +414,16 @@ def _limit_pages(monkeypatch, extra_pages: int) -> None:
         con.execute(f"PRAGMA max_page_count = {int(pages + extra_pages)}")
         return con
 
-    monkeypatch.setattr(lk_store, "open_connection", limited)
+    monkeypatch.setattr(lk_sqlite, "open_connection", limited)
 
 
 def _assert_failed_run_is_the_only_problem(db: Path, baseline: str, digest: str, chunk, total):
     with lk.connect(db) as store:  # still opens
-        _integrity(store.con)
+        _integrity(store.backend.con)
         rows = store.run_rows()
         (failed,) = [r for r in rows if r["run_id"] != baseline]
-        assert _digest(store.con, [baseline]) == digest
-        _assert_whole_chunks(store.con, failed["run_id"], chunk, total)
+        assert _digest(store.backend.con, [baseline]) == digest
+        _assert_whole_chunks(store.backend.con, failed["run_id"], chunk, total)
         if failed["status"] == "failed":
             assert "full" in failed["error"] or "could not write" in failed["error"]
             expected = [("run_failed", failed["run_id"])]
@@ -441,7 +443,7 @@ def test_full_store_raises_store_full_and_marks_the_run_failed(tmp_path, monkeyp
         db = tmp_path / f"full{trial}.db"
         baseline = lk.run_pipeline(ROOT / "data" / "sample_input.json", db=db, progress=False)
         with lk.connect(db) as store:
-            digest = _digest(store.con, [baseline.run_id])
+            digest = _digest(store.backend.con, [baseline.run_id])
         with monkeypatch.context() as m:
             _limit_pages(m, rng.randint(20, 300))
             with pytest.raises(lk.StoreFull, match="is full") as info:
@@ -487,7 +489,7 @@ def test_file_size_limit_while_writing_is_a_clear_store_write_error(tmp_path):
         db = tmp_path / f"fsize{trial}.db"
         baseline = lk.run_pipeline(ROOT / "data" / "sample_input.json", db=db, progress=False)
         with lk.connect(db) as store:
-            digest = _digest(store.con, [baseline.run_id])
+            digest = _digest(store.backend.con, [baseline.run_id])
         limit = db.stat().st_size + rng.randint(50_000, 1_500_000)
         out = subprocess.run(
             [sys.executable, "-c", _FSIZE_CHILD, str(db), str(limit)],
@@ -609,7 +611,7 @@ def _assert_every_record_accounted_for(result: lk.RunResult, inputs: list) -> No
     assert result.n_input == len(inputs)
     assert result.n_input == result.n_published + result.n_rejected + result.n_failed
     with lk.connect(result.db) as store:
-        con = store.con
+        con = store.backend.con
         rows = con.execute(
             "SELECT l.position, l.record_key, l.status, l.reason, l.error, r.value "
             "FROM lineage l JOIN records r USING (entry_id) WHERE l.run_id = ?",
@@ -651,7 +653,7 @@ def test_nasty_records_in_memory_are_stored_exactly_or_rejected_with_a_reason(db
         _assert_every_record_accounted_for(result, records)
     with lk.connect(db) as store:
         pairs = set(
-            store.con.execute(
+            store.backend.con.execute(
                 "SELECT record_key, reason FROM lineage WHERE run_id = ? AND position = 0",
                 (result.run_id,),
             ).fetchall()
@@ -667,7 +669,7 @@ def test_nasty_records_in_memory_are_stored_exactly_or_rejected_with_a_reason(db
     invalid_keys = [k for k, reason in pairs if reason == "invalid_key"]
     assert invalid_keys == [None]
     with lk.connect(db) as store:
-        n_invalid = store.con.execute(
+        n_invalid = store.backend.con.execute(
             "SELECT count(*) FROM lineage WHERE run_id = ? AND reason = 'invalid_key'",
             (result.run_id,),
         ).fetchone()[0]
@@ -926,8 +928,8 @@ def test_version_1_store_is_migrated_to_the_current_schema(tmp_path):
     assert "writer_started" not in [r[1] for r in raw.execute("PRAGMA table_info(runs)")]
     raw.close()
     with lk.connect(db) as store:
-        assert store.schema_version == lk_store.SCHEMA_VERSION == 2
-        con = store.con
+        assert store.schema_version == lk_store.SCHEMA_VERSION == 3
+        con = store.backend.con
         assert [r[1] for r in con.execute("PRAGMA table_info(runs)")][-1] == "writer_started"
         for table, rows in before.items():
             after = con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
@@ -942,7 +944,7 @@ def test_older_store_is_migrated_forward_in_one_transaction(tmp_path, monkeypatc
 
     db = _copy_fixture(tmp_path)
     with lk.connect(db) as store:
-        digest = _digest(store.con, [r["run_id"] for r in store.run_rows()])
+        digest = _digest(store.backend.con, [r["run_id"] for r in store.run_rows()])
     db = _copy_fixture(tmp_path)  # back to version 1
     future = lk_store.SCHEMA_VERSION + 1
     monkeypatch.setattr(connection, "SCHEMA_VERSION", future)
@@ -976,9 +978,11 @@ def test_older_store_is_migrated_forward_in_one_transaction(tmp_path, monkeypatc
     )
     with lk.connect(db) as store:
         assert store.schema_version == future
-        assert "note" in [r[1] for r in store.con.execute("PRAGMA table_info(runs)")]
-        assert _digest(store.con, [r["run_id"] for r in store.run_rows()]) != digest  # + column
-        assert store.con.execute("SELECT count(*) FROM lineage").fetchone()[0] == 90
+        assert "note" in [r[1] for r in store.backend.con.execute("PRAGMA table_info(runs)")]
+        assert (
+            _digest(store.backend.con, [r["run_id"] for r in store.run_rows()]) != digest
+        )  # + column
+        assert store.backend.con.execute("SELECT count(*) FROM lineage").fetchone()[0] == 90
 
 
 def _files(db: Path) -> dict[str, str | None]:

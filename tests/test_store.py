@@ -9,7 +9,6 @@ import pytest
 
 import lineage_kit as lk
 from lineage_kit.store import APPLICATION_ID, SCHEMA_VERSION
-from lineage_kit.store.writer import existing_keys
 
 from .conftest import SAMPLE_JSON, sha256
 
@@ -20,15 +19,15 @@ def test_new_store_is_marked_as_ours_and_versioned(db):
     assert struct.unpack(">I", header[68:72])[0] == APPLICATION_ID
     with lk.LineageStore(db, create=True) as store:  # a writer's connection
         assert store.schema_version == SCHEMA_VERSION
-        con = store.con
+        con = store.backend.con
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert con.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
         assert con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     with lk.connect(db) as store:  # a reader's
         assert store.schema_version == SCHEMA_VERSION
-        assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store.con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+        assert store.backend.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.backend.con.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
 
 def test_connect_to_missing_file_raises_and_creates_nothing(tmp_path):
@@ -124,7 +123,7 @@ def _plan(con, sql, params):
 
 def test_key_lookup_uses_the_key_index(sample_store):
     plan = _plan(
-        sample_store.con,
+        sample_store.backend.con,
         "SELECT entry_id FROM lineage WHERE record_key = ? AND run_id = ?",
         ("order-101", "x"),
     )
@@ -135,24 +134,24 @@ def test_key_lookup_uses_the_key_index(sample_store):
 def test_duplicate_key_lookup_per_chunk_uses_an_index(sample_store):
     from lineage_kit.store.writer import _EXISTING_KEYS
 
-    plan = _plan(sample_store.con, _EXISTING_KEYS, ('["a"]', "run"))
+    plan = _plan(sample_store.backend.con, _EXISTING_KEYS, ('["a"]', "run"))
     assert "lineage_key" in plan
     assert "SCAN lineage" not in plan and "SCAN l" not in plan
     run_id = sample_store.resolve_run()
-    found = existing_keys(sample_store.con, run_id, '["order-101", "nope", "order-130"]')
+    found = sample_store.backend.existing_keys(run_id, ["order-101", "nope", "order-130"])
     assert found == {"order-101": 0, "order-130": 0}
 
 
 def test_parent_walks_use_indexes(sample_store):
-    down = _plan(sample_store.con, "SELECT child_id FROM parents WHERE parent_id = ?", (1,))
-    up = _plan(sample_store.con, "SELECT parent_id FROM parents WHERE child_id = ?", (1,))
+    down = _plan(sample_store.backend.con, "SELECT child_id FROM parents WHERE parent_id = ?", (1,))
+    up = _plan(sample_store.backend.con, "SELECT parent_id FROM parents WHERE child_id = ?", (1,))
     assert "parents_parent" in down and "SCAN" not in down
     assert "PRIMARY KEY" in up or "INDEX" in up
     assert "SCAN" not in up
 
 
 def test_run_filter_uses_an_index(sample_store):
-    plan = _plan(sample_store.con, "SELECT count(*) FROM lineage WHERE run_id = ?", ("x",))
+    plan = _plan(sample_store.backend.con, "SELECT count(*) FROM lineage WHERE run_id = ?", ("x",))
     assert "lineage_run" in plan
 
 

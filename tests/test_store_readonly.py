@@ -59,9 +59,9 @@ def _files(db: Path) -> dict[str, str | None]:
 
 def _assert_read_only(store: lk.LineageStore) -> None:
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        store.con.execute("UPDATE runs SET pipeline = 'changed'")
+        store.backend.con.execute("UPDATE runs SET pipeline = 'changed'")
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        store.con.execute("CREATE TABLE scratch (x)")
+        store.backend.con.execute("CREATE TABLE scratch (x)")
 
 
 def test_connect_after_a_clean_close_reads_without_writing(db):
@@ -181,6 +181,6 @@ def test_an_unwritable_older_store_is_a_clear_error_and_unchanged(tmp_path, caps
 
 def test_writers_still_open_read_write(db):
     with lk.LineageStore(db, create=True) as store:
-        store.con.execute("CREATE TEMP TABLE scratch (x)")
-        assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        store.backend.con.execute("CREATE TEMP TABLE scratch (x)")
+        assert store.backend.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert not hasattr(lk.LineageStore, "atomic")

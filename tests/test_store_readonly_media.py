@@ -39,7 +39,7 @@ try:
         out["records"] = len(store.records(step="publish"))
         out["graph_nodes"] = store.graph().number_of_nodes()
         try:
-            store.con.execute("UPDATE runs SET pipeline = 'changed'")
+            store.backend.con.execute("UPDATE runs SET pipeline = 'changed'")
             out["wrote"] = True
         except sqlite3.OperationalError as exc:
             out["wrote"] = str(exc)

@@ -28,7 +28,7 @@ from ..errors import MissingExtra, RunNotFound
 from .openlineage import RunFacts, gather, run_events, step_event
 
 if TYPE_CHECKING:
-    from ..store import LineageStore
+    from ..store import Backend
 
 #: Seconds one HTTP request may take, and the longest a run's end waits for its events.
 DEFAULT_TIMEOUT = 5.0
@@ -239,12 +239,12 @@ class OpenLineageEmitter:
 
     # -- the listener interface the pipeline and engine call (never raises)
 
-    def run_started(self, store: LineageStore, run_id: str) -> None:
+    def run_started(self, backend: Backend, run_id: str) -> None:
         """The run is written to the store: send its START."""
         self._sender = _Sender(self._client)  # one per run: an emitter serves run after run
         self._facts, self._sent, self._error, self._warned = None, set(), None, False
         try:
-            self._facts = gather(store, run_id, stats=False)
+            self._facts = gather(backend, run_id, stats=False)
             self._put(run_events(self._facts, self.namespace)[0])
         except Exception as exc:
             self._error = exc
@@ -258,7 +258,7 @@ class OpenLineageEmitter:
         except Exception as exc:
             self._error = self._error or exc
 
-    def run_ended(self, store: LineageStore, run_id: str) -> None:
+    def run_ended(self, backend: Backend, run_id: str) -> None:
         """The run is finished in the store: send the rest of its events.
 
         Waits at most ``timeout`` seconds for them; a run whose events could not all
@@ -269,7 +269,7 @@ class OpenLineageEmitter:
             return
         try:
             try:
-                events = run_events(gather(store, run_id), self.namespace)
+                events = run_events(gather(backend, run_id), self.namespace)
             except RunNotFound:  # an input error removed the run: abort what was started
                 events = self._discarded()
             for event in events:

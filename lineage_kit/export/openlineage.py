@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from ..base import __version__
 
 if TYPE_CHECKING:
-    from ..store import LineageStore
+    from ..store import Backend
 
 #: The OpenLineage spec version the events follow, and the schema of a run event.
 SPEC_VERSION = "2-0-2"
@@ -126,12 +126,12 @@ class RunFacts:
 # ----------------------------------------------------------------- reading
 
 
-def gather(store: LineageStore, run_id: str, *, stats: bool = True) -> RunFacts:
+def gather(backend: Backend, run_id: str, *, stats: bool = True) -> RunFacts:
     """Read what the events of one run need from the store.
 
     Parameters
     ----------
-    store : LineageStore
+    backend : Backend
     run_id : str
         A full run id.
     stats : bool, default True
@@ -151,12 +151,10 @@ def gather(store: LineageStore, run_id: str, *, stats: bool = True) -> RunFacts:
     from ..graph import stage_of
     from ..store import queries as q
 
-    row = next((r for r in store.run_rows() if r["run_id"] == run_id), None)
+    row = next((r for r in backend.run_rows() if r["run_id"] == run_id), None)
     if row is None:
-        raise RunNotFound(f"no run {run_id!r} in {store.path}")
-    meta = [
-        dict(zip(q.STEP_META_COLUMNS, r, strict=True)) for r in q.step_meta_rows(store.con, run_id)
-    ]
+        raise RunNotFound(f"no run {run_id!r} in {backend.location}")
+    meta = [dict(zip(q.STEP_META_COLUMNS, r, strict=True)) for r in backend.step_meta_rows(run_id)]
     stages = stage_of(meta)
     steps = [
         StepFacts(
@@ -171,20 +169,18 @@ def gather(store: LineageStore, run_id: str, *, stats: bool = True) -> RunFacts:
         )
         for m, (source, destination) in zip(meta, stages, strict=True)
     ]
-    facts = RunFacts(run=row, steps=steps, store=str(Path(store.path).resolve()))
+    facts = RunFacts(run=row, steps=steps, store=str(Path(backend.location).resolve()))
     if stats:
-        _read_stats(store, facts)
+        _read_stats(backend, facts)
     return facts
 
 
-def _read_stats(store: LineageStore, facts: RunFacts) -> None:
-    from ..store import queries as q
-
-    con, run_id = store.con, facts.run_id
+def _read_stats(backend: Backend, facts: RunFacts) -> None:
+    run_id = facts.run_id
     by_position = {s.position: s for s in facts.steps}
-    for position, status, n in q.step_status_counts(con, run_id):
+    for position, status, n in backend.step_status_counts(run_id):
         setattr(by_position[position], status, n)
-    for position, status, reason, n in q.outcome_reason_counts(con, run_id):
+    for position, status, reason, n in backend.outcome_reason_counts(run_id):
         label = reason if status == "rejected" else "failed"
         reasons = by_position[position].reasons
         reasons[label or "rejected"] = reasons.get(label or "rejected", 0) + n
@@ -192,13 +188,13 @@ def _read_stats(store: LineageStore, facts: RunFacts) -> None:
         # A run that was killed never wrote its step times: the entries' stamps say
         # when each step first and last worked on a chunk.
         moments: dict[int, list[str]] = {}
-        for position, stamp, _n in q.chunk_moments(con, run_id):
+        for position, stamp, _n in backend.chunk_moments(run_id):
             moments.setdefault(position, []).append(stamp)
         for s in facts.steps:
             if s.started_at is None and s.position in moments:
                 s.started_at, s.finished_at = min(moments[s.position]), max(moments[s.position])
     for s in facts.steps:
-        rows = q.step_value_sample(con, run_id, s.position, SAMPLE_SIZE)
+        rows = backend.step_value_sample(run_id, s.position, SAMPLE_SIZE)
         s.fields, s.lineage = _describe(s.kind, rows)
 
 
@@ -620,7 +616,7 @@ def run_events(facts: RunFacts, namespace: str | None = None) -> list[dict]:
 
 
 def openlineage_events(
-    store: LineageStore,
+    backend: Backend,
     run: str | Sequence[str] | None = "latest",
     *,
     namespace: str | None = None,
@@ -629,7 +625,7 @@ def openlineage_events(
 
     Parameters
     ----------
-    store : LineageStore
+    backend : Backend
     run : str or list of str, default "latest"
         A run id, a unique prefix, ``"latest"``, ``"all"`` (oldest first) or a list.
     namespace : str, optional
@@ -654,8 +650,8 @@ def openlineage_events(
     """
     return [
         event
-        for run_id in store.resolve_runs(run)
-        for event in run_events(gather(store, run_id), namespace)
+        for run_id in backend.resolve_runs(run)
+        for event in run_events(gather(backend, run_id), namespace)
     ]
 
 

@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from ..base import __version__
 from ..errors import ExportTooLarge, MissingExtra
 
 if TYPE_CHECKING:
     import prov.model
 
-    from ..store import LineageStore
+    from ..store import Backend
 
 #: The namespace of lineage_kit's PROV attribute and type names (prefix ``lk``).
 LK_NAMESPACE = "https://lineage-kit.invalid/ns/prov#"
@@ -48,7 +48,7 @@ def _prov() -> Any:
 
 
 def to_prov(
-    store: LineageStore,
+    backend: Backend,
     run: str | Sequence[str] | None = "latest",
     *,
     key: str | int | float | None = None,
@@ -59,7 +59,7 @@ def to_prov(
 
     Parameters
     ----------
-    store : LineageStore
+    backend : Backend
     run : str or list of str, default "latest"
         A run id, a unique prefix, ``"latest"``, ``"all"`` or a list (one namespace
         per run in the document).
@@ -93,13 +93,14 @@ def to_prov(
     >>> print(doc.get_provn())  # doctest: +SKIP
     """
     pm = _prov()
-    from ..errors import KeyNotFound, key_not_found
+    from ..errors import KeyNotFound
+    from ..frames import lineage_graph
     from .openlineage import gather
 
-    run_ids = store.resolve_runs(run)
+    run_ids = backend.resolve_runs(run)
     if key is None:
         n = sum(
-            s["ok"] + s["rejected"] + s["failed"] for r in run_ids for s in store.summary(r).steps
+            count for r in run_ids for _position, _status, count in backend.step_status_counts(r)
         )
         if n > max_entries:
             raise ExportTooLarge(n, max_entries, "export one record with key=KEY, or fewer runs")
@@ -112,7 +113,7 @@ def to_prov(
     found = False
     for run_id in run_ids:
         try:
-            graph = store.graph(run_id, key=key)
+            graph = lineage_graph(backend, run_id, key)
         except KeyNotFound:
             continue
         if key is not None and graph.number_of_nodes() > max_entries:
@@ -120,18 +121,20 @@ def to_prov(
                 graph.number_of_nodes(), max_entries, "this record's lineage is too large"
             )
         found = True
-        stored = _values(store, run_id, graph) if values else {}
-        _add_run(pm, doc, lk, agent, gather(store, run_id, stats=False), graph, stored)
+        stored = _values(backend, run_id, graph) if values else {}
+        _add_run(pm, doc, lk, agent, gather(backend, run_id, stats=False), graph, stored)
     if key is not None and not found:
-        raise key_not_found(str(key), run_ids, all_runs=run == "all")
+        raise KeyNotFound(str(key), run_ids, all_runs=run == "all")
     return doc
 
 
-def _values(store: LineageStore, run_id: str, graph: Any) -> dict[int, str]:
+def _values(backend: Backend, run_id: str, graph: Any) -> dict[int, str]:
     """Entry id -> stored value as JSON text."""
     if graph.number_of_nodes() and all("value" in a for _n, a in graph.nodes(data=True)):
         return {n: json.dumps(a["value"]) for n, a in graph.nodes(data=True)}
-    frame = store.records(run_id)
+    from ..frames import records_frame
+
+    frame = records_frame(backend, run_id)
     return {int(i): json.dumps(v) for i, v in zip(frame["entry_id"], frame["value"], strict=True)}
 
 

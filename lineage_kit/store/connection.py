@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from ..errors import LineageKitError, NotALineageStore, SchemaVersionError, StoreNotFound
-from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
+from .schema import APPLICATION_ID, MIGRATIONS, READABLE_VERSION, SCHEMA_V1, SCHEMA_VERSION
+from .transaction import transaction
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
@@ -138,11 +139,31 @@ def _enable_wal(con: sqlite3.Connection) -> None:
         delay = min(delay * 2, 0.05)
 
 
+def statements(script: str) -> list[str]:
+    """Split a SQL script into complete statements (a ``;`` inside a literal or a
+    trigger body does not end one); the last may omit its ``;``.
+
+    Examples
+    --------
+    >>> statements("CREATE TABLE t (x DEFAULT ';'); INSERT INTO t VALUES (1)")
+    ["CREATE TABLE t (x DEFAULT ';');", 'INSERT INTO t VALUES (1);']
+    """
+    out, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]!r}")
+    return out
+
+
 def _run_script(con: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the surrounding transaction; run statement by statement.
-    for statement in script.split(";"):
-        if statement.strip():
-            con.execute(statement)
+    for statement in statements(script):
+        con.execute(statement)
 
 
 def _initialise(con: sqlite3.Connection) -> None:
@@ -153,39 +174,30 @@ def _initialise(con: sqlite3.Connection) -> None:
     NotALineageStore
         The database has a user_version but is not ours (nothing is written).
     """
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(con):
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
-            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            # PRAGMA takes no bound parameters; both values are our own integer constants.
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
             _run_script(con, SCHEMA_V1)
             for version in range(2, SCHEMA_VERSION + 1):
                 _run_script(con, MIGRATIONS[version])
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
         elif con.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             # (a concurrent creator may have initialised it since identify(): then it is ours)
             raise NotALineageStore(
                 f"the database has user_version {version} but is not a lineage store; "
                 "it was left unchanged"
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _migrate(con: sqlite3.Connection) -> None:
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(con):
         version = con.execute("PRAGMA user_version").fetchone()[0]
         while version < SCHEMA_VERSION:
             _run_script(con, MIGRATIONS[version + 1])
             version += 1
-        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
 
 
 def _cannot_write(exc: sqlite3.Error) -> bool:
@@ -365,7 +377,12 @@ def open_connection(
             )
         if read_only:
             if version < SCHEMA_VERSION:
-                _migrate_file(path, version)
+                try:
+                    _migrate_file(path, version)
+                except SchemaVersionError:
+                    if version < READABLE_VERSION:
+                        raise
+                    # unwritable, but readable as it is: readers never use what is newer
             return _open_read_only(path)
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 
 _RUNS = "SELECT value FROM json_each(:runs)"
 
@@ -288,35 +287,3 @@ def entry_counts(
         """,
         {"runs": runs_json},
     ).fetchall()
-
-
-def span(counts: Iterable[tuple]) -> tuple[int | None, int | None]:
-    """The smallest and largest entry id in rows of :func:`entry_counts`.
-
-    ``(None, None)`` when there are no entries (a ``BETWEEN NULL AND NULL`` matches
-    nothing).
-    """
-    rows = list(counts)
-    if not rows:
-        return None, None
-    return min(r[4] for r in rows), max(r[5] for r in rows)
-
-
-@contextmanager
-def snapshot(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Run several reads against one consistent snapshot of the store.
-
-    A deferred read transaction (WAL readers never block the writer): every check
-    sees the same committed chunks even while a pipeline keeps writing. Nothing is
-    written; the transaction is rolled back. Inside an open transaction it does
-    nothing.
-    """
-    if con.in_transaction:
-        yield con
-        return
-    con.execute("BEGIN")
-    try:
-        yield con
-    finally:
-        if con.in_transaction:
-            con.execute("ROLLBACK")

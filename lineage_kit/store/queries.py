@@ -6,6 +6,27 @@ import json
 import sqlite3
 from collections.abc import Iterator
 
+#: The columns of :meth:`Backend.run_rows`, in order.
+RUN_COLUMNS = (
+    "run_id",
+    "pipeline",
+    "started_at",
+    "finished_at",
+    "status",
+    "input_path",
+    "input_sha256",
+    "n_input",
+    "n_published",
+    "n_rejected",
+    "n_failed",
+    "parameters",
+    "package_version",
+    "error",
+    "writer_host",
+    "writer_pid",
+    "writer_started",
+)
+
 
 def count_entries(con: sqlite3.Connection, run_id: str) -> int:
     """How many lineage entries a run has."""
@@ -69,6 +90,7 @@ def report_rows(con: sqlite3.Connection, run_id: str) -> Iterator[tuple]:
 # filters are chosen from fixed SQL fragments; values are always bound parameters.
 
 ALL_RUN_IDS = "SELECT run_id FROM runs ORDER BY started_at, rowid"
+_SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, rowid DESC"
 
 STEP_META_COLUMNS = (
     "run_id",
@@ -95,6 +117,30 @@ ENTRY_COLUMNS = (
     "created_at",
     "value_hash",
 )
+
+
+def stored_run_rows(con: sqlite3.Connection) -> list[tuple]:
+    """Every run as stored (columns ``RUN_COLUMNS``), newest first."""
+    return con.execute(_SELECT_RUNS).fetchall()
+
+
+def latest_run_id(con: sqlite3.Connection) -> str | None:
+    """The newest run's id, or None."""
+    row = con.execute(
+        "SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def run_ids_with_prefix(con: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
+    """Up to ``limit`` run ids starting with ``prefix`` (a range on the primary key)."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        )
+    ]
 
 
 def all_run_ids(con: sqlite3.Connection) -> list[str]:

@@ -6,15 +6,22 @@ The file is marked as ours with ``PRAGMA application_id`` and versioned with
 
 from __future__ import annotations
 
+from ..model import EntryStatus, RunStatus, StepKind
+
 #: ``PRAGMA application_id`` of every lineage store: the ASCII bytes ``LKIT``.
 APPLICATION_ID = 0x4C4B4954
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-RUN_STATUSES = ("running", "completed", "completed_with_errors", "failed", "interrupted")
-ENTRY_STATUSES = ("ok", "rejected", "failed")
-STEP_KINDS = ("map", "merge", "split")
+#: The oldest version a read-only reader can use as it is, when it cannot migrate the
+#: store (v3 only adds the id counter, which readers never touch).
+READABLE_VERSION = 2
+
+# The stored texts (the enums' values), as plain str for the CHECK constraints.
+RUN_STATUSES = tuple(s.value for s in RunStatus)
+ENTRY_STATUSES = tuple(s.value for s in EntryStatus)
+STEP_KINDS = tuple(k.value for k in StepKind)
 
 # ``x IN ('a', 'b')`` in a CHECK constraint builds a small temporary table every time a
 # row is inserted (about 1.8 us a row, a quarter of a lineage insert); the same test
@@ -91,4 +98,10 @@ MIGRATIONS: dict[int, str] = {
     # v2: the writer's process start time beside its pid, so that a killed run whose
     # pid was later reused by another process is still seen as interrupted.
     2: "ALTER TABLE runs ADD COLUMN writer_started TEXT",
+    # v3: the next free entry id, so that a chunk's ids are reserved before it is
+    # written (concurrent writers get disjoint ranges; see writer.reserve_ids).
+    3: """
+CREATE TABLE entry_ids (next_id INTEGER NOT NULL);
+INSERT INTO entry_ids (next_id) SELECT coalesce(max(entry_id), 0) + 1 FROM lineage;
+""",
 }

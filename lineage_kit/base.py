@@ -1,0 +1,136 @@
+"""What the capture side and the analysis side both need, below both of them.
+
+The record-key rule (the sources make keys with it; the explore functions turn a
+user's key into stored key text with it), a small escaped HTML table for notebook
+display, and the package version. It imports nothing from lineage_kit but
+:mod:`lineage_kit.errors`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from html import escape
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "missing_key", f"key field {name!r} is missing, null or empty"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        kind = type(value).__name__
+        return None, "invalid_key", f"key field {name!r} is a {kind}; keys are strings or numbers"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None, "invalid_key", f"key field {name!r} is {value}"
+        text = repr(value)
+    else:
+        try:
+            text = str(value)
+        except ValueError:  # an int longer than sys.get_int_max_str_digits()
+            return None, "invalid_key", f"key field {name!r} is an integer too long to use"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "invalid_key", f"key field {name!r} is not valid Unicode text"
+    if "\x00" in text:
+        # SQLite's JSON functions (used to find duplicate keys) stop at a NUL, and a
+        # NUL cannot be passed on a command line: refuse it rather than mis-handle it.
+        return None, "invalid_key", f"key field {name!r} contains a NUL character"
+    return text, None, None
+
+
+def key_text(value: str | int | float) -> str:
+    """The record key a source makes of ``value``: text as is, a number as text.
+
+    Record keys are stored as text. A number is turned into text by the rule the
+    sources apply to a key field (``110`` -> ``"110"``, ``2.5`` -> ``"2.5"``,
+    ``1e20`` -> ``"1e+20"``), so ``store.trace(110)`` finds the record read from
+    ``{"id": 110}``. numpy numbers count as numbers.
+
+    Parameters
+    ----------
+    value : str, int or float
+        A record key.
+
+    Returns
+    -------
+    str
+        The key as stored.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not text or a number (a bool, None, a list, ...).
+    ValueError
+        ``value`` is a number no source accepts as a key (NaN, infinite) or text
+        holding a NUL character.
+
+    Examples
+    --------
+    >>> key_text(110), key_text("order-101")
+    ('110', 'order-101')
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a record key cannot contain a NUL character")
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"a record key is text or a number, not {type(value).__name__}")
+    text, _, message = key_or_reason(value, "key")
+    if text is None:
+        raise ValueError(message)
+    return text
+
+
+def key_or_reason(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
+    """Apply the sources' key rule to a key a step made (a split child's, a merge group's).
+
+    The rule of :func:`key_text`, reported rather than raised, so that a record with an
+    unusable key is rejected with the same reason code a source would give it.
+
+    Parameters
+    ----------
+    value : Any
+        The key as the step returned it.
+    name : str
+        What to call it in the message (``"group key"``, ...).
+
+    Returns
+    -------
+    tuple
+        ``(key, None, None)`` for a usable key, else ``(None, reason, message)`` with
+        reason ``missing_key`` (None, blank text) or ``invalid_key`` (a bool, a
+        container, NaN, ...).
+
+    Examples
+    --------
+    >>> key_or_reason(7, "group key")
+    ('7', None, None)
+    >>> key_or_reason(True, "group key")[1]
+    'invalid_key'
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)  # numpy integers too
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)  # numpy floats (a float subclass whose repr differs)
+    return key_part(value, name)
+
+
+# --------------------------------------------------------------------- display
+
+
+def html_table(headers: list[str], rows: list[list[Any]], caption: str = "") -> str:
+    """A small escaped HTML table."""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape('' if c is None else str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

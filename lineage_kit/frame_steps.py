@@ -36,8 +36,10 @@ from .model import EntryRow, EntryStatus, StepKind
 from .values import UNSTORABLE, to_json, value_hash
 
 if TYPE_CHECKING:
-    from .engine import Item, Run, _Chunk
     from .model import Step
+
+# The engine's Run, _Chunk and Item (not imported: the engine imports this module).
+Run = _Chunk = Item = Any
 
 _OK, _REJECTED, _FAILED = 0, 1, 2
 _ABSENT = object()

@@ -72,7 +72,7 @@ def _pipelines(threshold):
 
 def _stored(db):
     with lk.connect(db) as store:
-        return store.con.execute(
+        return store.backend.con.execute(
             "SELECT position, record_key, status, reason, error, value_hash, value FROM lineage "
             "JOIN records USING (entry_id) ORDER BY position, record_key"
         ).fetchall()
@@ -145,7 +145,7 @@ def test_frame_steps_lose_no_record(plan, chunk_size):
         with lk.connect(db) as store:
             assert store.check().ok, store.check().violations
             reasons = dict(
-                store.con.execute(
+                store.backend.con.execute(
                     "SELECT record_key, reason FROM lineage "
                     "WHERE position = 1 AND status = 'rejected'"
                 ).fetchall()

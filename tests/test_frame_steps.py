@@ -18,7 +18,7 @@ from .conftest import ROOT
 def entries(db, position=None):
     """``(position, key, status, reason, error, value)`` of the latest run, in id order."""
     with lk.connect(db) as store:
-        rows = store.con.execute(
+        rows = store.backend.con.execute(
             "SELECT position, record_key, status, reason, error, value FROM lineage "
             "JOIN records USING (entry_id) ORDER BY entry_id"
         ).fetchall()
@@ -151,9 +151,9 @@ def test_fail_fast_stops_the_run_at_a_failing_frame_step(db):
     assert info.value.result.status == "failed"
     with lk.connect(db) as store:
         # the whole chunk failed with the step, and nothing ran after it
-        failed = store.con.execute("SELECT count(*) FROM lineage WHERE status = 'failed'")
+        failed = store.backend.con.execute("SELECT count(*) FROM lineage WHERE status = 'failed'")
         assert failed.fetchone() == (3,)
-        later = store.con.execute("SELECT count(*) FROM lineage WHERE position = 2")
+        later = store.backend.con.execute("SELECT count(*) FROM lineage WHERE position = 2")
         assert later.fetchone() == (0,)
 
 
@@ -262,7 +262,7 @@ def test_unchanged_cells_keep_the_records_own_values(db):
 
     run([lk.steps.ingest, touch, lk.steps.publish], data=data, db=db)
     with lk.connect(db) as store:
-        texts = store.con.execute(
+        texts = store.backend.con.execute(
             "SELECT value FROM lineage JOIN records USING (entry_id) WHERE position = 1"
         ).fetchall()
     assert [t for (t,) in texts] == [
@@ -340,7 +340,7 @@ def test_frame_normalize_stores_what_normalize_stores(tmp_path):
         db = tmp_path / f"{name}.db"
         lk.Pipeline([lk.steps.ingest, normalize, lk.steps.publish]).run(data, db=db, progress=False)
         with lk.connect(db) as store:
-            stored[name] = store.con.execute(
+            stored[name] = store.backend.con.execute(
                 "SELECT position, record_key, status, reason, value_hash, value FROM lineage "
                 "JOIN records USING (entry_id) ORDER BY position, record_key"
             ).fetchall()

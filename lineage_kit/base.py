@@ -2,7 +2,8 @@
 
 The record-key rule (the sources make keys with it; the explore functions turn a
 user's key into stored key text with it), a small escaped HTML table for notebook
-display, and the package version. It imports nothing from lineage_kit but
+display, the naming of the stages between steps (the step graph and the OpenLineage
+events), and the package version. It imports nothing from lineage_kit but
 :mod:`lineage_kit.errors`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -134,3 +136,36 @@ def html_table(headers: list[str], rows: list[list[Any]], caption: str = "") -> 
     )
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ------------------------------------------------------------------------ stages
+
+
+def stage_of(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The (source stage, destination stage) of each step, in order.
+
+    A step without a source reads the previous step's destination (the first step:
+    ``"input"``); a step without a destination writes a stage named after itself.
+    A step that would repeat an earlier step's stage pair, or loop onto its own
+    source, writes a stage named after itself instead, so every step is one edge
+    and the graph stays a DAG.
+
+    Returns
+    -------
+    list of (str, str)
+
+    Examples
+    --------
+    >>> stage_of([{"name": "a", "source": "file", "destination": "x"}, {"name": "b"}])
+    [('file', 'x'), ('x', 'b')]
+    """
+    pairs: list[tuple[str, str]] = []
+    previous = "input"
+    for st in steps:
+        source = st.get("source") or previous
+        destination = st.get("destination") or st["name"]
+        if destination == source or (source, destination) in pairs:
+            destination = st["name"]
+        pairs.append((source, destination))
+        previous = destination
+    return pairs

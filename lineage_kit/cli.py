@@ -545,10 +545,10 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
             print(f"lineage-kit: {exc} of {args.db}", file=sys.stderr)
             return EXIT_PROBLEMS
     if args.openlineage_url:
-        from .export.emit import send_events
+        from .export.emit import redact, send_events
 
         sent = send_events(text, args.openlineage_url)
-        print(f"sent {sent} events to {args.openlineage_url}", file=out)
+        print(f"sent {sent} events to {redact(args.openlineage_url)}", file=out)
         return EXIT_OK
     if output is None:
         out.write(text)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from .base import stage_of  # the stage naming rule; the OpenLineage events use it too
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -145,27 +147,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def stage_of(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """The (source stage, destination stage) of each step, in order.
-
-    A step without a source reads the previous step's destination (the first step:
-    ``"input"``); a step without a destination writes a stage named after itself.
-    A step that would repeat an earlier step's stage pair, or loop onto its own
-    source, writes a stage named after itself instead, so every step is one edge
-    and the graph stays a DAG.
-    """
-    pairs: list[tuple[str, str]] = []
-    previous = "input"
-    for st in steps:
-        source = st.get("source") or previous
-        destination = st.get("destination") or st["name"]
-        if destination == source or (source, destination) in pairs:
-            destination = st["name"]
-        pairs.append((source, destination))
-        previous = destination
-    return pairs
 
 
 def step_graph(steps: pd.DataFrame) -> nx.DiGraph:

@@ -11,10 +11,11 @@ from typing import Any
 class LineageServer:
     """Serves ``POST /api/v1/lineage`` (as Marquez does) and keeps the events in order.
 
-    ``hang=True`` makes it accept requests and never answer (a stalled backend).
+    ``hang=True`` makes it accept requests and never answer (a stalled backend);
+    ``status=401`` answers every request with that status and keeps nothing.
     """
 
-    def __init__(self, *, hang: bool = False) -> None:
+    def __init__(self, *, hang: bool = False, status: int = 201) -> None:
         self.events: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self._release = threading.Event()
@@ -26,6 +27,11 @@ class LineageServer:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if hang:
                     server._release.wait()
+                    return
+                if status != 201:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 with server._arrived:
                     server.paths.append(self.path)

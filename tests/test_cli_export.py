@@ -108,6 +108,13 @@ def test_openlineage_url_sends_the_events_of_past_runs(two_runs, capsys):
     assert text == f"sent 16 events to {server.url}\n"
     with lk.connect(db) as store:
         assert _without_client_tags(received) == store.openlineage_events("all")
+    # a password in the URL is sent (HTTP basic auth) but never printed
+    with LineageServer() as server:
+        secret = server.url.replace("http://", "http://me:s3cret@")
+        code, text = _export(db, "--openlineage-url", secret, "--run", second)
+    assert (code, len(server.events)) == (0, 8)
+    assert "s3cret" not in text + capsys.readouterr().err
+    assert text == f"sent 8 events to {server.url.replace('http://', 'http://me:***@')}\n"
     code, _text = _export(db, "--openlineage-url", _dead_url(), "--run", second)
     assert code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()

@@ -204,3 +204,40 @@ def test_a_bad_target_is_refused(db):
     with pytest.raises(ValueError, match="not int"):
         lk.run_pipeline(SAMPLE_JSON, db=db, progress=False, openlineage=5)
     assert not db.exists()
+
+
+def test_a_password_in_the_url_never_reaches_a_warning_or_an_error(db):
+    from lineage_kit.errors import LineageKitError
+
+    with LineageServer(status=401) as server:
+        url = server.url.replace("http://", "http://me:s3cret@")
+        with pytest.warns(OpenLineageWarning) as caught:
+            result = lk.run_pipeline(SAMPLE_JSON, db=db, progress=False, openlineage=url)
+        (warning,) = caught
+        assert "401" in str(warning.message) and "s3cret" not in str(warning.message)
+        assert "me:***@" in str(warning.message)
+        with lk.connect(db) as store, pytest.raises(LineageKitError) as info:
+            send_events(store.openlineage_events(), url)
+    assert result.status == "completed"
+    assert "401" in str(info.value) and "s3cret" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_emitting_live_imports_neither_pandas_nor_networkx(tmp_path):
+    import subprocess
+
+    from .conftest import ROOT
+
+    log = tmp_path / "events.jsonl"
+    code = (
+        "import sys, lineage_kit as lk\n"
+        f"config = {{'transport': {{'type': 'file', 'log_file_path': {str(log)!r},"
+        " 'append': True}}\n"
+        f"lk.run_pipeline({str(SAMPLE_JSON)!r}, db={str(tmp_path / 'l.db')!r}, progress=False,"
+        " openlineage=config)\n"
+        "print(sorted(m for m in ('pandas', 'networkx', 'matplotlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert len(log.read_text().splitlines()) == 8

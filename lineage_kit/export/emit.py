@@ -19,6 +19,7 @@ and at the end of the run it waits at most ``timeout`` seconds for what is queue
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,22 @@ if TYPE_CHECKING:
 
 #: Seconds one HTTP request may take, and the longest a run's end waits for its events.
 DEFAULT_TIMEOUT = 5.0
+
+
+_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    Error messages of HTTP clients name the URL, and a URL may hold a password.
+
+    Examples
+    --------
+    >>> redact("401 for url: http://me:s3cret@host:5000/api/v1/lineage")
+    '401 for url: http://me:***@host:5000/api/v1/lineage'
+    """
+    return _PASSWORD.sub(r"\1:***@", text)
 
 
 class OpenLineageWarning(UserWarning):
@@ -168,8 +185,8 @@ def send_events(
             except Exception as exc:
                 raise LineageKitError(
                     f"OpenLineage event {sent + 1} could not be sent "
-                    f"({sent} sent before it): {type(exc).__name__}: {exc}"
-                ) from exc
+                    f"({sent} sent before it): {type(exc).__name__}: {redact(str(exc))}"
+                ) from None
             sent += 1
     finally:
         client.close(timeout)
@@ -313,7 +330,7 @@ class OpenLineageEmitter:
             return
         self._warned = True
         why = (
-            f"{type(failure).__name__}: {failure}"
+            f"{type(failure).__name__}: {redact(str(failure))}"
             if failure is not None
             else f"the backend did not take them within {self.timeout:g} s"
         )

@@ -147,8 +147,8 @@ def gather(backend: Backend, run_id: str, *, stats: bool = True) -> RunFacts:
     RunNotFound
         No run has this id.
     """
+    from ..base import stage_of
     from ..errors import RunNotFound
-    from ..graph import stage_of
     from ..store import queries as q
 
     row = next((r for r in backend.run_rows() if r["run_id"] == run_id), None)

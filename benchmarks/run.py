@@ -1,4 +1,4 @@
-"""lineage_kit benchmarks: capture, trace, load, graph, check and start-up.
+"""lineage_kit benchmarks: capture, inputs, trace, load, graph, check and start-up.
 
 Usage::
 
@@ -34,6 +34,7 @@ CONFIG = {
         "capture_sizes": [10_000, 100_000, 1_000_000],
         "capture_reps": {10_000: 5, 100_000: 3, 1_000_000: 3},
         "memory_pair": (100_000, 1_000_000),
+        "input_pair": (100_000, 1_000_000),
         "overhead_n": 100_000,
         "overhead_reps": 5,
         "naive_sizes": [2_000, 8_000],
@@ -56,6 +57,7 @@ CONFIG = {
         "capture_sizes": [2_000, 20_000],
         "capture_reps": {2_000: 1, 20_000: 1},
         "memory_pair": (2_000, 20_000),
+        "input_pair": (2_000, 20_000),
         "overhead_n": 3_000,
         "overhead_reps": 2,
         "naive_sizes": [100, 400],
@@ -78,6 +80,7 @@ CONFIG = {
 
 SECTIONS = (
     "capture",
+    "inputs",
     "overhead",
     "naive",
     "startup",
@@ -95,6 +98,7 @@ SECTIONS = (
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
     import frames
+    import inputs
     import plots
     import queries
     import startup
@@ -103,6 +107,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "capture": lambda: capture.throughput_and_memory(
             cfg["capture_sizes"], cfg["capture_reps"], cfg["memory_pair"]
         ),
+        "inputs": lambda: inputs.memory_by_format(cfg["input_pair"]),
         "overhead": lambda: capture.overhead_and_raw_limit(cfg["overhead_n"], cfg["overhead_reps"]),
         "naive": lambda: capture.against_naive(
             cfg["naive_sizes"], cfg["naive_reps"], cfg["naive_headline"]
@@ -163,6 +168,10 @@ def child(args: list[str]) -> None:
         import capture
 
         out = capture.child_capture(int(rest[0]), rest[1])
+    elif kind == "input":
+        import inputs
+
+        out = inputs.child_input(rest[0], rest[1])
     elif kind == "imports":
         import startup
 

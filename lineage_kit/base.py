@@ -20,6 +20,10 @@ __version__ = "0.1.0"
 
 # --------------------------------------------------------------------------- keys
 
+#: Separator between the parts of a composite key (``--key region,order_id``); see
+#: :func:`composite_key` for parts that contain it.
+KEY_SEPARATOR = "|"
+
 
 def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -47,18 +51,52 @@ def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]
     return text, None, None
 
 
-def key_text(value: str | int | float) -> str:
+def composite_key(parts: Sequence[str]) -> str:
+    """The key of a record keyed by several fields: the parts' texts joined by ``|``.
+
+    When no part contains ``|``, the key is the parts joined with ``|``
+    (``"EU|1017"``). When some part does, every ``\\`` and ``|`` inside every part
+    is escaped with a backslash first (``("EU|1", "2")`` -> ``"EU\\|1|2"``,
+    ``("EU", "1|2")`` -> ``"EU|1\\|2"``), so such a key holds more ``|`` than it
+    has separators and can equal neither a plain key nor another escaped one.
+
+    Parameters
+    ----------
+    parts : sequence of str
+        The key parts' texts, in key-field order (at least two).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> composite_key(["EU", "1017"])
+    'EU|1017'
+    >>> print(composite_key(["EU|1", "2"]), composite_key(["EU", "1|2"]))
+    EU\\|1|2 EU|1\\|2
+    """
+    if not any(KEY_SEPARATOR in part for part in parts):
+        return KEY_SEPARATOR.join(parts)
+    return KEY_SEPARATOR.join(
+        part.replace("\\", "\\\\").replace(KEY_SEPARATOR, "\\" + KEY_SEPARATOR) for part in parts
+    )
+
+
+def key_text(value: str | int | float | Sequence[str | int | float]) -> str:
     """The record key a source makes of ``value``: text as is, a number as text.
 
     Record keys are stored as text. A number is turned into text by the rule the
     sources apply to a key field (``110`` -> ``"110"``, ``2.5`` -> ``"2.5"``,
     ``1e20`` -> ``"1e+20"``), so ``store.trace(110)`` finds the record read from
-    ``{"id": 110}``. numpy numbers count as numbers.
+    ``{"id": 110}``. numpy numbers count as numbers. A list or tuple of two or more
+    parts is a composite key (``key=["region", "id"]``), joined by
+    :func:`composite_key`.
 
     Parameters
     ----------
-    value : str, int or float
-        A record key.
+    value : str, int, float, or a list or tuple of them
+        A record key, or the parts of a composite key.
 
     Returns
     -------
@@ -68,16 +106,23 @@ def key_text(value: str | int | float) -> str:
     Raises
     ------
     TypeError
-        ``value`` is not text or a number (a bool, None, a list, ...).
+        ``value`` is not text or a number (a bool, None, a dict, a list of fewer than
+        two parts, a part that is a list, ...).
     ValueError
         ``value`` is a number no source accepts as a key (NaN, infinite) or text
         holding a NUL character.
 
     Examples
     --------
-    >>> key_text(110), key_text("order-101")
-    ('110', 'order-101')
+    >>> key_text(110), key_text("order-101"), key_text(["EU", 1017])
+    ('110', 'order-101', 'EU|1017')
     """
+    if isinstance(value, list | tuple):
+        if len(value) < 2 or any(isinstance(part, list | tuple) for part in value):
+            raise TypeError(
+                f"a composite key is a list or tuple of two or more texts or numbers, not {value!r}"
+            )
+        return composite_key([key_text(part) for part in value])
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("a record key cannot contain a NUL character")

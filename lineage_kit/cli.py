@@ -57,10 +57,16 @@ def _add_run(sub: Any) -> None:
         help="the key field, or several comma-separated fields for a composite key (default: key)",
     )
     p.add_argument("--format", choices=["json", "jsonl", "csv"], help="override the suffix")
+    p.add_argument(
+        "--delimiter",
+        metavar="CHAR",
+        help="CSV field delimiter, e.g. ';' or '\\t' (default: judged from the header: "
+        "',' unless the header has none but has ';', a tab or '|')",
+    )
     p.add_argument("--chunk-size", type=int, default=2000, help="records per transaction")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed record")
     p.add_argument("--report", metavar="FILE.json", help="write a JSON report of every chain")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument(
         "--openlineage-url",
         metavar="URL",
@@ -77,7 +83,7 @@ def _add_run(sub: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from .pipeline import run_pipeline
-    from .sources import parse_key_option
+    from .sources import check_delimiter, guess_format, parse_key_option
 
     if args.chunk_size < 1:
         raise _UsageError("--chunk-size must be at least 1")
@@ -85,14 +91,24 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         key = parse_key_option(args.key)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    delimiter = args.delimiter
+    if delimiter is not None:
+        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+        try:
+            check_delimiter(delimiter)
+        except ValueError as exc:
+            raise _UsageError(f"--delimiter: {exc}") from None
+        if (args.format or guess_format(args.input)) != "csv":
+            raise _UsageError("--delimiter applies to CSV input only")
     if args.report:
-        _check_report_path(args.report)
+        check_output_path(args.report, "--report")
     try:
         result = run_pipeline(
             args.input,
             db=args.db,
             key=key,
             format=args.format,
+            delimiter=delimiter,
             chunk_size=args.chunk_size,
             fail_fast=args.fail_fast,
             progress=False if args.quiet else None,
@@ -106,18 +122,6 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if not _report_and_summary(args, result, out):
         return EXIT_USAGE
     return EXIT_OK if result.ok else EXIT_PROBLEMS
-
-
-def _check_report_path(report: str) -> None:
-    """Refuse a --report path that cannot be written, before anything runs."""
-    path = Path(report)
-    folder = path.parent
-    if path.is_dir():
-        raise _UsageError(f"--report {report}: is a directory, not a file")
-    if not folder.is_dir():
-        raise _UsageError(f"--report {report}: directory {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise _UsageError(f"--report {report}: directory {folder} is not writable")
 
 
 def check_output_path(path: str | os.PathLike[str], option: str) -> Path:
@@ -202,22 +206,24 @@ def _add_runs(sub: Any) -> None:
     p = sub.add_parser("runs", help="list the runs in a store, newest first")
     _add_db(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--limit", type=int, default=None, help="show only the newest N runs")
+    p.add_argument("--limit", type=int, default=None, help="show only the newest N runs (N >= 1)")
     p.set_defaults(func=_cmd_runs)
 
 
 def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     from .lineage_store import connect
 
-    if args.limit is not None and args.limit < 0:
-        raise _UsageError("--limit must be 0 or more")
+    if args.limit is not None and args.limit < 1:
+        raise _UsageError("--limit must be at least 1 (without it, every run is listed)")
     with connect(args.db) as store:
         rows = store.run_rows()
     if args.limit is not None:
         rows = rows[: args.limit]
     if args.json:
+        from .store.queries import parse_parameters
+
         for row in rows:
-            row["parameters"] = _json_or_text(row["parameters"])
+            row["parameters"] = parse_parameters(row["parameters"])
         json.dump(rows, out, indent=2)
         out.write("\n")
         return EXIT_OK
@@ -253,16 +259,6 @@ def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
     if not rows:
         print("(no runs)", file=out)
     return EXIT_OK
-
-
-def _json_or_text(text: str | None) -> Any:
-    """The stored JSON text parsed (the text itself if it is not JSON)."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -303,7 +299,12 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
         try:
             rows = store.trace_records(args.key, run_ids)
         except KeyNotFound as exc:  # the command worked, the key has no lineage
-            print(f"lineage-kit: {exc} of {args.db}", file=sys.stderr)
+            message = f"{exc} of {args.db}"
+            if args.json:  # a script reading stdout gets an answer it can parse
+                error = {"error": "key_not_found", "key": args.key, "message": message}
+                json.dump(error, out, indent=2)
+                out.write("\n")
+            print(f"lineage-kit: {message}", file=sys.stderr)
             return EXIT_PROBLEMS
     for row in rows:
         row["key"] = row.pop("record_key")
@@ -429,8 +430,6 @@ def _add_plot(sub: Any) -> None:
 
 
 def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
-    from pathlib import Path
-
     output = Path(args.output)
     if output.suffix.lower() not in PLOT_FORMATS:
         raise _UsageError(
@@ -449,6 +448,7 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
             f"--kind {args.kind} draws one run: give --run an id, a unique prefix or "
             "'latest' (--kind runs draws several)"
         )
+    check_output_path(output, "-o")
 
     import matplotlib
 
@@ -474,6 +474,10 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_PROBLEMS
     try:
         ax.figure.savefig(output, dpi=args.dpi)
+    except OSError as exc:  # the disk filled, the folder went away meanwhile, ...
+        raise OutputError(
+            f"-o {args.output}: cannot be written: {exc.strerror or exc}", path=args.output
+        ) from None
     finally:
         plt.close(ax.figure)
     print(f"wrote {output}", file=out)

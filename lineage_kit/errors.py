@@ -155,11 +155,37 @@ class KeyNotFound(LineageKitError, LookupError):
             where, self.run = f"run {run_ids[0]}", run_ids[0]
         else:
             where, self.run = "runs " + ", ".join(run_ids), list(run_ids)
-        super().__init__(f"key {key!r} has no lineage entries in {where}")
+        hint = ""
+        if "|" in key:
+            hint = (
+                " (in a composite key, a part that holds '|' has its '|' and '\\' escaped "
+                "as '\\|' and '\\\\'; or give the parts as a list)"
+            )
+        super().__init__(f"key {key!r} has no lineage entries in {where}{hint}")
 
 
 class EntryNotFound(LineageKitError, LookupError):
     """A lineage entry id does not exist in the store."""
+
+
+class InvalidEntryId(LineageKitError, TypeError, ValueError):
+    """A lineage entry id is not an integer (a bool, a float, text that is no integer).
+
+    It is a ``TypeError`` and a ``ValueError`` too, so code that caught either
+    before it existed keeps working.
+
+    Attributes
+    ----------
+    value : object
+        What was given.
+    """
+
+    def __init__(self, value: object) -> None:
+        super().__init__(
+            f"an entry id is an integer (int, numpy integer or its decimal text), "
+            f"not {type(value).__name__} {value!r}"
+        )
+        self.value = value
 
 
 class StepError(LineageKitError):

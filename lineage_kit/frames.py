@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import re
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -24,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from .base import key_text
-from .errors import KeyNotFound
+from .errors import InvalidEntryId, KeyNotFound
 from .store import RUN_COLUMNS
 from .store import queries as q
-from .store.queries import STEP_META_COLUMNS, parse_id_list
+from .store.queries import STEP_META_COLUMNS, parse_id_list, parse_parameters
 from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
@@ -45,6 +46,41 @@ def _key(key: str | int | float | None) -> str | None:
     return None if key is None else key_text(key)
 
 
+def entry_id_of(value: Any) -> int:
+    """An entry id given by a user, as an int.
+
+    Parameters
+    ----------
+    value : int, numpy integer or str
+        An integer, or its decimal text (``"42"``, as typed on a command line).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InvalidEntryId
+        ``value`` is a bool, a float (even ``1.0``), text that is not a decimal
+        integer, or anything else.
+
+    Examples
+    --------
+    >>> entry_id_of(42), entry_id_of(np.int64(42)), entry_id_of(" 42 ")
+    (42, 42, 42)
+    """
+    if isinstance(value, bool | np.bool_):
+        raise InvalidEntryId(value)
+    if isinstance(value, str):
+        if re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+            return int(value)
+        raise InvalidEntryId(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidEntryId(value) from None
+
+
 def _utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True, format="ISO8601")
 
@@ -59,7 +95,8 @@ def runs_frame(backend: Backend) -> pd.DataFrame:
         (UTC), ``status`` (categorical; a run whose writer died shows
         ``interrupted``), ``input_path`` and ``input_sha256`` (missing for a run
         over in-memory records), counts ``n_input``, ``n_published``,
-        ``n_rejected``, ``n_failed`` (int64), ``parameters`` (JSON text),
+        ``n_rejected``, ``n_failed`` (int64), ``parameters`` (a dict, as in
+        ``lineage-kit runs --json``),
         ``package_version``, ``error`` (missing unless the run failed),
         ``writer_host``, ``writer_pid`` (Int64), ``writer_started`` and
         ``duration_s`` (float64; NaN while a run is unfinished). A missing text is
@@ -75,6 +112,7 @@ def runs_frame(backend: Backend) -> pd.DataFrame:
     frame["status"] = pd.Categorical(frame["status"], categories=list(RUN_STATUSES))
     for column in ("n_input", "n_published", "n_rejected", "n_failed"):
         frame[column] = frame[column].astype("int64")
+    frame["parameters"] = [parse_parameters(text) for text in frame["parameters"]]
     frame["writer_pid"] = frame["writer_pid"].astype("Int64")
     frame["duration_s"] = (frame["finished_at"] - frame["started_at"]).dt.total_seconds()
     return frame
@@ -684,6 +722,8 @@ def walk_frame(
     ------
     EntryNotFound
         No entry has this id.
+    InvalidEntryId
+        ``entry_id`` is not an integer (see :func:`entry_id_of`).
     ValueError
         ``depth`` is negative or ``direction`` is not "up" or "down".
     """
@@ -693,7 +733,7 @@ def walk_frame(
         raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
         raise ValueError(f"depth must be None or a non-negative integer, not {depth!r}")
-    entry_id = int(entry_id)
+    entry_id = entry_id_of(entry_id)
     rows = backend.walk_rows(entry_id, depth, direction)
     if not rows:
         raise EntryNotFound(f"no lineage entry {entry_id} in {backend.location}")
@@ -737,8 +777,10 @@ def source_frame(
     Raises
     ------
     TypeError
-        Neither or both of ``key`` and ``entry_id`` were given, ``entry_id`` is not
-        an integer, or ``key`` is neither text nor a number.
+        Neither or both of ``key`` and ``entry_id`` were given, or ``key`` is
+        neither text nor a number.
+    InvalidEntryId
+        ``entry_id`` is not an integer (see :func:`entry_id_of`).
     ValueError
         ``key`` is a number no source accepts as a key (NaN, infinite).
     KeyNotFound
@@ -764,9 +806,7 @@ def source_frame(
         if not seeds:
             raise KeyNotFound(key, [run_id])
     else:
-        if isinstance(entry_id, bool):
-            raise TypeError("entry_id is an integer, not a bool")
-        seeds = [operator.index(entry_id)]
+        seeds = [entry_id_of(entry_id)]
         if not backend.entry_exists(seeds[0]):
             raise EntryNotFound(f"no lineage entry {seeds[0]} in {backend.location}")
     rows = backend.source_rows(seeds)

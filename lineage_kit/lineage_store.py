@@ -437,6 +437,9 @@ class LineageStore:
         ------
         EntryNotFound
             No entry has this id.
+        InvalidEntryId
+            ``entry_id`` is not an integer: an int, a numpy integer or its decimal
+            text (a bool or a float is refused).
         """
         from .frames import walk_frame
 
@@ -451,6 +454,9 @@ class LineageStore:
         ------
         EntryNotFound
             No entry has this id.
+        InvalidEntryId
+            ``entry_id`` is not an integer: an int, a numpy integer or its decimal
+            text (a bool or a float is refused).
         """
         from .frames import walk_frame
 

@@ -90,6 +90,7 @@ class Pipeline:
         *,
         key: KeySpec = "key",
         format: str | None = None,
+        delimiter: str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         fail_fast: bool = False,
         progress: bool | None = None,
@@ -108,6 +109,9 @@ class Pipeline:
             The record key field, several fields for a composite key, or a function.
         format : {"json", "jsonl", "csv"}, optional
             Overrides the format guessed from the file suffix.
+        delimiter : str, optional
+            A CSV file's field delimiter; judged from its header when omitted
+            (see :func:`lineage_kit.sources.sniff_delimiter`).
         chunk_size : int, default 2000
             Records per chunk; each chunk is one write transaction.
         fail_fast : bool, default False
@@ -140,7 +144,11 @@ class Pipeline:
         """
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
-        src = source if isinstance(source, Source) else open_source(source, key=key, format=format)
+        src = (
+            source
+            if isinstance(source, Source)
+            else open_source(source, key=key, format=format, delimiter=delimiter)
+        )
         params = {
             "key": key if not callable(key) else getattr(key, "__name__", "callable"),
             "chunk_size": chunk_size,
@@ -158,7 +166,7 @@ class Pipeline:
         # malformed file fails here and nothing is created or written.
         blocks = chunked(src.items(), chunk_size)
         first = next(blocks, None)
-        if first is not None and (problem := absent_key_fields(first, src.key)):
+        if first is not None and (problem := absent_key_fields(first, src.key, src.delimiter)):
             raise InputError(problem, path=src.path)
         blocks = chain([first], blocks) if first is not None else iter(())
         backend = open_backend(db, create=True)
@@ -259,8 +267,8 @@ def run_pipeline(
     steps : sequence of Step, optional
         Defaults to :data:`lineage_kit.steps.DEFAULT_STEPS`.
     **options
-        Passed to :meth:`Pipeline.run` (``format``, ``chunk_size``, ``fail_fast``,
-        ``progress``, ``parameters``, ``openlineage``).
+        Passed to :meth:`Pipeline.run` (``format``, ``delimiter``, ``chunk_size``,
+        ``fail_fast``, ``progress``, ``parameters``, ``openlineage``).
 
     Returns
     -------

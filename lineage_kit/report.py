@@ -12,7 +12,7 @@ from itertools import groupby
 from typing import Any
 
 from .lineage_store import connect
-from .store.queries import REPORT_COLUMNS, parse_id_list
+from .store.queries import REPORT_COLUMNS, parse_id_list, parse_parameters
 
 
 def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[str]) -> None:
@@ -36,11 +36,13 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
 
     Notes
     -----
-    Shape: ``{"run_id", "status", "records_processed", "published", "rejected",
-    "failed", "pipeline_steps": [...], "total_lineage_entries", "chains": {key:
-    [{"entry_id", "step", "source", "destination", "transform", "status", "reason",
-    "error", "parents", "time"}]}, "unkeyed": [...]}``. Records rejected before they
-    had a key are listed under ``unkeyed``, never under a made-up key.
+    Shape: the run as ``lineage-kit runs --json`` prints it (``run_id``,
+    ``status``, ``input_path``, ``n_input``, ``n_published``, ``n_rejected``,
+    ``n_failed``, ``parameters``, ...), then ``"n_entries"``, ``"pipeline_steps":
+    [...]``, ``"chains": {key: [{"entry_id", "step", "source", "destination",
+    "transform", "status", "reason", "error", "parents", "time"}]}`` and
+    ``"unkeyed": [...]``. Records rejected before they had a key are listed under
+    ``unkeyed``, never under a made-up key.
     """
     with connect(db) as store:
         run_id = store.resolve_run(run)
@@ -56,15 +58,10 @@ def write_report(db: str | os.PathLike[str], run: str, path: str | os.PathLike[s
             for row in store.backend.step_meta_rows(run_id)
         ]
         header: dict[str, Any] = {
-            "run_id": run_id,
-            "status": run_row["status"],
-            "input_path": run_row["input_path"],
-            "records_processed": run_row["n_input"],
-            "published": run_row["n_published"],
-            "rejected": run_row["n_rejected"],
-            "failed": run_row["n_failed"],
+            **run_row,  # the names `lineage-kit runs --json` uses
+            "parameters": parse_parameters(run_row["parameters"]),
+            "n_entries": store.backend.count_entries(run_id),
             "pipeline_steps": steps,
-            "total_lineage_entries": store.backend.count_entries(run_id),
         }
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(header, indent=2)[:-2] + ',\n  "chains": {')

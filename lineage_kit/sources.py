@@ -8,6 +8,7 @@ the file, line and column where known.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -15,19 +16,19 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from .base import key_part
+from .base import composite_key, key_part
 from .errors import InputError
+from .jsonstream import MalformedJSON, NotAnArray, iter_array
 
 #: Input formats understood by :func:`open_source`.
 FORMATS = ("json", "jsonl", "csv")
-
-#: Separator between the parts of a composite key (``--key region,order_id``).
-KEY_SEPARATOR = "|"
 
 KeySpec = str | Sequence[str] | Callable[[Any], Any]
 
@@ -51,6 +52,8 @@ class Source:
         The file read, or None for in-memory data.
     sha256 : str or None
         Hash of the file's bytes; set once :meth:`items` is exhausted.
+    delimiter : str or None
+        A CSV file's field delimiter (given or sniffed), once its header was read.
     fresh : bool
         Every value is a new object no one else holds (read from a file or built from
         a DataFrame), so a step may change it in place without a copy being made.
@@ -69,6 +72,7 @@ class Source:
         self._key = _key_function(key)
         self.path = path
         self.sha256: str | None = None
+        self.delimiter: str | None = None
         self.fresh = fresh
         self.frame: Any = None  # the DataFrame read, for frame steps to start from
 
@@ -119,8 +123,10 @@ def _lookup(record: dict, name: str) -> Any:
     return None
 
 
-def absent_key_fields(items: Sequence[SourceItem], key: KeySpec) -> str | None:
-    """Explain a key that no record has at all (a wrong ``key`` or ``format``).
+def absent_key_fields(
+    items: Sequence[SourceItem], key: KeySpec, delimiter: str | None = None
+) -> str | None:
+    """Explain a key that no record has at all (a wrong ``key``, ``format`` or delimiter).
 
     Parameters
     ----------
@@ -128,12 +134,21 @@ def absent_key_fields(items: Sequence[SourceItem], key: KeySpec) -> str | None:
         The first items read (a pipeline looks at its first chunk).
     key : str, sequence of str or callable
         The key spec the items were read with.
+    delimiter : str, optional
+        The delimiter a CSV input was read with (:attr:`Source.delimiter`): the
+        message then names another delimiter the header looks delimited by.
 
     Returns
     -------
     str or None
         A message naming the key and the fields that were seen, when every item was
         rejected and no object among them has the key field(s); otherwise None.
+
+    Examples
+    --------
+    >>> items = list(open_source([{"key;amount": "a;1"}], key="key").items())
+    >>> "the header looks ';'-delimited" in absent_key_fields(items, "key", delimiter=",")
+    True
     """
     if callable(key) or not items or any(it.reason is None for it in items):
         return None
@@ -148,9 +163,20 @@ def absent_key_fields(items: Sequence[SourceItem], key: KeySpec) -> str | None:
     seen = sorted({str(f) for record in objects[:100] for f in record})
     shown = ", ".join(repr(f) for f in seen[:15]) + (", ..." if len(seen) > 15 else "")
     spelled = ", ".join(repr(n) for n in names)
+    hint = ""
+    if delimiter is not None:
+        names_text = "".join(seen)
+        count, other = max(
+            (names_text.count(d), d) for d in (",", *OTHER_DELIMITERS) if d != delimiter
+        )
+        if count:
+            hint = (
+                f" -- the header looks {other!r}-delimited, try --delimiter {other!r} "
+                f"(delimiter={other!r})"
+            )
     return (
         f"no record among the first {len(items)} has the key field {spelled}; fields seen: "
-        f"{shown}. Choose the key with key=... (CLI: --key FIELD or --key A,B), "
+        f"{shown}{hint}. Choose the key with key=... (CLI: --key FIELD or --key A,B), "
         "or check the format"
     )
 
@@ -181,7 +207,7 @@ def _key_function(key: KeySpec) -> Callable[[dict], tuple[str | None, str | None
             if reason:
                 return None, reason, message
             parts.append(text)
-        return KEY_SEPARATOR.join(parts), None, None
+        return composite_key(parts), None, None
 
     return composite
 
@@ -275,13 +301,66 @@ def _locate_invalid_utf8(path: Path) -> InputError:
     return InputError("invalid UTF-8", path=str(path))  # pragma: no cover - decoded above
 
 
+#: Bytes read at a time from a JSON array file (64 KiB read faster than 1 MiB here).
+JSON_BLOCK = 1 << 16
+
+
+#: What decoding JSON raises for bad input: malformed text, nesting deeper than the
+#: stack, an integer longer than ``sys.get_int_max_str_digits()`` (a ValueError).
+_JSON_ERRORS = (MalformedJSON, RecursionError, ValueError)
+
+
+def _json_error(path: Path, exc: BaseException) -> InputError:
+    """The InputError for one of :data:`_JSON_ERRORS` raised while decoding ``path``."""
+    if isinstance(exc, MalformedJSON):
+        where = {"line": exc.line, "column": exc.column}
+    elif isinstance(exc, json.JSONDecodeError):
+        where = {"line": exc.lineno, "column": exc.colno}
+    elif isinstance(exc, RecursionError):
+        return InputError("JSON nested too deeply to read", path=str(path))
+    else:
+        return InputError(f"unreadable JSON value: {exc}", path=str(path))
+    return InputError(f"malformed JSON: {exc.msg}", path=str(path), **where)
+
+
 def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
+    """A JSON array file's elements, streamed: memory stays flat for any length."""
     fh, hashing = _open_binary(path)
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+
+    def blocks() -> Iterator[str]:
+        while True:
+            try:
+                data = fh.read(JSON_BLOCK)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                raise InputError(f"cannot be read: {exc}", path=str(path)) from None
+            try:
+                yield decoder.decode(data, final=not data)
+            except UnicodeDecodeError:
+                raise _locate_invalid_utf8(path) from None
+            if not data:
+                return
+
+    try:
+        yield from iter_array(blocks())
+    except NotAnArray:
+        fh.close()
+        raise _json_document_error(path) from None
+    except _JSON_ERRORS as exc:
+        raise _json_error(path, exc) from None
+    finally:
+        fh.close()
+    source.sha256 = hashing.hash.hexdigest()
+
+
+def _json_document_error(path: Path) -> InputError:
+    """Why a JSON file that does not start with ``[`` is refused (read whole: it is
+    not an array of records, so it is short or an error anyway)."""
+    fh, _ = _open_binary(path)
     try:
         data = _read_all(fh, path)
     finally:
         fh.close()
-    source.sha256 = hashing.hash.hexdigest()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -290,23 +369,13 @@ def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
         raise InputError("file is empty", path=str(path))
     try:
         records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"malformed JSON: {exc.msg}", path=str(path), line=exc.lineno, column=exc.colno
-        ) from None
-    except RecursionError:
-        raise InputError("JSON nested too deeply to read", path=str(path)) from None
-    except ValueError as exc:  # e.g. an integer longer than sys.get_int_max_str_digits()
-        raise InputError(f"unreadable JSON value: {exc}", path=str(path)) from None
-    if not isinstance(records, list):
-        raise InputError(
-            f"expected a JSON array of records, found a {type(records).__name__}; "
-            "for one record per line use format='jsonl'",
-            path=str(path),
-        )
-    if not records:
-        raise InputError("the JSON array holds no records", path=str(path))
-    yield from records
+    except _JSON_ERRORS as exc:
+        raise _json_error(path, exc) from None
+    return InputError(
+        f"expected a JSON array of records, found a {type(records).__name__}; "
+        "for one record per line use format='jsonl'",
+        path=str(path),
+    )
 
 
 def _read_all(fh: io.BufferedIOBase, path: Path) -> bytes:
@@ -318,7 +387,6 @@ def _read_all(fh: io.BufferedIOBase, path: Path) -> bytes:
 
 def _read_json_lines(path: Path, source: Source) -> Iterator[Any]:
     fh, hashing = _open_binary(path)
-    seen_any = False
     try:
         for number, line in enumerate(_lines(fh, path), start=1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
@@ -348,12 +416,9 @@ def _read_json_lines(path: Path, source: Source) -> Iterator[Any]:
                 raise InputError(
                     f"unreadable JSON value: {exc}", path=str(path), line=number
                 ) from None
-            seen_any = True
             yield record
     finally:
         fh.close()
-    if not seen_any:
-        raise InputError("file is empty (no JSON lines)", path=str(path))
     source.sha256 = hashing.hash.hexdigest()
 
 
@@ -364,12 +429,68 @@ def _lines(fh: io.BufferedIOBase, path: Path) -> Iterator[bytes]:
         raise InputError(f"cannot be read: {exc}", path=str(path)) from None
 
 
-def _read_csv(path: Path, source: Source) -> Iterator[Any]:
+#: Delimiters :func:`sniff_delimiter` considers besides the comma.
+OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter of a CSV file, judged from its header line.
+
+    A comma, unless the header holds no comma outside double quotes but holds a
+    ``;``, a tab or a ``|``: then the most frequent of those (the first listed on a
+    tie). A header with none of them is one column, read with a comma.
+
+    Examples
+    --------
+    >>> sniff_delimiter("key,amount"), sniff_delimiter("key;amount"), sniff_delimiter("key")
+    (',', ';', ',')
+    """
+    unquoted = "".join(header.split('"')[::2])
+    if "," in unquoted:
+        return ","
+    counts = [(unquoted.count(d), -i, d) for i, d in enumerate(OTHER_DELIMITERS)]
+    count, _, best = max(counts)
+    return best if count else ","
+
+
+def check_delimiter(delimiter: str) -> str:
+    """``delimiter`` if it can delimit CSV fields: one character, not a quote or newline.
+
+    Raises
+    ------
+    ValueError
+        It cannot.
+    """
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ValueError(
+            f"a CSV delimiter is one character other than a quote or a newline, not {delimiter!r}"
+        )
+    return delimiter
+
+
+def _lift_csv_field_limit() -> None:
+    # Python's csv refuses fields over 131,072 characters by default; a real export
+    # can hold more in one cell. Allow what the platform's C long allows.
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+def _read_csv(path: Path, source: Source, delimiter: str | None) -> Iterator[Any]:
+    _lift_csv_field_limit()
     fh, hashing = _open_binary(path)
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
     try:
         try:
+            first = text.readline()
+            if delimiter is None:
+                delimiter = sniff_delimiter(first.rstrip("\r\n"))
+            source.delimiter = delimiter
+            reader = csv.reader(chain([first], text) if first else text, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
                 raise InputError("file is empty (no header row)", path=str(path))
@@ -382,11 +503,9 @@ def _read_csv(path: Path, source: Source) -> Iterator[Any]:
                     path=str(path),
                     line=1,
                 )
-            seen_any = False
             for row in reader:
                 if not row:
                     continue
-                seen_any = True
                 if len(row) != width:
                     yield _Malformed(
                         row,
@@ -406,12 +525,11 @@ def _read_csv(path: Path, source: Source) -> Iterator[Any]:
             raise InputError(f"cannot be read: {exc}", path=str(path)) from None
     finally:
         text.close()
-    if not seen_any:
-        raise InputError("file has a header but no records", path=str(path))
+    # A header without rows is an empty input (an empty daily extract): no records.
     source.sha256 = hashing.hash.hexdigest()
 
 
-_READERS = {"json": _read_json_array, "jsonl": _read_json_lines, "csv": _read_csv}
+_READERS = {"json": _read_json_array, "jsonl": _read_json_lines}
 
 
 # ---------------------------------------------------------------- in-memory data
@@ -432,14 +550,40 @@ def _clean_scalar(value: Any) -> Any:
     return value
 
 
-def _dataframe_records(frame: Any, chunk: int = 10_000) -> Iterator[dict]:
+def _upcast_key_columns(frame: Any, columns: list[str], key: KeySpec) -> set[str]:
+    """The key columns pandas turned from integers into floats to hold a missing value.
+
+    ``pd.DataFrame({"id": [7, None]})`` has a float64 ``id`` column; its keys are
+    meant to be ``7``, not ``7.0``. A float key column counts as upcast when it has a
+    missing value and every other value is a whole number a float holds exactly.
+    """
+    if callable(key):
+        return set()
+    wanted = {_normal(n) for n in ([key] if isinstance(key, str) else key)}
+    found = set()
+    for name, column in zip(columns, frame.columns, strict=True):
+        series = frame[column]
+        if _normal(name) not in wanted or series.dtype.kind != "f" or not series.isna().any():
+            continue
+        present = series.dropna()
+        if ((present % 1 == 0) & (present.abs() <= 2**53)).all():
+            found.add(name)
+    return found
+
+
+def _dataframe_records(frame: Any, key: KeySpec, chunk: int = 10_000) -> Iterator[dict]:
     columns = [str(c) for c in frame.columns]
     if len(set(columns)) != len(columns):
         raise InputError("the DataFrame has duplicate column names")
+    upcast = _upcast_key_columns(frame, columns, key)
     for start in range(0, len(frame), chunk):
         block = frame.iloc[start : start + chunk]
         for row in block.itertuples(index=False, name=None):
-            yield {c: _clean_scalar(v) for c, v in zip(columns, row, strict=True)}
+            record = {c: _clean_scalar(v) for c, v in zip(columns, row, strict=True)}
+            for name in upcast:
+                if record[name] is not None:
+                    record[name] = int(record[name])
+            yield record
 
 
 def _is_dataframe(obj: Any) -> bool:
@@ -451,6 +595,7 @@ def open_source(
     *,
     key: KeySpec = "key",
     format: str | None = None,
+    delimiter: str | None = None,
 ) -> Source:
     """Open an input for a pipeline run.
 
@@ -461,9 +606,14 @@ def open_source(
         any iterable of records.
     key : str, sequence of str, or callable
         The field holding each record's key, several fields forming a composite key
-        (joined with ``"|"``), or a function ``record -> key``.
+        (joined with ``"|"``, see :func:`lineage_kit.base.composite_key`), or a function
+        ``record -> key``.
     format : {"json", "jsonl", "csv"}, optional
         The file format; guessed from the suffix when omitted.
+    delimiter : str, optional
+        CSV only: the field delimiter; by default judged from the header line by
+        :func:`sniff_delimiter` (a comma unless the header has none but has ``;``,
+        a tab or ``|``).
 
     Returns
     -------
@@ -474,7 +624,8 @@ def open_source(
     InputError
         The format is unknown. Unreadable files raise while items are read.
     ValueError
-        ``key`` is not a field name, a list of them or a callable.
+        ``key`` is not a field name, a list of them or a callable; ``delimiter`` is
+        not one character, or is given for an input that is not CSV.
 
     Examples
     --------
@@ -489,12 +640,20 @@ def open_source(
             raise InputError(
                 f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", path=str(path)
             )
-        src = Source(lambda: _READERS[fmt](path, src), key, str(path), fresh=True)
+        if delimiter is not None and fmt != "csv":
+            raise ValueError(f"delimiter applies to CSV files only, not to {fmt} input")
+        if fmt == "csv":
+            delimiter = None if delimiter is None else check_delimiter(delimiter)
+            src = Source(lambda: _read_csv(path, src, delimiter), key, str(path), fresh=True)
+        else:
+            src = Source(lambda: _READERS[fmt](path, src), key, str(path), fresh=True)
         return src
     if format is not None:
         raise ValueError("format applies to files only")
+    if delimiter is not None:
+        raise ValueError("delimiter applies to CSV files only")
     if _is_dataframe(source):
-        src = Source(lambda: _dataframe_records(source), key, None, fresh=True)
+        src = Source(lambda: _dataframe_records(source, key), key, None, fresh=True)
         src.frame = source
         return src
     if isinstance(source, dict | str | bytes):

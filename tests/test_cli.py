@@ -136,8 +136,8 @@ def test_report_holds_every_chain(tmp_path, db):
     assert code == 1
     assert f"report     {report}" in out
     data = json.loads(report.read_text())
-    assert data["records_processed"] == 20
-    assert data["total_lineage_entries"] == 45
+    assert data["n_input"] == 20
+    assert data["n_entries"] == 45
     assert [s["name"] for s in data["pipeline_steps"]] == ["ingest", "normalize", "publish"]
     chain = data["chains"]["order-101"]
     assert [link["step"] for link in chain] == ["ingest", "normalize", "publish"]
@@ -188,3 +188,19 @@ def test_installed_script_and_module_run_the_sample(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "completed" in done.stdout
+
+
+def test_run_takes_a_delimiter_and_q(tmp_path, db, capsys):
+    path = tmp_path / "tabs.csv"
+    path.write_text("id\tamount;x\n7\t1\n", encoding="utf-8")
+    # one tab and one ';' in the header: the sniffer would pick ';' (listed first)
+    assert cli("run", path, "--db", db, "--key", "id", "--delimiter", "\\t", "-q") == (0, "")
+    assert cli("run", path, "--db", db, "--key", "id", "--delimiter", "tab", "-q") == (0, "")
+    code, out = cli("trace", "7", "--db", db, "--json")
+    assert code == 0
+    assert json.loads(out)[0]["key"] == "7"
+    capsys.readouterr()
+    assert cli("run", path, "--db", db, "--delimiter", "ab")[0] == 2
+    assert "--delimiter" in capsys.readouterr().err
+    assert cli("run", SAMPLE_JSON, "--db", db, "--delimiter", ";")[0] == 2
+    assert "CSV input only" in capsys.readouterr().err

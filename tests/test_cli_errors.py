@@ -65,10 +65,52 @@ def test_report_into_a_missing_directory_is_refused_before_the_run(db, tmp_path,
     code, out = cli("run", SAMPLE_JSON, "--db", db, "--report", report)
     assert code == 2 and out == ""
     err = capsys.readouterr().err
-    assert "nodir" in err and "Traceback" not in err
-    assert "usage: lineage-kit run" in err
+    problem = f"--report {report}: directory {report.parent} does not exist"
+    assert err == f"lineage-kit: error: {problem}\n"
     assert not db.exists()  # nothing ran, nothing was written
     assert not report.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        ("plot", "nodir/y.png"),
+        ("plot", "a_file.txt/y.png"),
+        ("plot", "a_dir.png"),
+        ("funnel", "nodir/y.svg"),
+        ("report", "nodir/r.json"),
+        ("report", "a_file.txt/r.json"),
+        ("report", "a_dir.png"),
+    ],
+)
+def test_an_output_path_that_cannot_be_written_is_one_line_and_exit_2(
+    sample_store, db, tmp_path, command, target, capsys
+):
+    (tmp_path / "a_file.txt").write_text("x")
+    (tmp_path / "a_dir.png").mkdir()
+    output = tmp_path / target
+    argv = {
+        "plot": ["plot", "order-101", "-o", output],
+        "funnel": ["plot", "--kind", "funnel", "-o", output],
+        "report": ["run", SAMPLE_JSON, "--report", output],
+    }[command]
+    before = sha256(db)
+    assert cli(*argv, "--db", db) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith(f"lineage-kit: error: {'--report' if command == 'report' else '-o'} ")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert str(output) in err
+    assert sha256(db) == before  # refused before anything ran
+    assert not any(p.name in ("y.png", "y.svg", "r.json") for p in tmp_path.rglob("*"))
+
+
+def test_a_plot_that_fails_while_writing_is_one_line_and_exit_2(sample_store, db, tmp_path, capsys):
+    full = tmp_path / "full.png"
+    full.symlink_to("/dev/full")  # a real device whose writes fail: no space left
+    assert cli("plot", "order-101", "-o", full, "--db", db) == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith(f"lineage-kit: error: -o {full}: cannot be written: ")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_report_that_fails_after_the_run_still_prints_the_summary(
@@ -110,7 +152,7 @@ def test_fail_fast_prints_the_summary_and_writes_the_report_then_the_error(
     assert "status     failed" in out and "failed     1" in out
     assert f"report     {report}" in out
     data = json.loads(report.read_text())
-    assert data["status"] == "failed" and data["failed"] == 1
+    assert data["status"] == "failed" and data["n_failed"] == 1
     assert [link["status"] for link in data["chains"]["order-105"]] == ["ok", "failed"]
     err = capsys.readouterr().err
     assert "boom on order-105" in err and "Traceback" not in err
@@ -164,6 +206,36 @@ def test_runs_limit_must_not_be_negative(sample_store, db, capsys):
     assert cli("runs", "--limit", "-1", "--db", db)[0] == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: lineage-kit runs") and "--limit" in err
+
+
+def test_runs_limit_0_is_refused_not_an_empty_list(sample_store, db, capsys):
+    # before: "(no runs)" with exit 0 although the store holds a run
+    assert cli("runs", "--limit", "0", "--db", db) == (2, "")
+    assert "--limit must be at least 1" in capsys.readouterr().err
+    code, out = cli("runs", "--limit", "1", "--db", db, "--json")
+    assert code == 0 and len(json.loads(out)) == 1
+
+
+def test_trace_json_of_an_unknown_key_prints_a_json_error(sample_store, db, capsys):
+    code, out = cli("trace", "no-such-key", "--db", db, "--json")
+    assert code == 1
+    error = json.loads(out)
+    assert (error["error"], error["key"]) == ("key_not_found", "no-such-key")
+    assert "'no-such-key' has no lineage entries in run" in error["message"]
+    assert error["message"] in capsys.readouterr().err
+
+
+def test_report_and_runs_json_speak_one_vocabulary(db, tmp_path):
+    report = tmp_path / "r.json"
+    assert cli("run", MESSY_JSON, "--db", db, "--report", report, "-q") == (1, "")
+    (run,) = json.loads(cli("runs", "--json", "--db", db)[1])
+    data = json.loads(report.read_text())
+    assert {name: data[name] for name in run} == run
+    assert (data["n_input"], data["n_published"], data["n_rejected"]) == (20, 12, 8)
+    with lk.connect(db) as store:
+        frame = store.runs()
+    assert frame["parameters"].tolist() == [run["parameters"]]
+    assert frame["parameters"][0]["chunk_size"] == 2000
 
 
 def test_usage_errors_show_the_subcommand_usage(db, capsys):

@@ -74,8 +74,7 @@ def test_source_of_needs_exactly_one_of_key_and_entry_id(numbered):
         numbered.source_of()
     with pytest.raises(TypeError):
         numbered.source_of("110", entry_id=1)
-    with pytest.raises(TypeError):
-        numbered.source_of(entry_id="1")
+    assert numbered.source_of(entry_id="1").equals(numbered.source_of(entry_id=1))
 
 
 def test_every_key_parameter_takes_an_int(numbered):
@@ -100,6 +99,36 @@ def test_float_keys_use_the_sources_text(db):
         assert store.trace(1e20)["key"].unique().tolist() == ["1e+20"]
         assert store.source_of(1e20)["value"].tolist() == [{"id": 1e20}]
         assert len(store.lineage(key=2.5)) == 3
+
+
+def test_dataframe_int_ids_with_a_missing_value_keep_integer_keys(db):
+    """pandas stores [7, 8, None] as floats; the keys are still 7 and 8, not 7.0."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": [7, 8, None], " X ": [1.0, None, 3.0], "f": [7.5, 8.0, None]})
+    assert frame["id"].dtype == "float64"  # what the defect came from
+    lk.run_pipeline(frame, db=db, key="id")
+    with lk.connect(db) as store:
+        assert sorted(store.lineage()["key"].dropna().unique()) == ["7", "8"]
+        # the record keeps its id as an int; other float columns are left as they are
+        assert store.source_of(7)["value"].tolist() == [{"id": 7, " X ": 1.0, "f": 7.5}]
+        for key in (7, "7", np.int64(7), np.int32(7), np.uint8(7)):
+            assert store.trace(key)["key"].unique().tolist() == ["7"]
+            assert "x" in store.changes(key)["field"].tolist()  # normalize renamed " X "
+            assert store.source_of(key)["key"].tolist() == ["7"]
+            assert len(store.records(key=key)) == 3
+            assert {k for _, k in store.graph(key=key).nodes(data="key")} == {"7"}
+            ax = lk.plot_chain(store, key)
+            assert ax.texts
+            plt.close(ax.figure)
+    # a float key column with fractions (or without a missing value) is a float key
+    lk.run_pipeline(frame, db=db, key="f")
+    lk.run_pipeline(pd.DataFrame({"id": [7.0, 8.0]}), db=db, key="id")
+    with lk.connect(db) as store:
+        runs = store.runs()["run_id"].tolist()  # newest first
+        assert sorted(store.lineage(runs[1])["key"].dropna().unique()) == ["7.5", "8.0"]
+        assert sorted(store.lineage(runs[0])["key"].unique()) == ["7.0", "8.0"]
 
 
 def test_a_key_that_no_source_could_make_is_refused(numbered):

@@ -142,6 +142,26 @@ def test_walk_errors(fan):
         store.downstream(1, depth=-1)
 
 
+def test_walks_take_integer_entry_ids_and_refuse_the_rest(fan):
+    import numpy as np
+
+    store, run1, _ = fan
+    o1 = _entry(store, run1, "o1", "ingest")
+    expected = store.downstream(o1)["entry_id"].tolist()
+    for given in (np.int64(o1), np.int32(o1), str(o1)):
+        assert store.downstream(given)["entry_id"].tolist() == expected
+    assert store.source_of(entry_id=np.int64(o1))["entry_id"].tolist() == [o1]
+    # True is not entry 1, 1.5 is not entry 1, "a" is no id at all
+    for bad in ("a", "1.5", "", 1.5, 1.0, True, np.bool_(True), np.float64(1), None, [1]):
+        for walk in (store.upstream, store.downstream):
+            with pytest.raises(lk.InvalidEntryId, match="an entry id is an integer") as info:
+                walk(bad)
+            assert isinstance(info.value, lk.LineageKitError)
+            assert info.value.value is bad
+        with pytest.raises(lk.InvalidEntryId):
+            store.source_of(entry_id=bad) if bad is not None else store.upstream(bad)
+
+
 def test_source_of(fan):
     store, run1, run2 = fan
     sources = store.source_of("A", run=run1)

@@ -352,10 +352,19 @@ def test_chunk_size_does_not_change_what_is_recorded(tmp_path, chunk_size):
 
 
 @pytest.mark.parametrize(
-    "content", ["", "[", '[{"key": "a"}, {"key": "b"', '{"key": "a"}\n{oops}\n']
+    ("name", "content"),
+    [
+        ("bad.jsonl", "["),
+        ("bad.jsonl", '[{"key": "a"}, {"key": "b"'),
+        ("bad.jsonl", '{"key": "a"}\n{oops}\n'),
+        ("bad.json", '[{"key": "a"}, {"key": "b"'),
+        ("bad.json", '[{"key": "a"}, {oops}]'),
+        ("bad.json", ""),
+    ],
 )
-def test_unreadable_input_writes_nothing(tmp_path, content):
-    path = tmp_path / "bad.jsonl"
+def test_unreadable_input_writes_nothing(tmp_path, name, content):
+    # (an empty .jsonl file is an empty input, not an unreadable one: a run of 0 records)
+    path = tmp_path / name
     path.write_text(content)
     db = tmp_path / "x.db"
     with pytest.raises(lk.InputError):

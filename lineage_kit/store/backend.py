@@ -318,6 +318,9 @@ class Backend(abc.ABC):
     def run_rows(self) -> list[dict[str, Any]]:
         """Every run as a dict (keys :data:`RUN_COLUMNS`), newest first.
 
+        ``parameters`` is the stored JSON text (see
+        :func:`lineage_kit.store.queries.parse_parameters`).
+
         A run still marked ``running`` whose writing process is gone is reported
         ``interrupted``; the counts of a ``running`` or ``interrupted`` run (stored
         only when a run finishes) are counted from its entries so far.

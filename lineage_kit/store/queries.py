@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 #: The columns of :meth:`Backend.run_rows`, in order.
 RUN_COLUMNS = (
@@ -43,6 +44,25 @@ REPORT_COLUMNS = (
     "created_at",
     "parent_ids",
 )
+
+
+def parse_parameters(text: str | None) -> Any:
+    """A run's stored ``parameters`` (JSON text) as the dict the run was given.
+
+    What ``runs()``, ``runs --json`` and the ``--report`` show; text that is not
+    JSON (no lineage_kit writes it) is returned as it is.
+
+    Examples
+    --------
+    >>> parse_parameters('{"key": "id", "chunk_size": 2000}')
+    {'key': 'id', 'chunk_size': 2000}
+    """
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def parse_id_list(text: str | None) -> list[int]:

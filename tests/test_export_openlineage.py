@@ -257,3 +257,27 @@ def test_all_runs_are_exported_oldest_first(db):
         events = store.openlineage_events("all")
     parents = [e["run"]["runId"] for e in events if e["job"]["name"] == "default"]
     assert parents == [first, first, second, second]
+
+
+def test_pure_builder_with_a_database_url_and_a_relative_input(sample_store):
+    """The builder takes facts, not a store: a store given by URL and an input path
+    that is not absolute still give valid events (no file: URI is made up)."""
+    import dataclasses
+
+    from lineage_kit.export.openlineage import RunFacts, gather, run_events
+
+    facts = gather(sample_store.backend, sample_store.resolve_run("latest"))
+    facts = RunFacts(
+        run={**facts.run, "input_path": "data/orders.json"},
+        steps=[dataclasses.replace(s) for s in facts.steps],
+        store="postgresql://analyst@db.example/lineage",
+    )
+    events = run_events(facts, "team")
+    for event in events:
+        validate_event(event)
+    (source,) = events[-1]["inputs"]
+    assert (source["namespace"], source["name"]) == ("file", "data/orders.json")
+    assert "uri" not in source["facets"]["dataSource"]
+    stage = events[-1]["outputs"][0]["facets"]["dataSource"]
+    assert stage["uri"] == "postgresql://analyst@db.example/lineage"
+    assert events[-1]["run"]["facets"]["lineageKit_run"]["store"] == facts.store

@@ -169,7 +169,9 @@ def gather(backend: Backend, run_id: str, *, stats: bool = True) -> RunFacts:
         )
         for m, (source, destination) in zip(meta, stages, strict=True)
     ]
-    facts = RunFacts(run=row, steps=steps, store=str(Path(backend.location).resolve()))
+    location = backend.location  # a file path, or a database URL without its password
+    store = location if "://" in location else str(Path(location).resolve())
+    facts = RunFacts(run=row, steps=steps, store=store)
     if stats:
         _read_stats(backend, facts)
     return facts
@@ -315,7 +317,11 @@ def _stage(facts: RunFacts, namespace: str, stage: str) -> dict:
         "namespace": namespace,
         "name": f"{facts.run['pipeline']}.{stage}",
         "facets": {
-            "dataSource": facet("dataSource", name="lineage_kit", uri=Path(facts.store).as_uri())
+            "dataSource": facet(
+                "dataSource",
+                name="lineage_kit",
+                uri=facts.store if "://" in facts.store else Path(facts.store).as_uri(),
+            )
         },
     }
 

@@ -50,6 +50,9 @@ CONFIG = {
         "merge_records": 100_000,
         "plot_parents": 2_000,
         "query_reps": 5,
+        "export_records": 100_000,
+        "live_records": 100_000,
+        "export_reps": 3,
     },
     "quick": {
         "capture_sizes": [2_000, 20_000],
@@ -71,6 +74,9 @@ CONFIG = {
         "merge_records": 4_000,
         "plot_parents": 200,
         "query_reps": 2,
+        "export_records": 3_000,
+        "live_records": 3_000,
+        "export_reps": 1,
     },
 }
 
@@ -87,11 +93,13 @@ SECTIONS = (
     "merge",
     "plot",
     "check",
+    "export",
 )
 
 
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
+    import exports
     import inputs
     import plots
     import queries
@@ -116,6 +124,11 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "merge": lambda: queries.merge_graph(cfg["merge_records"], cfg["query_reps"]),
         "plot": lambda: plots.chain_plot(cfg["plot_parents"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
+        "export": lambda: [
+            *exports.openlineage_events(cfg["export_records"], cfg["export_reps"]),
+            *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),
+            *exports.graphml(cfg["export_records"], cfg["export_reps"]),
+        ],
     }
     figures: list[Figure] = []
     for name in SECTIONS:

@@ -37,6 +37,9 @@ EXPECTED = {
     "merge_graph_vs_run_graph",
     "chain_plot_seconds",
     "check_seconds",
+    "openlineage_vs_steps",
+    "live_emission_overhead",
+    "graphml_vs_networkx",
 }
 
 

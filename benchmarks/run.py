@@ -49,6 +49,8 @@ CONFIG = {
         "check_records": 1_000_000,
         "merge_records": 100_000,
         "plot_parents": 2_000,
+        "frame_records": 1_000_000,
+        "frame_reps": 3,
         "query_reps": 5,
         "export_records": 100_000,
         "live_records": 100_000,
@@ -73,6 +75,8 @@ CONFIG = {
         "check_records": 3_000,
         "merge_records": 4_000,
         "plot_parents": 200,
+        "frame_records": 3_000,
+        "frame_reps": 1,
         "query_reps": 2,
         "export_records": 3_000,
         "live_records": 3_000,
@@ -93,6 +97,7 @@ SECTIONS = (
     "merge",
     "plot",
     "check",
+    "frames",
     "export",
 )
 
@@ -100,6 +105,7 @@ SECTIONS = (
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
     import exports
+    import frames
     import inputs
     import plots
     import queries
@@ -124,6 +130,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "merge": lambda: queries.merge_graph(cfg["merge_records"], cfg["query_reps"]),
         "plot": lambda: plots.chain_plot(cfg["plot_parents"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
+        "frames": lambda: frames.frame_steps(cfg["frame_records"], cfg["frame_reps"]),
         "export": lambda: [
             *exports.openlineage_events(cfg["export_records"], cfg["export_reps"]),
             *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),

@@ -37,6 +37,8 @@ EXPECTED = {
     "merge_graph_vs_run_graph",
     "chain_plot_seconds",
     "check_seconds",
+    "frame_vs_record_steps",
+    "frame_vs_write_probe",
     "openlineage_vs_steps",
     "live_emission_overhead",
     "graphml_vs_networkx",

@@ -28,13 +28,14 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from html import escape
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 
 from .errors import IntegrityError
-from .model import FINISHED_STATUSES, StepKind
+from .model import FINISHED_STATUSES, EntryStatus, RunStatus, StepKind
 from .values import value_hash_bytes
 
 if TYPE_CHECKING:
@@ -43,50 +44,97 @@ if TYPE_CHECKING:
 #: Columns of :attr:`CheckReport.violations`, in order.
 VIOLATION_COLUMNS = ("code", "severity", "run_id", "record_key", "entry_id", "message")
 
-SEVERITIES = ("error", "warning")
 
-#: Every built-in violation code: ``code -> (severity, one-line explanation)``.
-CODES: dict[str, tuple[str, str]] = {
-    "incomplete_chain": (
-        "error",
+class Severity(StrEnum):
+    """How bad a violation is: ``error`` fails the check, ``warning`` does not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+SEVERITIES = tuple(s.value for s in Severity)
+
+
+class CheckCode(StrEnum):
+    """The stable code of every built-in violation (a member equals its text).
+
+    Examples
+    --------
+    >>> CheckCode.CYCLE == "cycle", CODES[CheckCode.CYCLE][0] == Severity.ERROR == "error"
+    (True, True)
+    """
+
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    CHAIN_GAP = "chain_gap"
+    MISSING_PARENT = "missing_parent"
+    ORPHAN_PARENT = "orphan_parent"
+    CROSS_RUN_PARENT = "cross_run_parent"
+    CYCLE = "cycle"
+    STEP_ORDER = "step_order"
+    DUPLICATE_PROCESSING = "duplicate_processing"
+    KEY_CHANGED = "key_changed"
+    MISSING_VALUE = "missing_value"
+    ORPHAN_VALUE = "orphan_value"
+    HASH_MISMATCH = "hash_mismatch"
+    RUN_INTERRUPTED = "run_interrupted"
+    RUN_FAILED = "run_failed"
+    COUNTS_MISMATCH = "counts_mismatch"
+    UNEXPECTED_STEPS = "unexpected_steps"
+
+
+CODES: dict[CheckCode, tuple[Severity, str]] = {
+    CheckCode.INCOMPLETE_CHAIN: (
+        Severity.ERROR,
         "an ok entry before the run's last step has no child: the record stopped half-way",
     ),
-    "chain_gap": ("error", "a parent link skips a step: the child is more than one step later"),
-    "missing_parent": (
-        "error",
+    CheckCode.CHAIN_GAP: (
+        Severity.ERROR,
+        "a parent link skips a step: the child is more than one step later",
+    ),
+    CheckCode.MISSING_PARENT: (
+        Severity.ERROR,
         "an entry after the first step has no parent link: its chain starts in the middle",
     ),
-    "orphan_parent": ("error", "a parent link points to (or from) an entry that does not exist"),
-    "cross_run_parent": ("error", "a parent link points to an entry of a different run"),
-    "cycle": ("error", "parent links form a cycle: an entry is its own ancestor"),
-    "step_order": (
-        "error",
+    CheckCode.ORPHAN_PARENT: (
+        Severity.ERROR,
+        "a parent link points to (or from) an entry that does not exist",
+    ),
+    CheckCode.CROSS_RUN_PARENT: (
+        Severity.ERROR,
+        "a parent link points to an entry of a different run",
+    ),
+    CheckCode.CYCLE: (Severity.ERROR, "parent links form a cycle: an entry is its own ancestor"),
+    CheckCode.STEP_ORDER: (
+        Severity.ERROR,
         "a parent is at the same or a later step than its child, or was created after it",
     ),
-    "duplicate_processing": (
-        "error",
+    CheckCode.DUPLICATE_PROCESSING: (
+        Severity.ERROR,
         "the same key was processed more than once at the same step of one run",
     ),
-    "key_changed": (
-        "error",
+    CheckCode.KEY_CHANGED: (
+        Severity.ERROR,
         "a child's key differs from its parent's although its step is not merge or split",
     ),
-    "missing_value": ("error", "a lineage entry has no stored value"),
-    "orphan_value": ("error", "a stored value belongs to no lineage entry"),
-    "hash_mismatch": ("error", "a stored value does not match the hash recorded for it"),
-    "run_interrupted": (
-        "error",
+    CheckCode.MISSING_VALUE: (Severity.ERROR, "a lineage entry has no stored value"),
+    CheckCode.ORPHAN_VALUE: (Severity.ERROR, "a stored value belongs to no lineage entry"),
+    CheckCode.HASH_MISMATCH: (
+        Severity.ERROR,
+        "a stored value does not match the hash recorded for it",
+    ),
+    CheckCode.RUN_INTERRUPTED: (
+        Severity.ERROR,
         "the run never finished: it is marked interrupted, or running with its writer gone",
     ),
-    "run_failed": (
-        "warning",
+    CheckCode.RUN_FAILED: (
+        Severity.WARNING,
         "the run stopped with status failed (fail_fast or a crash); its chains are unfinished",
     ),
-    "counts_mismatch": (
-        "error",
+    CheckCode.COUNTS_MISMATCH: (
+        Severity.ERROR,
         "the run's stored counts disagree with each other or with its entries",
     ),
-    "unexpected_steps": ("error", "the run's steps are not the expected_steps"),
+    CheckCode.UNEXPECTED_STEPS: (Severity.ERROR, "the run's steps are not the expected_steps"),
 }
 
 #: A custom check: ``(store, run_ids) -> DataFrame or iterable of dicts``, where
@@ -138,16 +186,21 @@ def register_check(
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> @lk.register_check("no_test_keys", severity="warning",
-    ...                    description="a key starting with 'test-' reached the store")
-    ... def no_test_keys(store, run_ids):
-    ...     rows = store.con.execute(
-    ...         "SELECT run_id, record_key, entry_id FROM lineage "
-    ...         "WHERE record_key LIKE 'test-%' AND run_id IN (SELECT value FROM json_each(?))",
-    ...         (json.dumps(run_ids),))
-    ...     return [{"run_id": r, "record_key": k, "entry_id": e, "message": "test key"}
-    ...             for r, k, e in rows]
-    >>> lk.unregister_check("no_test_keys")
+    >>> @lk.register_check("big_orders", severity="warning",
+    ...                    description="a published amount over 400")
+    ... def big_orders(store, run_ids):
+    ...     published = store.records(run_ids, step="publish")
+    ...     return [{"run_id": r.run_id, "record_key": r.key, "entry_id": r.entry_id,
+    ...              "message": f"amount {r.value['amount']}"}
+    ...             for r in published.itertuples() if r.value["amount"] > 400]
+    >>> store.check().summary()[["code", "severity", "count"]]
+             code severity  count
+    0  big_orders  warning      5
+    >>> lk.register_check("big_orders")(big_orders)
+    Traceback (most recent call last):
+    ...
+    ValueError: a check named 'big_orders' is registered already; pass replace=True ...
+    >>> lk.unregister_check("big_orders")
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a check needs a non-empty name")
@@ -281,7 +334,8 @@ class CheckReport:
 
         Examples
         --------
-        >>> store.check().raise_if_failed()  # doctest: +SKIP
+        >>> store.check().raise_if_failed().ok
+        True
         """
         if not self.ok:
             counts = self.summary()
@@ -507,9 +561,10 @@ def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
 
 
 def _v(code: str, run_id: Any, key: Any, entry_id: Any, message: str) -> dict[str, Any]:
+    code = CheckCode(code)  # a typo in a built-in check fails here, not in a report
     return {
-        "code": code,
-        "severity": CODES[code][0],
+        "code": code.value,
+        "severity": CODES[code][0].value,
         "run_id": run_id,
         "record_key": key,
         "entry_id": entry_id,
@@ -591,7 +646,7 @@ class _Context:
 def _run_status(ctx: _Context) -> list[dict[str, Any]]:
     out = []
     for row in ctx.run_rows:
-        if row["status"] == "interrupted":
+        if row["status"] == RunStatus.INTERRUPTED:
             out.append(
                 _v(
                     "run_interrupted",
@@ -603,7 +658,7 @@ def _run_status(ctx: _Context) -> list[dict[str, Any]]:
                     "may be partial",
                 )
             )
-        elif row["status"] == "failed":
+        elif row["status"] == RunStatus.FAILED:
             out.append(
                 _v(
                     "run_failed",
@@ -646,7 +701,7 @@ def _chains(ctx: _Context) -> list[dict[str, Any]]:
     for r in ctx.chain_rows:
         if (
             r.has_child
-            or r.status != "ok"
+            or r.status != EntryStatus.OK
             or r.last_position is None
             or r.position >= r.last_position
             or r.child_id in seen
@@ -741,7 +796,7 @@ def _links(ctx: _Context) -> list[dict[str, Any]]:
                     "a step in between was skipped",
                 )
             )
-        if key != r.parent_key and steps.kind(run_id, r.position) == "map":
+        if key != r.parent_key and steps.kind(run_id, r.position) == StepKind.MAP:
             out.append(
                 _v(
                     "key_changed",
@@ -862,7 +917,7 @@ def _counts(ctx: _Context) -> list[dict[str, Any]]:
         t = tallies[run_id]
         if position == 0:
             t["first"] += n
-        if status in ("rejected", "failed"):
+        if status in (EntryStatus.REJECTED, EntryStatus.FAILED):
             t[status] += n
         elif position == last[run_id]:
             t["published"] += n
@@ -877,9 +932,9 @@ def _counts(ctx: _Context) -> list[dict[str, Any]]:
                 f"n_input {row['n_input']} != published {row['n_published']} + rejected "
                 f"{row['n_rejected']} + failed {row['n_failed']} ({total})"
             )
-        if kinds and kinds[0] == "map" and t["first"] != row["n_input"]:
+        if kinds and kinds[0] == StepKind.MAP and t["first"] != row["n_input"]:
             problems.append(f"n_input {row['n_input']} but {t['first']} entries at the first step")
-        if kinds and all(k == "map" for k in kinds):
+        if kinds and all(k == StepKind.MAP for k in kinds):
             for column, tally, what in (
                 ("n_published", "published", "ok entries at the last step"),
                 ("n_rejected", "rejected", "rejected entries"),
@@ -922,8 +977,11 @@ def _expected_steps(ctx: _Context, expected: list[str]) -> list[dict[str, Any]]:
 
 __all__ = [
     "CODES",
+    "SEVERITIES",
     "VIOLATION_COLUMNS",
+    "CheckCode",
     "CheckReport",
+    "Severity",
     "check",
     "register_check",
     "registered_checks",

@@ -631,7 +631,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     Examples
     --------
     >>> import io
-    >>> main(["runs", "--db", "lineage.db"], out=io.StringIO())  # doctest: +SKIP
+    >>> main(["runs", "--db", "lineage.db"], out=io.StringIO())
     0
     """
     out = out or sys.stdout

@@ -155,6 +155,18 @@ class Run:
 
     # -- outcomes
 
+    @property
+    def n_published(self) -> int:
+        return self.counts[_OK]
+
+    @property
+    def n_rejected(self) -> int:
+        return self.counts[_REJECTED]
+
+    @property
+    def n_failed(self) -> int:
+        return self.counts[_FAILED]
+
     def end(self, roots: Any, split: bool, outcome: int) -> None:
         if type(roots) is int:
             roots = (roots,)

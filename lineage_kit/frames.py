@@ -26,10 +26,10 @@ import pandas as pd
 
 from .base import key_text
 from .errors import InvalidEntryId, KeyNotFound
+from .model import EntryStatus, RunStatus, StepKind
 from .store import RUN_COLUMNS
 from .store import queries as q
 from .store.queries import STEP_META_COLUMNS, parse_id_list, parse_parameters
-from .store.schema import ENTRY_STATUSES, RUN_STATUSES, STEP_KINDS
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -44,6 +44,11 @@ Runs = str | Sequence[str] | None
 
 def _key(key: str | int | float | None) -> str | None:
     return None if key is None else key_text(key)
+
+
+def _values(enum: type) -> list[str]:
+    """An enum's stored texts, in definition order (the categories of a column)."""
+    return [member.value for member in enum]
 
 
 def entry_id_of(value: Any) -> int:
@@ -86,30 +91,11 @@ def _utc(values: pd.Series) -> pd.Series:
 
 
 def runs_frame(backend: Backend) -> pd.DataFrame:
-    """Every run in the store, newest first.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per run: ``run_id``, ``pipeline``, ``started_at`` and ``finished_at``
-        (UTC), ``status`` (categorical; a run whose writer died shows
-        ``interrupted``), ``input_path`` and ``input_sha256`` (missing for a run
-        over in-memory records), counts ``n_input``, ``n_published``,
-        ``n_rejected``, ``n_failed`` (int64), ``parameters`` (a dict, as in
-        ``lineage-kit runs --json``),
-        ``package_version``, ``error`` (missing unless the run failed),
-        ``writer_host``, ``writer_pid`` (Int64), ``writer_started`` and
-        ``duration_s`` (float64; NaN while a run is unfinished). A missing text is
-        None in a column where every run lacks it, NaN otherwise.
-
-    Examples
-    --------
-    >>> runs_frame(backend)[["run_id", "status", "n_published"]]  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.runs`, where it is documented."""
     frame = pd.DataFrame.from_records(backend.run_rows(), columns=list(RUN_COLUMNS))
     frame["started_at"] = _utc(frame["started_at"])
     frame["finished_at"] = _utc(frame["finished_at"])
-    frame["status"] = pd.Categorical(frame["status"], categories=list(RUN_STATUSES))
+    frame["status"] = pd.Categorical(frame["status"], categories=_values(RunStatus))
     for column in ("n_input", "n_published", "n_rejected", "n_failed"):
         frame[column] = frame[column].astype("int64")
     frame["parameters"] = [parse_parameters(text) for text in frame["parameters"]]
@@ -130,36 +116,7 @@ def step_names(step_rows: list[tuple]) -> list[str]:
 
 
 def steps_frame(backend: Backend, run: Runs = "latest") -> pd.DataFrame:
-    """The steps of a run, one row per step in pipeline order.
-
-    Parameters
-    ----------
-    store : LineageStore
-    run : str or list of str, default "latest"
-        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-        prefixes or ``"latest"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``run_id`` (categorical), ``position`` (int64), ``name``
-        (categorical in pipeline order), ``kind`` (categorical map/merge/split),
-        ``source``, ``destination``, ``description`` (str; NaN where the step has
-        none), ``started_at`` and
-        ``finished_at`` (UTC; NaT when the step never ran), ``busy_seconds``
-        (float64), ``n_ok``, ``n_rejected``, ``n_failed`` (int64: the step's entries
-        by status). With ``run="all"``, runs oldest first (no rows for a store
-        without runs).
-
-    Raises
-    ------
-    RunNotFound
-        ``run`` matches no run.
-
-    Examples
-    --------
-    >>> steps_frame(backend)[["name", "n_ok", "n_rejected"]]  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.steps`, where it is documented."""
     rows: list[tuple] = []
     run_ids = backend.resolve_runs(run)
     for run_id in run_ids:
@@ -169,9 +126,7 @@ def steps_frame(backend: Backend, run: Runs = "latest") -> pd.DataFrame:
         rows.extend(
             (
                 *meta,
-                counts.get((meta[1], "ok"), 0),
-                counts.get((meta[1], "rejected"), 0),
-                counts.get((meta[1], "failed"), 0),
+                *(counts.get((meta[1], status), 0) for status in EntryStatus),
             )
             for meta in backend.step_meta_rows(run_id)
         )
@@ -179,7 +134,7 @@ def steps_frame(backend: Backend, run: Runs = "latest") -> pd.DataFrame:
     frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
     frame["position"] = frame["position"].astype("int64")
     frame["name"] = pd.Categorical(frame["name"], categories=step_names(rows), ordered=True)
-    frame["kind"] = pd.Categorical(frame["kind"], categories=list(STEP_KINDS))
+    frame["kind"] = pd.Categorical(frame["kind"], categories=_values(StepKind))
     frame["started_at"] = _utc(frame["started_at"])
     frame["finished_at"] = _utc(frame["finished_at"])
     frame["busy_seconds"] = frame["busy_seconds"].astype("float64")
@@ -300,7 +255,7 @@ def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[
         "run": [run_id] * n,
         "position": columns["position"].tolist(),
         "key": columns["record_key"],
-        "status": np.array(ENTRY_STATUSES, dtype=object)[columns["status_code"]].tolist(),
+        "status": np.array(_values(EntryStatus), dtype=object)[columns["status_code"]].tolist(),
         "reason": columns["reason"],
         "error": columns["error"],
         "created_at": np.array(columns["created_texts"], dtype=object)[
@@ -350,46 +305,7 @@ def lineage_frame(
     key: str | int | float | None = None,
     step: str | int | None = None,
 ) -> pd.DataFrame:
-    """The lineage entries of a run, one row per entry, by entry id.
-
-    Parameters
-    ----------
-    store : LineageStore
-    run : str or list of str, default "latest"
-        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-        prefixes or ``"latest"``.
-    key : str, int or float, optional
-        Only this record key's entries (a number is turned into key text).
-    step : str or int, optional
-        Only this step's entries (its name or position).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``entry_id`` (int64), ``run_id`` (categorical), ``position``
-        (int64), ``step`` (categorical in pipeline order), ``key`` (str; missing,
-        i.e. NaN, for records rejected before they had a key: test with
-        ``frame["key"].isna()``), ``status`` (categorical ok/rejected/failed),
-        ``reason`` and ``error`` (str; NaN where there is none), ``created_at``
-        (UTC), ``value_hash`` (str), ``parent_id`` (Int64: the parent entry, the
-        smallest one for a merged entry, ``<NA>`` for a first-step entry) and
-        ``n_parents`` (int64; more than 1 for a merged entry). With ``run="all"``
-        on a store without runs: no rows, same columns and dtypes.
-
-    Raises
-    ------
-    RunNotFound
-        ``run`` matches no run.
-    ValueError
-        ``step`` is not a step of the chosen run(s), or ``key`` is a number no
-        source accepts as a key (NaN, infinite).
-    TypeError
-        ``key`` is neither text nor a number.
-
-    Examples
-    --------
-    >>> store.lineage(key="order-101")[["step", "status"]]  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.lineage`, where it is documented."""
     key = _key(key)
     parts = []
     run_ids = backend.resolve_runs(run)
@@ -439,7 +355,7 @@ def _entry_block(
             "step": pd.Categorical.from_codes(positions, categories=step_names_),
             "key": pd.array(columns["record_key"], dtype="str"),
             "status": pd.Categorical.from_codes(
-                columns["status_code"], categories=list(ENTRY_STATUSES)
+                columns["status_code"], categories=_values(EntryStatus)
             ),
             "reason": pd.array(columns["reason"], dtype="str"),
             "error": pd.array(columns["error"], dtype="str"),
@@ -490,51 +406,7 @@ def _utc_texts(texts: Sequence[Any]) -> pd.arrays.DatetimeArray:
 def lineage_graph(
     backend: Backend, run: Runs = "latest", key: str | int | float | None = None
 ) -> nx.DiGraph:
-    """The lineage graph of a run, or of everything connected to one key.
-
-    Loads the entries and links (decoded as for :func:`lineage_frame`, without
-    building a DataFrame) and hands them to the pure builder
-    :func:`lineage_kit.graph.entry_graph`.
-
-    Parameters
-    ----------
-    store : LineageStore
-    run : str or list of str, default "latest"
-        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-        prefixes or ``"latest"``.
-    key : str, int or float, optional
-        Only the key's entries and all their ancestors and descendants (so a
-        merged record shows its parents with other keys, a split record its
-        children); nodes then also carry the stored ``value``. A number is turned
-        into key text.
-
-    Returns
-    -------
-    networkx.DiGraph
-        Nodes are entry ids with attributes ``key, step, position, status,
-        reason, error, run, created_at, value_hash`` (and ``value``); missing
-        texts (``key`` of a keyless record, ``reason``, ``error``) are None. Edges
-        run parent -> child. ``G.graph`` holds ``run_id`` (``None`` for several
-        runs or none), ``run_ids`` and ``steps`` (dicts of ``position, name, kind,
-        source, destination, description``: of the newest run with ``"all"``,
-        otherwise of the first run given). ``run="all"`` on a store without runs
-        gives an empty graph (``steps`` empty).
-
-    Raises
-    ------
-    RunNotFound
-        ``run`` matches no run.
-    KeyNotFound
-        ``key`` has no entries in the chosen run(s).
-    TypeError, ValueError
-        ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
-
-    Examples
-    --------
-    >>> G = lineage_graph(backend, key="order-101")  # doctest: +SKIP
-    >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]  # doctest: +SKIP
-    ['ingest', 'normalize', 'publish']
-    """
+    """Backs :meth:`lineage_kit.LineageStore.graph`, where it is documented."""
     from .graph import ENTRY_FIELDS, STEP_FIELDS, entry_graph
 
     key = _key(key)
@@ -577,8 +449,8 @@ def lineage_graph(
 
 RELATIONS = ("upstream", "self", "downstream")
 
-_STATUS_DTYPE = pd.CategoricalDtype(list(ENTRY_STATUSES))
-_KIND_DTYPE = pd.CategoricalDtype(list(STEP_KINDS))
+_STATUS_DTYPE = pd.CategoricalDtype(_values(EntryStatus))
+_KIND_DTYPE = pd.CategoricalDtype(_values(StepKind))
 _RELATION_DTYPE = pd.CategoricalDtype(list(RELATIONS))
 
 
@@ -649,42 +521,7 @@ def _detail_frame(
 
 
 def trace_frame(backend: Backend, key: str | int | float, run: Runs = "latest") -> pd.DataFrame:
-    """One record's chain: its entries and everything up- and downstream of them.
-
-    Parameters
-    ----------
-    store : LineageStore
-    key : str, int or float
-        A record key (a number is turned into key text: ``110`` -> ``"110"``).
-    run : str or list of str, default "latest"
-        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-        prefixes or ``"latest"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per entry in step order (position, then entry id): ``entry_id``,
-        ``run_id``, ``position``, ``step`` (categorical), ``kind``, ``source``,
-        ``destination``, ``description``, ``key``, ``relation`` (``self`` for the
-        key's own entries; ``upstream``: entries of other keys it came from, e.g.
-        before a split; ``downstream``: entries it led to, e.g. a merge),
-        ``status``, ``reason``, ``error``, ``value_hash``, ``created_at`` (UTC) and
-        ``parent_ids`` (a list of entry ids). Text columns are str, NaN where
-        missing.
-
-    Raises
-    ------
-    KeyNotFound
-        The key has no entries in the chosen run(s).
-    RunNotFound
-        ``run`` matches no run.
-    TypeError, ValueError
-        ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
-
-    Examples
-    --------
-    >>> trace_frame(backend, "order-101")[["step", "relation", "status"]]  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.trace`, where it is documented."""
     key = key_text(key)
     run_ids = backend.resolve_runs(run)
     rows: list[tuple] = []
@@ -698,35 +535,8 @@ def trace_frame(backend: Backend, key: str | int | float, run: Runs = "latest") 
 def walk_frame(
     backend: Backend, entry_id: int, depth: int | None = None, direction: str = "up"
 ) -> pd.DataFrame:
-    """Everything an entry came from (``direction="up"``) or led to (``"down"``).
-
-    Parameters
-    ----------
-    store : LineageStore
-    entry_id : int
-        A lineage entry id (entry ids are unique across runs).
-    depth : int, optional
-        How many links to follow; None follows them to the end.
-    direction : {"up", "down"}, default "up"
-        Towards the parents or towards the children.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``entry_id``, ``depth`` (0 for the entry itself, 1 for its parents or
-        children, ...), then the columns of :func:`trace_frame` without
-        ``relation``; ordered by depth, then entry id. An entry reachable along
-        several paths (fan-in, fan-out) appears once, at its smallest depth.
-
-    Raises
-    ------
-    EntryNotFound
-        No entry has this id.
-    InvalidEntryId
-        ``entry_id`` is not an integer (see :func:`entry_id_of`).
-    ValueError
-        ``depth`` is negative or ``direction`` is not "up" or "down".
-    """
+    """The frame behind :meth:`LineageStore.upstream <lineage_kit.LineageStore.upstream>` and
+    :meth:`~lineage_kit.LineageStore.downstream` (documented there)."""
     from .errors import EntryNotFound
 
     if direction not in ("up", "down"):
@@ -749,52 +559,7 @@ def source_frame(
     *,
     entry_id: int | None = None,
 ) -> pd.DataFrame:
-    """The original input value(s) a record key or an entry came from.
-
-    Give exactly one of ``key`` and ``entry_id``.
-
-    Parameters
-    ----------
-    store : LineageStore
-    key : str, int or float, optional
-        A record key: its entries at its furthest step in the run are followed
-        back. A number is a key too (``110`` -> ``"110"``), never an entry id.
-    run : str, default "latest"
-        A run id, a unique prefix or ``"latest"`` (for ``key``; an entry id names
-        its run already, so ``run`` is then ignored).
-    entry_id : int, optional
-        A lineage entry id, followed back instead of a key.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per first-step ancestor (several after a merge), by entry id:
-        ``entry_id`` (int64), ``run_id``, ``key`` (str; NaN for a record rejected
-        before it had a key), ``status`` (categorical), ``reason`` (str; NaN where
-        there is none), ``created_at`` (UTC), ``value_hash`` and ``value`` (the
-        record as it arrived, parsed from JSON).
-
-    Raises
-    ------
-    TypeError
-        Neither or both of ``key`` and ``entry_id`` were given, or ``key`` is
-        neither text nor a number.
-    InvalidEntryId
-        ``entry_id`` is not an integer (see :func:`entry_id_of`).
-    ValueError
-        ``key`` is a number no source accepts as a key (NaN, infinite).
-    KeyNotFound
-        The key has no entries in the run.
-    EntryNotFound
-        No entry has this id.
-    RunNotFound
-        ``run`` matches no run.
-
-    Examples
-    --------
-    >>> source_frame(backend, "order-101")["value"][0]  # doctest: +SKIP
-    >>> source_frame(backend, entry_id=42)  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.source_of`, where it is documented."""
     from .errors import EntryNotFound
 
     if (key is None) == (entry_id is None):
@@ -826,7 +591,7 @@ def source_frame(
     frame["entry_id"] = frame["entry_id"].astype("int64")
     for column in ("key", "reason"):
         frame[column] = frame[column].astype(_STR)
-    frame["status"] = pd.Categorical(frame["status"], categories=list(ENTRY_STATUSES))
+    frame["status"] = pd.Categorical(frame["status"], categories=_values(EntryStatus))
     frame["created_at"] = _utc(frame["created_at"])
     frame["value"] = [json.loads(v) for v in frame["value"]]
     return frame
@@ -842,49 +607,7 @@ def records_frame(
     step: str | int | None = None,
     expand: bool = False,
 ) -> pd.DataFrame:
-    """The stored value of every selected entry.
-
-    Parameters
-    ----------
-    store : LineageStore
-    run : str or list of str, default "latest"
-        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-        prefixes or ``"latest"``.
-    key : str, int or float, optional
-        Only this record key (a number is turned into key text).
-    step : str or int, optional
-        Only this step (name or position).
-    expand : bool, default False
-        Flatten the values into columns named ``value.<field>`` (nested objects
-        as ``value.<field>.<sub>``; the names follow :func:`flatten`, so a field
-        whose name holds a dot, ``"n.x"``, is ``value.n\\.x``, apart from the
-        nested ``{"n": {"x": ...}}``, ``value.n.x``) instead of one ``value``
-        column of dicts. Lists and empty objects stay whole values. Values that
-        are not objects (a failed merge stores the list of values it received)
-        leave those columns empty.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``entry_id``, ``run_id``, ``step``, ``position``, ``key``, ``status``
-        (typed as in :func:`lineage_frame`), then ``value`` (the parsed JSON value:
-        a dict, or a list for a failed merge) or the expanded columns. No rows
-        (and no expanded columns) when nothing is selected.
-
-    Raises
-    ------
-    RunNotFound
-        ``run`` matches no run.
-    ValueError
-        ``step`` is not a step of the chosen run(s), or ``key`` is a number no
-        source accepts as a key.
-    TypeError
-        ``key`` is neither text nor a number.
-
-    Examples
-    --------
-    >>> records_frame(backend, key="order-101", expand=True)  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.records`, where it is documented."""
     key = _key(key)
     meta = lineage_frame(backend, run, key=key, step=step)[
         ["entry_id", "run_id", "step", "position", "key", "status"]
@@ -996,45 +719,7 @@ def diff_values(before: Any, after: Any) -> list[tuple[str, str, Any, Any]]:
 
 
 def changes_frame(backend: Backend, key: str | int | float, run: Runs = "latest") -> pd.DataFrame:
-    """What each step did to one record's value, field by field.
-
-    Each of the key's entries is compared with its parent entry (with each
-    parent, for a merged entry); a first-step entry has no parent and shows
-    nothing. Rejected and failed entries store the value they received, so they
-    show no changes.
-
-    Parameters
-    ----------
-    store : LineageStore
-    key : str, int or float
-        A record key (a number is turned into key text).
-    run : str or list of str, default "latest"
-        A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-        prefixes or ``"latest"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per changed field: ``run_id``, ``entry_id``, ``step``
-        (categorical), ``position``, ``parent_id``, ``parent_key``, ``field``
-        (dotted path into nested objects; ``"(value)"`` for a value that is not
-        an object), ``change`` (categorical added/removed/changed), ``old``,
-        ``new`` (object: the JSON values, None for an added or removed field); in
-        step order. No rows when no step changed anything.
-
-    Raises
-    ------
-    KeyNotFound
-        The key has no entries in the chosen run(s).
-    RunNotFound
-        ``run`` matches no run.
-    TypeError, ValueError
-        ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
-
-    Examples
-    --------
-    >>> changes_frame(backend, "order-101")[["step", "field", "change"]]  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.changes`, where it is documented."""
     trace = trace_frame(backend, key, run)
     own = trace[trace["relation"] == "self"]
     parent_ids = sorted({p for ps in own["parent_ids"] for p in ps})
@@ -1108,39 +793,7 @@ def _paths(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_frame(backend: Backend, run_a: str, run_b: str) -> pd.DataFrame:
-    """How two runs differ, record key by record key.
-
-    A key's *path* is its entries in order as ``step:status`` (for example
-    ``ingest:ok > normalize:rejected``); its *final value* is the value hash of
-    its last entry. Records rejected before they had a key cannot be matched
-    across runs and are left out.
-
-    Parameters
-    ----------
-    store : LineageStore
-    run_a, run_b : str
-        Each a run id, a unique prefix or ``"latest"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per key that differs, sorted by ``difference`` then ``key``:
-        ``key``, ``difference`` (categorical: ``only_in_a``, ``only_in_b``,
-        ``different_path``, ``different_value``), ``path_a``, ``path_b``,
-        ``status_a``, ``status_b`` (final statuses), ``hash_a``, ``hash_b``; all
-        but ``difference`` str, NaN on the side where the key is absent.
-
-    Raises
-    ------
-    RunNotFound
-        Either run matches no run (or more than one).
-    ValueError
-        ``"all"`` was given.
-
-    Examples
-    --------
-    >>> compare_frame(backend, "3f2a", "latest")["difference"].value_counts()  # doctest: +SKIP
-    """
+    """Backs :meth:`lineage_kit.LineageStore.compare_runs`, where it is documented."""
     if "all" in (run_a, run_b):
         raise ValueError("compare_runs compares two runs; 'all' is not one run")
     a = _paths(lineage_frame(backend, backend.resolve_run(run_a)))

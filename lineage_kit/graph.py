@@ -176,8 +176,8 @@ def step_graph(steps: pd.DataFrame) -> nx.DiGraph:
 
     Examples
     --------
-    >>> G = store.step_graph()  # doctest: +SKIP
-    >>> G.edges["staging", "normalized"]["ok"]  # doctest: +SKIP
+    >>> G = step_graph(store.steps())
+    >>> G.edges["staging", "normalized"]["ok"]
     30
     """
     G = nx.DiGraph()

@@ -60,8 +60,9 @@ class LineageStore:
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
-    ...     store.runs()
+    >>> with lk.LineageStore("lineage.db") as store:
+    ...     store.runs()["status"].tolist()
+    ['completed']
     """
 
     def __init__(
@@ -133,7 +134,7 @@ class LineageStore:
 
         Examples
         --------
-        >>> [r["status"] for r in store.run_rows()]  # doctest: +SKIP
+        >>> [r["status"] for r in store.run_rows()]
         ['completed']
         """
         return self.backend.run_rows()
@@ -156,8 +157,9 @@ class LineageStore:
 
         Examples
         --------
-        >>> store.resolve_run("latest")  # doctest: +SKIP
-        '3f2b9c1e-...'
+        >>> run_id = store.resolve_run("latest")
+        >>> store.resolve_run(run_id[:8]) == run_id
+        True
         """
         return self.backend.resolve_run(run)
 
@@ -179,8 +181,8 @@ class LineageStore:
 
         Examples
         --------
-        >>> store.resolve_runs("all")  # doctest: +SKIP
-        ['0c1d...', '3f2b...']
+        >>> store.resolve_runs("all") == [store.resolve_run()]
+        True
         """
         return self.backend.resolve_runs(run)
 
@@ -198,7 +200,28 @@ class LineageStore:
         return self.backend.step_position(run_id, step, steps)
 
     def runs(self) -> pd.DataFrame:
-        """Every run, newest first, as a typed DataFrame (see :func:`frames.runs_frame`)."""
+        """Every run, newest first, as a typed DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per run: ``run_id``, ``pipeline``, ``started_at`` and ``finished_at``
+            (UTC), ``status`` (categorical; a run whose writer died shows
+            ``interrupted``), ``input_path`` and ``input_sha256`` (missing for a run
+            over in-memory records), counts ``n_input``, ``n_published``,
+            ``n_rejected``, ``n_failed`` (int64), ``parameters`` (a dict, as in
+            ``lineage-kit runs --json``),
+            ``package_version``, ``error`` (missing unless the run failed),
+            ``writer_host``, ``writer_pid`` (Int64), ``writer_started`` and
+            ``duration_s`` (float64; NaN while a run is unfinished). A missing text is
+            None in a column where every run lacks it, NaN otherwise.
+
+        Examples
+        --------
+        >>> store.runs()[["pipeline", "status", "n_published"]]
+          pipeline     status  n_published
+        0  default  completed           30
+        """
         from .frames import runs_frame
 
         return runs_frame(self.backend)
@@ -217,7 +240,14 @@ class LineageStore:
         Returns
         -------
         pandas.DataFrame
-            See :func:`lineage_kit.frames.steps_frame`.
+            Columns ``run_id`` (categorical), ``position`` (int64), ``name``
+            (categorical in pipeline order), ``kind`` (categorical map/merge/split),
+            ``source``, ``destination``, ``description`` (str; NaN where the step has
+            none), ``started_at`` and
+            ``finished_at`` (UTC; NaT when the step never ran), ``busy_seconds``
+            (float64), ``n_ok``, ``n_rejected``, ``n_failed`` (int64: the step's entries
+            by status). With ``run="all"``, runs oldest first (no rows for a store
+            without runs).
 
         Raises
         ------
@@ -226,7 +256,11 @@ class LineageStore:
 
         Examples
         --------
-        >>> store.steps()[["name", "n_ok", "n_rejected"]]  # doctest: +SKIP
+        >>> store.steps()[["name", "n_ok", "n_rejected"]]
+                name  n_ok  n_rejected
+        0     ingest    30           0
+        1  normalize    30           0
+        2    publish    30           0
         """
         from .frames import steps_frame
 
@@ -254,7 +288,15 @@ class LineageStore:
         Returns
         -------
         pandas.DataFrame
-            See :func:`lineage_kit.frames.lineage_frame`.
+            Columns ``entry_id`` (int64), ``run_id`` (categorical), ``position``
+            (int64), ``step`` (categorical in pipeline order), ``key`` (str; missing,
+            i.e. NaN, for records rejected before they had a key: test with
+            ``frame["key"].isna()``), ``status`` (categorical ok/rejected/failed),
+            ``reason`` and ``error`` (str; NaN where there is none), ``created_at``
+            (UTC), ``value_hash`` (str), ``parent_id`` (Int64: the parent entry, the
+            smallest one for a merged entry, ``<NA>`` for a first-step entry) and
+            ``n_parents`` (int64; more than 1 for a merged entry). With ``run="all"``
+            on a store without runs: no rows, same columns and dtypes.
 
         Raises
         ------
@@ -268,7 +310,11 @@ class LineageStore:
 
         Examples
         --------
-        >>> store.lineage(key="order-101")[["step", "status"]]  # doctest: +SKIP
+        >>> store.lineage(key="order-101")[["entry_id", "step", "status", "parent_id"]]
+           entry_id       step status  parent_id
+        0         1     ingest     ok       <NA>
+        1        31  normalize     ok          1
+        2        61    publish     ok         31
         """
         from .frames import lineage_frame
 
@@ -278,6 +324,10 @@ class LineageStore:
         self, run: str | Sequence[str] | None = "latest", key: str | int | float | None = None
     ) -> nx.DiGraph:
         """The lineage graph of a run, or of everything connected to one key.
+
+        Loads the entries and links (decoded as for :func:`lineage_frame`, without
+        building a DataFrame) and hands them to the pure builder
+        :func:`lineage_kit.graph.entry_graph`.
 
         Parameters
         ----------
@@ -293,11 +343,14 @@ class LineageStore:
         Returns
         -------
         networkx.DiGraph
-            See :func:`lineage_kit.frames.lineage_graph`: nodes are entry ids with
-            attributes ``key, step, position, status, reason, error, run,
-            created_at, value_hash`` (and ``value``); edges run parent -> child.
-            ``G.graph`` holds ``run_id``, ``run_ids`` and ``steps``. Empty for
-            ``"all"`` on a store without runs.
+            Nodes are entry ids with attributes ``key, step, position, status,
+            reason, error, run, created_at, value_hash`` (and ``value``); missing
+            texts (``key`` of a keyless record, ``reason``, ``error``) are None. Edges
+            run parent -> child. ``G.graph`` holds ``run_id`` (``None`` for several
+            runs or none), ``run_ids`` and ``steps`` (dicts of ``position, name, kind,
+            source, destination, description``: of the newest run with ``"all"``,
+            otherwise of the first run given). ``run="all"`` on a store without runs
+            gives an empty graph (``steps`` empty).
 
         Raises
         ------
@@ -306,12 +359,13 @@ class LineageStore:
         KeyNotFound
             ``key`` has no entries in the chosen run(s).
         TypeError, ValueError
-            ``key`` is not a record key.
+            ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
 
         Examples
         --------
-        >>> G = store.graph(key="order-101")  # doctest: +SKIP
-        >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]  # doctest: +SKIP
+        >>> import networkx as nx
+        >>> G = store.graph(key="order-101")
+        >>> [G.nodes[n]["step"] for n in nx.topological_sort(G)]
         ['ingest', 'normalize', 'publish']
         """
         from .frames import lineage_graph
@@ -339,9 +393,11 @@ class LineageStore:
 
         Examples
         --------
-        >>> G = store.step_graph()  # doctest: +SKIP
-        >>> list(G.edges)  # doctest: +SKIP
+        >>> G = store.step_graph()
+        >>> list(G.edges)
         [('input_file', 'staging'), ('staging', 'normalized'), ('normalized', 'output')]
+        >>> G.edges["staging", "normalized"]["ok"]
+        30
         """
         from .graph import step_graph
 
@@ -373,7 +429,10 @@ class LineageStore:
         Returns
         -------
         pandas.DataFrame
-            See :func:`lineage_kit.frames.records_frame`.
+            ``entry_id``, ``run_id``, ``step``, ``position``, ``key``, ``status``
+            (typed as in :func:`lineage_frame`), then ``value`` (the parsed JSON value:
+            a dict, or a list for a failed merge) or the expanded columns. No rows
+            (and no expanded columns) when nothing is selected.
 
         Raises
         ------
@@ -387,7 +446,8 @@ class LineageStore:
 
         Examples
         --------
-        >>> store.records(key="order-101", expand=True)  # doctest: +SKIP
+        >>> store.records(key="order-101", step="publish")["value"][0]["amount"]
+        19.99
         """
         from .frames import records_frame
 
@@ -409,7 +469,14 @@ class LineageStore:
         Returns
         -------
         pandas.DataFrame
-            See :func:`lineage_kit.frames.trace_frame`.
+            One row per entry in step order (position, then entry id): ``entry_id``,
+            ``run_id``, ``position``, ``step`` (categorical), ``kind``, ``source``,
+            ``destination``, ``description``, ``key``, ``relation`` (``self`` for the
+            key's own entries; ``upstream``: entries of other keys it came from, e.g.
+            before a split; ``downstream``: entries it led to, e.g. a merge),
+            ``status``, ``reason``, ``error``, ``value_hash``, ``created_at`` (UTC) and
+            ``parent_ids`` (a list of entry ids). Text columns are str, NaN where
+            missing.
 
         Raises
         ------
@@ -418,11 +485,15 @@ class LineageStore:
         RunNotFound
             ``run`` matches no run.
         TypeError, ValueError
-            ``key`` is not a record key.
+            ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
 
         Examples
         --------
-        >>> store.trace("order-101")[["step", "status", "value_hash"]]  # doctest: +SKIP
+        >>> store.trace("order-101")[["step", "relation", "status"]]
+                step relation status
+        0     ingest     self     ok
+        1  normalize     self     ok
+        2    publish     self     ok
         """
         from .frames import trace_frame
 
@@ -431,7 +502,20 @@ class LineageStore:
     def upstream(self, entry_id: int, depth: int | None = None) -> pd.DataFrame:
         """Everything an entry came from, with a ``depth`` column (0 is the entry).
 
-        See :func:`lineage_kit.frames.walk_frame`.
+        Parameters
+        ----------
+        entry_id : int
+            A lineage entry id (entry ids are unique across runs).
+        depth : int, optional
+            How many links to follow; None follows them to the end.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``entry_id``, ``depth`` (0 for the entry itself, 1 for its parents, ...),
+            then the columns of :meth:`trace` without ``relation``; ordered by depth,
+            then entry id. An entry reachable along several paths (fan-in, fan-out)
+            appears once, at its smallest depth.
 
         Raises
         ------
@@ -440,23 +524,31 @@ class LineageStore:
         InvalidEntryId
             ``entry_id`` is not an integer: an int, a numpy integer or its decimal
             text (a bool or a float is refused).
+        ValueError
+            ``depth`` is negative.
+
+        Examples
+        --------
+        >>> store.upstream(61)[["entry_id", "depth", "step"]]
+           entry_id  depth       step
+        0        61      0    publish
+        1        31      1  normalize
+        2         1      2     ingest
         """
         from .frames import walk_frame
 
         return walk_frame(self.backend, entry_id, depth, "up")
 
     def downstream(self, entry_id: int, depth: int | None = None) -> pd.DataFrame:
-        """Everything derived from an entry, with a ``depth`` column (0 is the entry).
+        """Everything derived from an entry: :meth:`upstream` towards the children.
 
-        See :func:`lineage_kit.frames.walk_frame`.
+        Parameters, result and errors are those of :meth:`upstream` (``depth`` 1 is
+        the entry's children).
 
-        Raises
-        ------
-        EntryNotFound
-            No entry has this id.
-        InvalidEntryId
-            ``entry_id`` is not an integer: an int, a numpy integer or its decimal
-            text (a bool or a float is refused).
+        Examples
+        --------
+        >>> store.downstream(1, depth=1)["entry_id"].tolist()
+        [1, 31]
         """
         from .frames import walk_frame
 
@@ -471,6 +563,8 @@ class LineageStore:
     ) -> pd.DataFrame:
         """The original input value(s), as they arrived, behind a record key or entry.
 
+        Give exactly one of ``key`` and ``entry_id``.
+
         Parameters
         ----------
         key : str, int or float, optional
@@ -483,21 +577,34 @@ class LineageStore:
         Returns
         -------
         pandas.DataFrame
-            See :func:`lineage_kit.frames.source_frame`.
+            One row per first-step ancestor (several after a merge), by entry id:
+            ``entry_id`` (int64), ``run_id``, ``key`` (str; NaN for a record rejected
+            before it had a key), ``status`` (categorical), ``reason`` (str; NaN where
+            there is none), ``created_at`` (UTC), ``value_hash`` and ``value`` (the
+            record as it arrived, parsed from JSON).
 
         Raises
         ------
         TypeError
-            Neither or both of ``key`` and ``entry_id`` given, or a wrong type.
+            Neither or both of ``key`` and ``entry_id`` were given, or ``key`` is
+            neither text nor a number.
+        InvalidEntryId
+            ``entry_id`` is not an integer (see :func:`lineage_kit.frames.entry_id_of`).
         ValueError
-            ``key`` is a number no source accepts as a key.
-        KeyNotFound, EntryNotFound, RunNotFound
-            Nothing matches ``key``, ``entry_id`` or ``run``.
+            ``key`` is a number no source accepts as a key (NaN, infinite).
+        KeyNotFound
+            The key has no entries in the run.
+        EntryNotFound
+            No entry has this id.
+        RunNotFound
+            ``run`` matches no run.
 
         Examples
         --------
-        >>> store.source_of("order-101")["value"][0]  # doctest: +SKIP
-        >>> store.source_of(entry_id=42)  # doctest: +SKIP
+        >>> store.source_of("order-101")["value"][0][" Amount "]
+        19.99
+        >>> store.source_of(entry_id=61)["entry_id"].tolist()
+        [1]
         """
         from .frames import source_frame
 
@@ -507,6 +614,11 @@ class LineageStore:
         self, key: str | int | float, run: str | Sequence[str] | None = "latest"
     ) -> pd.DataFrame:
         """Per step, the fields it added, removed or changed in one record.
+
+        Each of the key's entries is compared with its parent entry (with each
+        parent, for a merged entry); a first-step entry has no parent and shows
+        nothing. Rejected and failed entries store the value they received, so they
+        show no changes.
 
         Parameters
         ----------
@@ -519,7 +631,12 @@ class LineageStore:
         Returns
         -------
         pandas.DataFrame
-            See :func:`lineage_kit.frames.changes_frame`.
+            One row per changed field: ``run_id``, ``entry_id``, ``step``
+            (categorical), ``position``, ``parent_id``, ``parent_key``, ``field``
+            (dotted path into nested objects; ``"(value)"`` for a value that is not
+            an object), ``change`` (categorical added/removed/changed), ``old``,
+            ``new`` (object: the JSON values, None for an added or removed field); in
+            step order. No rows when no step changed anything.
 
         Raises
         ------
@@ -528,11 +645,13 @@ class LineageStore:
         RunNotFound
             ``run`` matches no run.
         TypeError, ValueError
-            ``key`` is not a record key.
+            ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
 
         Examples
         --------
-        >>> store.changes("order-101")[["step", "field", "change"]]  # doctest: +SKIP
+        >>> store.changes("order-101").query("field == 'amount'")[["step", "change", "new"]]
+                step change    new
+        7  normalize  added  19.99
         """
         from .frames import changes_frame
 
@@ -540,6 +659,11 @@ class LineageStore:
 
     def compare_runs(self, run_a: str, run_b: str) -> pd.DataFrame:
         """Keys only in A, only in B, on a different path, or with a different final value.
+
+        A key's *path* is its entries in order as ``step:status`` (for example
+        ``ingest:ok > normalize:rejected``); its *final value* is the value hash of
+        its last entry. Records rejected before they had a key cannot be matched
+        across runs and are left out.
 
         Parameters
         ----------
@@ -549,16 +673,23 @@ class LineageStore:
         Returns
         -------
         pandas.DataFrame
-            One row per key that differs; see :func:`lineage_kit.frames.compare_frame`.
+            One row per key that differs, sorted by ``difference`` then ``key``:
+            ``key``, ``difference`` (categorical: ``only_in_a``, ``only_in_b``,
+            ``different_path``, ``different_value``), ``path_a``, ``path_b``,
+            ``status_a``, ``status_b`` (final statuses), ``hash_a``, ``hash_b``; all
+            but ``difference`` str, NaN on the side where the key is absent.
 
         Raises
         ------
         RunNotFound
-            Either run matches nothing (or more than one), or is ``"all"``.
+            Either run matches no run (or more than one).
+        ValueError
+            ``"all"`` was given.
 
         Examples
         --------
-        >>> store.compare_runs("3f2a", "latest")  # doctest: +SKIP
+        >>> len(store.compare_runs("latest", "latest"))  # a run does not differ from itself
+        0
         """
         from .frames import compare_frame
 
@@ -630,9 +761,9 @@ class LineageStore:
 
         Examples
         --------
-        >>> import lineage_kit as lk
-        >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
-        ...     store.check().raise_if_failed()
+        >>> report = store.check()
+        >>> report.ok, report.n_errors
+        (True, 0)
         """
         from .checks import check
 
@@ -674,7 +805,9 @@ def connect(path: str | os.PathLike[str]) -> LineageStore:
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
-    ...     store.runs()
+    >>> with lk.connect("lineage.db") as store:
+    ...     store.runs()[["status", "n_input", "n_published"]]
+          status  n_input  n_published
+    0  completed       30           30
     """
     return LineageStore(path, create=False, read_only=True)

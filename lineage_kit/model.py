@@ -290,7 +290,7 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True when every input record was published."""
-        return self.status == "completed"
+        return self.status == RunStatus.COMPLETED
 
     def _fields(self) -> list[tuple[str, object]]:
         fields: list[tuple[str, object]] = [

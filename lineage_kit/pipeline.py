@@ -203,7 +203,7 @@ class Pipeline:
                 state.finish(src, ended, error_text(exc))
                 _ended(listener, backend, run_id)
                 raise
-            if status == RunStatus.COMPLETED and (state.counts[1] or state.counts[2]):
+            if status == RunStatus.COMPLETED and (state.n_rejected or state.n_failed):
                 status = RunStatus.COMPLETED_WITH_ERRORS
             state.finish(src, status, error)
             _ended(listener, backend, run_id)
@@ -212,9 +212,9 @@ class Pipeline:
                 status=status,
                 db=str(db),
                 n_input=state.n_input,
-                n_published=state.counts[0],
-                n_rejected=state.counts[1],
-                n_failed=state.counts[2],
+                n_published=state.n_published,
+                n_rejected=state.n_rejected,
+                n_failed=state.n_failed,
                 n_entries=state.n_entries,
                 elapsed_seconds=time.perf_counter() - started,
                 error=error,
@@ -276,9 +276,9 @@ def run_pipeline(
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> result = lk.run_pipeline("data/sample_input.json", db="lineage.db")  # doctest: +SKIP
-    >>> result.status  # doctest: +SKIP
-    'completed'
+    >>> result = lk.run_pipeline("data/sample_input.json", db="lineage.db", progress=False)
+    >>> result.status, result.n_published
+    ('completed', 30)
     """
     pipeline = Pipeline(steps if steps is not None else DEFAULT_STEPS)
     return pipeline.run(source, db, key=key, **options)

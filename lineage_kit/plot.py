@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .base import key_text
 from .errors import KeyNotFound
 from .lineage_store import LineageStore
+from .model import EntryStatus
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: Entry statuses, in the order they are stacked and listed in legends.
-STATUSES: tuple[str, ...] = ("ok", "rejected", "failed")
+STATUSES: tuple[str, ...] = tuple(s.value for s in EntryStatus)
 
 #: One colour per status (Okabe-Ito: blue, orange, vermillion), used by every plot.
 STATUS_COLORS: dict[str, str] = {"ok": "#0072B2", "rejected": "#E69F00", "failed": "#D55E00"}
@@ -341,8 +342,10 @@ def plot_chain(
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
+    >>> with lk.connect("lineage.db") as store:
     ...     ax = lk.plot_chain(store, "order-101")
+    >>> ax.get_title()
+    "Lineage of 'order-101' · run ... · 3 entries (arrows: parent → child)"
     """
     import networkx as nx
     from matplotlib.patches import ConnectionPatch
@@ -665,8 +668,10 @@ def plot_run(
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
+    >>> with lk.connect("lineage.db") as store:
     ...     ax = lk.plot_run(store)
+    >>> [t.get_text().splitlines()[0] for t in ax.get_xticklabels()]
+    ['ingest', 'normalize', 'publish']
     """
     import numpy as np
 
@@ -733,8 +738,10 @@ def plot_runs(store: LineageStore, last: int = 10, ax: Axes | None = None) -> Ax
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
+    >>> with lk.connect("lineage.db") as store:
     ...     ax = lk.plot_runs(store, last=5)
+    >>> ax.get_title()
+    'Last 1 run: entries per step'
     """
     import numpy as np
 
@@ -863,8 +870,10 @@ def plot_timeline(
     Examples
     --------
     >>> import lineage_kit as lk
-    >>> with lk.connect("lineage.db") as store:  # doctest: +SKIP
+    >>> with lk.connect("lineage.db") as store:
     ...     ax = lk.plot_timeline(store)
+    >>> ax.get_title()
+    'Run ...: when each step ran'
     """
     import numpy as np
     import pandas as pd

@@ -9,6 +9,8 @@ import pytest
 
 import lineage_kit as lk
 
+from .explore_data import build
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 SAMPLE_JSON = DATA / "sample_input.json"
@@ -48,3 +50,12 @@ def messy_store(db: Path) -> lk.LineageStore:
     lk.run_pipeline(MESSY_JSON, db=db, progress=False)
     with lk.connect(db) as store:
         yield store
+
+
+@pytest.fixture
+def fan(db: Path):
+    """Two runs of a fan-out/fan-in pipeline (see explore_data.build): the store and
+    both run ids."""
+    run1, run2 = build(db)
+    with lk.connect(db) as store:
+        yield store, run1, run2

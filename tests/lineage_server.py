@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -63,3 +64,19 @@ class LineageServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
+
+
+def _without_client_tags(events: list[dict]) -> list[dict]:
+    """The events as sent, less the ``tags`` run facet the client adds to every event."""
+    out = json.loads(json.dumps(events))
+    for e in out:
+        assert e["run"]["facets"].pop("tags")["tags"]
+    return out
+
+
+def _dead_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

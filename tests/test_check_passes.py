@@ -20,7 +20,7 @@ import lineage_kit as lk
 from lineage_kit.store import integrity as sql
 from lineage_kit.values import value_hash_bytes
 
-from .test_checks import (
+from .check_data import (
     KEY,
     MERGE_STEPS,
     SPLIT_STEPS,

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,31 +19,22 @@ import lineage_kit as lk
 from lineage_kit.checks import CODES, VIOLATION_COLUMNS
 from lineage_kit.values import value_hash, value_hash_bytes
 
-SAMPLE_JSON = Path(__file__).resolve().parent.parent / "data" / "sample_input.json"
-
-KEY = "order-110"  # 4 items in data/sample_input.json, so the split makes order-110#1..#4
-
-
-@lk.step("explode", kind="split", description="one record per item")
-def explode(record: dict) -> list[dict]:
-    return [{**record, "item": i} for i in range(1, int(record["items"]) + 1)]
-
-
-@lk.step("by_region", kind="merge", group_by=lambda key, record: record["region"])
-def by_region(records: list[dict]) -> dict:
-    return {"region": records[0]["region"], "amount": sum(r["amount"] for r in records)}
-
-
-SPLIT_STEPS = [lk.steps.ingest, lk.steps.normalize, explode, lk.steps.publish]
-MERGE_STEPS = [lk.steps.ingest, lk.steps.normalize, by_region, lk.steps.publish]
-
+from .check_data import (
+    KEY,
+    MERGE_STEPS,
+    SAMPLE_JSON,
+    SPLIT_STEPS,
+    _build,
+    _check,
+    _copy,
+    _corrupt,
+    _dead_pid,
+    _delete_entry,
+    _entry,
+    _only,
+)
 
 # ------------------------------------------------------------------------ helpers
-
-
-def _build(path: Path, steps=None, source=SAMPLE_JSON) -> Path:
-    lk.run_pipeline(source, db=path, steps=steps, progress=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -57,70 +45,6 @@ def clean_default(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clean_split(tmp_path_factory) -> Path:
     return _build(tmp_path_factory.mktemp("split") / "clean.db", steps=SPLIT_STEPS)
-
-
-def _copy(src: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "corrupt.db"
-    shutil.copyfile(src, dst)
-    return dst
-
-
-def _corrupt(path: Path, *statements: tuple) -> None:
-    """Apply raw SQL to a store, as a buggy writer or a hand edit would."""
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA foreign_keys = OFF")
-    for sql, *params in statements:
-        con.execute(sql, params)
-    con.commit()
-    con.close()
-
-
-def _entry(path: Path, key: str, step: str) -> int:
-    """The entry id of ``key`` at the step named ``step`` in the latest run."""
-    con = sqlite3.connect(path)
-    try:
-        rows = con.execute(
-            """
-            SELECT l.entry_id FROM lineage l
-            JOIN steps s ON s.run_id = l.run_id AND s.position = l.position
-            WHERE l.record_key = ? AND s.name = ?
-              AND l.run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)
-            """,
-            (key, step),
-        ).fetchall()
-    finally:
-        con.close()
-    assert len(rows) == 1, rows
-    return rows[0][0]
-
-
-def _check(path: Path, **kwargs) -> lk.CheckReport:
-    with lk.connect(path) as store:
-        return store.check(**kwargs)
-
-
-def _only(report: lk.CheckReport, code: str) -> pd.Series:
-    """Assert the report holds exactly one violation, of ``code``; return it."""
-    v = report.violations
-    assert list(v["code"]) == [code], v.to_string()
-    return v.iloc[0]
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-def _delete_entry(entry_id: int) -> list[tuple]:
-    return [
-        ("DELETE FROM parents WHERE child_id = ? OR parent_id = ?", entry_id, entry_id),
-        ("DELETE FROM records WHERE entry_id = ?", entry_id),
-        ("DELETE FROM lineage WHERE entry_id = ?", entry_id),
-    ]
-
-
-# --------------------------------------------------------------- clean stores
 
 
 def test_sample_store_checks_clean(sample_store):

@@ -13,8 +13,7 @@ import lineage_kit as lk
 from lineage_kit.cli import main
 
 from .conftest import MESSY_JSON, SAMPLE_JSON
-from .lineage_server import LineageServer
-from .test_export_live import _dead_url, _without_client_tags
+from .lineage_server import LineageServer, _dead_url, _without_client_tags
 
 
 @pytest.fixture

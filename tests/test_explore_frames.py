@@ -7,14 +7,7 @@ import pytest
 
 import lineage_kit as lk
 
-from .explore_data import STEP_NAMES, build
-
-
-@pytest.fixture
-def fan(db):
-    run1, run2 = build(db)
-    with lk.connect(db) as store:
-        yield store, run1, run2
+from .explore_data import STEP_NAMES
 
 
 def test_steps_counts_and_types(fan):

@@ -9,15 +9,6 @@ import pytest
 
 import lineage_kit as lk
 
-from .explore_data import build
-
-
-@pytest.fixture
-def fan(db):
-    run1, run2 = build(db)
-    with lk.connect(db) as store:
-        yield store, run1, run2
-
 
 def _entry(store, run_id, key, step, status="ok"):
     """The id of the (single) entry of ``key`` at ``step`` with ``status``."""

@@ -10,19 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lineage_kit as lk
 from lineage_kit import frames
 from lineage_kit.store import queries as q
 from lineage_kit.store.schema import ENTRY_STATUSES, STEP_KINDS
 
-from .explore_data import STEP_NAMES, build
-
-
-@pytest.fixture
-def fan(db):
-    run1, run2 = build(db)
-    with lk.connect(db) as store:
-        yield store, run1, run2
+from .explore_data import STEP_NAMES
 
 
 def _reference(rows, columns, run_ids, step_categories):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import sys
 import warnings
 
@@ -16,16 +15,8 @@ from lineage_kit.errors import MissingExtra
 from lineage_kit.export.emit import OpenLineageEmitter, OpenLineageWarning, send_events
 
 from .conftest import MESSY_JSON, SAMPLE_JSON
-from .lineage_server import LineageServer
+from .lineage_server import LineageServer, _dead_url, _without_client_tags
 from .openlineage_schemas import validate_event
-
-
-def _without_client_tags(events: list[dict]) -> list[dict]:
-    """The events as sent, less the ``tags`` run facet the client adds to every event."""
-    out = json.loads(json.dumps(events))
-    for e in out:
-        assert e["run"]["facets"].pop("tags")["tags"]
-    return out
 
 
 def _check_order(events: list[dict]) -> None:
@@ -40,14 +31,6 @@ def _check_order(events: list[dict]) -> None:
         assert types[0] == "START" and len(types) == 2 and types[1] != "START"
     assert "parent" not in events[0]["run"]["facets"]
     assert "parent" not in events[-1]["run"]["facets"]  # the run ends after its steps
-
-
-def _dead_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def test_a_run_sends_its_events_live_in_order(db):

@@ -10,14 +10,7 @@ import pytest
 import lineage_kit as lk
 from lineage_kit.graph import entry_graph, stage_of
 
-from .explore_data import STEP_NAMES, build
-
-
-@pytest.fixture
-def fan(db):
-    run1, run2 = build(db)
-    with lk.connect(db) as store:
-        yield store, run1, run2
+from .explore_data import STEP_NAMES
 
 
 def _stored_links(store, run_id):

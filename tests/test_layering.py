@@ -206,3 +206,25 @@ def test_upward_and_sideways_imports_are_found(tmp_path):
     problems = forbidden(root)
     assert len(problems) == 5, problems
     assert raw_connections(root) == ["lineage_kit.plot:4"]
+
+
+def test_every_docstring_example_runs():
+    # the doctests are collected by the test command (pyproject addopts); none is skipped
+    skipped = [
+        f"{module}:{n}"
+        for module, path in modules(PACKAGE).items()
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if "doctest: +SKIP" in line
+    ]
+    assert skipped == []
+
+
+def test_no_test_module_imports_another():
+    tests = Path(__file__).resolve().parent
+    offenders = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted(tests.glob("test_*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("test_")
+    ]
+    assert offenders == []

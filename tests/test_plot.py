@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from itertools import combinations
 from pathlib import Path
 
 import matplotlib
@@ -16,13 +15,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
-from matplotlib.patches import ConnectionPatch
 
 import lineage_kit as lk
 from lineage_kit import plot
 from lineage_kit.cli import main
 
 from .explore_data import PIPELINE, RUN1, RUN2
+from .plot_artists import assert_no_overlap, edge_artists, node_texts, summary_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,18 +32,6 @@ def close_figures():
     """Close every figure a test made."""
     yield
     plt.close("all")
-
-
-def node_texts(ax) -> dict[int, matplotlib.text.Text]:
-    return {
-        int(t.get_gid().split(":")[1]): t
-        for t in ax.texts
-        if (t.get_gid() or "").startswith("entry:")
-    }
-
-
-def edge_artists(ax) -> list[ConnectionPatch]:
-    return [a for a in ax.get_children() if (a.get_gid() or "").startswith("edge:")]
 
 
 def bars(ax, gid: str) -> list:
@@ -163,39 +150,6 @@ def test_chain_errors(fan_store):
         lk.plot_chain(store, "A", run="zzzz")
     with pytest.raises(TypeError):
         lk.plot_chain("lineage.db", "A")
-
-
-def assert_no_overlap(ax) -> None:
-    """No two node boxes overlap, none overlaps a header, none leaves the figure."""
-    fig = ax.figure
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    boxes = [
-        t.get_bbox_patch().get_window_extent(renderer)
-        for t in ax.texts
-        if (t.get_gid() or "").startswith(("entry:", "more:"))
-    ]
-    for a, b in combinations(boxes, 2):
-        assert not a.overlaps(b), (a, b)
-    headers = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
-    title = ax.title.get_window_extent(renderer)
-    for box in boxes:
-        assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
-        assert not any(box.overlaps(h) for h in headers)
-        assert not box.overlaps(title)
-    for a, b in combinations(headers, 2):
-        assert not a.overlaps(b)
-    for h in headers:
-        assert fig.bbox.contains(h.x0, h.y0) and fig.bbox.contains(h.x1, h.y1)
-
-
-def summary_texts(ax) -> dict[int, matplotlib.text.Text]:
-    """The summary boxes of a chain plot, by step position."""
-    return {
-        int(t.get_gid().split(":")[1]): t
-        for t in ax.texts
-        if (t.get_gid() or "").startswith("more:")
-    }
 
 
 def test_chain_fan_in_of_20_parents_has_no_overlapping_labels(db):

@@ -21,7 +21,7 @@ import pytest
 import lineage_kit as lk
 from lineage_kit import plot
 
-from .test_plot import assert_no_overlap, edge_artists, node_texts, summary_texts
+from .plot_artists import assert_no_overlap, edge_artists, node_texts, summary_texts
 
 
 @pytest.fixture(autouse=True)

@@ -650,8 +650,8 @@ def openlineage_events(
 
     Examples
     --------
-    >>> events = store.openlineage_events()  # doctest: +SKIP
-    >>> [(e["eventType"], e["job"]["name"]) for e in events][:2]  # doctest: +SKIP
+    >>> events = store.openlineage_events()
+    >>> [(e["eventType"], e["job"]["name"]) for e in events][:2]
     [('START', 'default'), ('START', 'default.ingest')]
     """
     return [

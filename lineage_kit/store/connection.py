@@ -354,7 +354,10 @@ def open_connection(
 
     Examples
     --------
-    >>> con = open_connection("lineage.db", create=False, read_only=True)  # doctest: +SKIP
+    >>> con = open_connection("lineage.db", create=False, read_only=True)
+    >>> con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    True
+    >>> con.close()
     """
     if create and read_only:
         raise ValueError("a store opened read-only cannot be created")

@@ -45,6 +45,7 @@ class SQLiteBackend(Backend):
 
     Examples
     --------
+    >>> from lineage_kit.store import SCHEMA_VERSION
     >>> backend = SQLiteBackend("lineage.db", read_only=True)
     >>> backend.schema_version() == SCHEMA_VERSION, backend.resolve_run() in backend.all_run_ids()
     (True, True)

@@ -51,6 +51,8 @@ CONFIG = {
         "check_records": 1_000_000,
         "merge_records": 100_000,
         "plot_parents": 2_000,
+        "frame_records": 1_000_000,
+        "frame_reps": 3,
         "query_reps": 5,
     },
     "quick": {
@@ -74,6 +76,8 @@ CONFIG = {
         "check_records": 3_000,
         "merge_records": 4_000,
         "plot_parents": 200,
+        "frame_records": 3_000,
+        "frame_reps": 1,
         "query_reps": 2,
     },
 }
@@ -92,11 +96,13 @@ SECTIONS = (
     "merge",
     "plot",
     "check",
+    "frames",
 )
 
 
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
+    import frames
     import inputs
     import plots
     import queries
@@ -122,6 +128,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "merge": lambda: queries.merge_graph(cfg["merge_records"], cfg["query_reps"]),
         "plot": lambda: plots.chain_plot(cfg["plot_parents"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
+        "frames": lambda: frames.frame_steps(cfg["frame_records"], cfg["frame_reps"]),
     }
     figures: list[Figure] = []
     for name in SECTIONS:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import key_or_reason
 from .errors import Reject
+from .frame_steps import FrameItems, apply_frame
 from .model import EntryRow, EntryStatus, RunEnd, RunStatus, StepKind, StepTiming
 from .store import Backend, Chunk
 from .values import UNSTORABLE, stored_form, to_json, value_hash
@@ -136,6 +137,7 @@ class Run:
         fail_fast: bool,
         *,
         fresh_input: bool = False,
+        source_frame: Any = None,
         listener: Any = None,
     ):
         self.steps = tuple(steps)
@@ -152,6 +154,7 @@ class Run:
         self.first_seen: list[str | None] = [None] * n
         self.last_seen: list[str | None] = [None] * n
         self.copy_input = copies_needed(self.steps, fresh_input)
+        self.source_frame = source_frame  # a DataFrame input, for a first frame step
 
     # -- outcomes
 
@@ -216,11 +219,25 @@ class Run:
         with self._timing(position) as stamp:
             if not st.pure:
                 items = self._guard(position, items)
+            if st.frame:
+                return apply_frame(self, st, position, items, chunk, stamp)
+            if st.identity and isinstance(items, FrameItems):  # keep the DataFrame on
+                out = FrameItems(self._map(st, position, items, chunk, stamp))
+                out.frame = items.frame if len(out) == len(items) else None
+                return out
             if st.kind == StepKind.SPLIT:
                 return self._split(st, position, items, chunk, stamp)
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
             return self._map(st, position, items, chunk, stamp)
+
+    def source_frame_for(self, position: int) -> Any:
+        """The input DataFrame, when the records reach ``position`` as they were read."""
+        if self.source_frame is None:
+            return None
+        if all(s.identity for s in self.steps[:position]):
+            return self.source_frame
+        return None
 
     def _guard(self, position: int, items: list[Item]) -> list[Item]:
         """Fix the stored JSON of each input before a step that may change it runs.
@@ -692,7 +709,10 @@ def copies_needed(steps: Sequence[Step], fresh_input: bool) -> list[bool]:
     """
     out, owned = [], fresh_input
     for st in steps:
-        if st.pure:
+        if st.frame:  # handed a DataFrame copy; its rows may share the step's objects
+            out.append(False)
+            owned = False
+        elif st.pure:
             out.append(False)
         else:
             out.append(not owned)

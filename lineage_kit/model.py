@@ -168,6 +168,9 @@ class Step:
     group_by : callable or None
         ``merge`` only: ``(key, record) -> group key``; the group key becomes the
         merged record's key.
+    frame : bool
+        ``func`` takes the chunk as a DataFrame indexed by record key and returns a
+        DataFrame (``map`` and ``split`` only; see :mod:`lineage_kit.frame_steps`).
     """
 
     name: str
@@ -182,6 +185,7 @@ class Step:
     # Never changes its input in place, and its output shares objects only with its
     # input (identity steps, the built-in normalize): the engine need not hand it a copy.
     pure: bool = field(default=False, repr=False)
+    frame: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -194,6 +198,10 @@ class Step:
             raise ValueError(f"merge step {self.name!r} needs group_by=(key, record) -> group")
         if self.batch and self.kind != StepKind.MAP:
             raise ValueError(f"step {self.name!r}: batch=True applies to map steps only")
+        if self.frame and (self.batch or self.kind == StepKind.MERGE):
+            raise ValueError(
+                f"step {self.name!r}: frame=True applies to map and split steps, without batch"
+            )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -208,6 +216,7 @@ def step(
     kind: StepKind | str = StepKind.MAP,
     batch: bool = False,
     group_by: Callable[[str, Any], Any] | None = None,
+    frame: bool = False,
 ) -> Callable[[Callable[..., Any]], Step]:
     """Decorate a function as a pipeline step.
 
@@ -227,6 +236,11 @@ def step(
         The function takes a list of records and returns a list of the same length.
     group_by : callable, optional
         Required for ``merge``: ``(key, record) -> group key``.
+    frame : bool, default False
+        The function takes the chunk as a :class:`pandas.DataFrame` indexed by record
+        key and returns a DataFrame; rows are matched to records by index label (see
+        :mod:`lineage_kit.frame_steps` for the rules). ``kind="split"`` lets it repeat
+        a label (``explode``).
 
     Returns
     -------
@@ -236,8 +250,8 @@ def step(
     Raises
     ------
     ValueError
-        ``kind`` is unknown, a merge step lacks ``group_by``, or ``batch`` is used on a
-        merge or split step.
+        ``kind`` is unknown, a merge step lacks ``group_by``, ``batch`` is used on a
+        merge or split step, or ``frame`` on a merge step or with ``batch``.
 
     Examples
     --------
@@ -260,6 +274,7 @@ def step(
             kind=kind,
             batch=batch,
             group_by=group_by,
+            frame=frame,
         )
 
     return decorate

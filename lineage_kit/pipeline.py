@@ -185,7 +185,13 @@ class Pipeline:
             if listener is not None:
                 listener.run_started(backend, run_id)
             state = Run(
-                self.steps, backend, run_id, fail_fast, fresh_input=src.fresh, listener=listener
+                self.steps,
+                backend,
+                run_id,
+                fail_fast,
+                fresh_input=src.fresh,
+                source_frame=src.frame,
+                listener=listener,
             )
             status, error = RunStatus.COMPLETED, None
             try:

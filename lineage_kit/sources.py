@@ -74,6 +74,7 @@ class Source:
         self.sha256: str | None = None
         self.delimiter: str | None = None
         self.fresh = fresh
+        self.frame: Any = None  # the DataFrame read, for frame steps to start from
 
     def items(self) -> Iterator[SourceItem]:
         """Yield one :class:`SourceItem` per input record, in input order.
@@ -652,7 +653,9 @@ def open_source(
     if delimiter is not None:
         raise ValueError("delimiter applies to CSV files only")
     if _is_dataframe(source):
-        return Source(lambda: _dataframe_records(source, key), key, None, fresh=True)
+        src = Source(lambda: _dataframe_records(source, key), key, None, fresh=True)
+        src.frame = source
+        return src
     if isinstance(source, dict | str | bytes):
         raise InputError(
             f"expected a path, a DataFrame or an iterable of records, got a {type(source).__name__}"

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from .errors import Reject
+from .frame_steps import RENAMED
 from .model import Step, step
 
 
@@ -77,7 +78,56 @@ publish: Step = replace(
     pure=True,
 )
 
+
+@step(
+    "normalize",
+    source="staging",
+    destination="normalized",
+    description="lowercase and strip field names",
+    frame=True,
+)
+def normalize_frame(df: Any) -> Any:
+    """:func:`normalize` as a frame step: the same values, one rename per chunk.
+
+    A row holding values in two columns that become one name (``" Amount "`` and
+    ``"amount"``) is rejected as ``field_collision``; where only one of them holds a
+    value (a missing cell and a null are the same in a DataFrame), that value is kept.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({" Amount ": [5], "Customer Name": ["Ada"]}, index=["k1"])
+    >>> normalize_frame(df).to_dict("index")
+    {'k1': {'amount': 5, 'customer name': 'Ada'}}
+    """
+    names = [str(c).strip().lower() for c in df.columns]
+    if len(set(names)) == len(names):
+        out = df.set_axis(names, axis=1)
+        out.attrs[RENAMED] = dict(zip(names, df.columns, strict=True))
+        return out
+    columns: dict[str, list[Any]] = {}
+    for name, column in zip(names, df.columns, strict=True):
+        columns.setdefault(name, []).append(column)
+    import pandas as pd  # only reached inside a running frame step
+
+    message = pd.Series(None, index=df.index, dtype=object)
+    parts, renamed = {}, {}
+    for name, group in columns.items():
+        if len(group) == 1:
+            parts[name], renamed[name] = df[group[0]], group[0]
+            continue
+        several = (df[group].notna().sum(axis=1) > 1) & message.isna()
+        message[several] = f"fields collide after normalization: {name!r}"
+        parts[name] = df[group].bfill(axis=1).iloc[:, 0]
+        renamed[name] = tuple(group)
+    out = pd.DataFrame(parts, index=df.index)
+    out.attrs[RENAMED] = renamed
+    collided = message.notna().to_numpy()
+    rejected = pd.DataFrame({"reason": "field_collision", "message": message[collided]})
+    return out[~collided], rejected
+
+
 #: The default pipeline's steps, in order.
 DEFAULT_STEPS: tuple[Step, ...] = (ingest, normalize, publish)
 
-__all__ = ["DEFAULT_STEPS", "ingest", "normalize", "publish"]
+__all__ = ["DEFAULT_STEPS", "ingest", "normalize", "normalize_frame", "publish"]

@@ -14,15 +14,16 @@
 # ---
 
 # %% [markdown]
-# # 05 · Your own data
+# # 05 · Your own data, with pandas steps
 #
 # A small shop's order export, `data/shop_orders.csv`, as it comes from the tills:
 # order numbers restart in every store, so a record is identified by a **composite
 # key**, store and order number (stored as `BER|1001`). A few rows are bad. We run a
-# pipeline with two steps of our own, look at what was rejected and why, fix the
-# data, run again, and compare the two runs.
+# pipeline whose steps are written in pandas (`frame=True`: each step gets a chunk of
+# records as a DataFrame indexed by record key), look at what was rejected and why,
+# fix the data, run again, and compare the two runs.
 #
-# To use your own file, change `INPUT` and `KEY` (and the two steps) below.
+# To use your own file, change `INPUT` and `KEY` (and the steps) below.
 
 # %%
 import csv
@@ -49,36 +50,87 @@ pd.set_option("display.max_colwidth", 60)
 # %% [markdown]
 # ## The pipeline
 #
-# CSV values arrive as text. `parse` turns quantity and price into numbers and
-# rejects what is not a positive quantity or a price written with a decimal point;
-# `line_total` adds the amount of the order line. Normalize has already turned the
-# column names into `quantity`, `unit price` and so on.
+# CSV values arrive as text. `lk.steps.normalize_frame` lowercases the column names
+# (`quantity`, `unit price`, ...). Then four steps of our own, each a few lines of
+# pandas over the whole chunk:
+#
+# - `typed` parses quantity and price with `pd.to_numeric`; it returns the rows it
+#   keeps **and** the rows it rejects, with a reason code for each (`invalid_price`
+#   for a price written with a decimal comma);
+# - `positive` is a plain filter: a row it drops is recorded as rejected with reason
+#   `filtered_out`;
+# - `line_total` derives a column;
+# - `pick_list` explodes a list column: one row per item to pick from the shelves
+#   (a bag ships with its strap), so an order with a bag is **split** into children
+#   keyed `MUC|1001#1`, `MUC|1001#2`.
 
 
 # %%
-@lk.step("parse", source="normalized", destination="typed", description="typed quantity and price")
-def parse(record: dict) -> dict:
-    try:
-        quantity = int(record["quantity"])
-    except ValueError:
-        raise lk.Reject("invalid_quantity", f"quantity is {record['quantity']!r}") from None
-    if quantity <= 0:
-        raise lk.Reject("invalid_quantity", f"quantity is {quantity}")
-    try:
-        price = float(record["unit price"])
-    except ValueError:
-        raise lk.Reject("invalid_price", f"unit price is {record['unit price']!r}") from None
-    return {**record, "quantity": quantity, "unit price": price}
+@lk.step(
+    "typed",
+    frame=True,
+    source="normalized",
+    destination="typed",
+    description="typed quantity and price",
+)
+def typed(df: pd.DataFrame):
+    quantity = pd.to_numeric(df["quantity"], errors="coerce")
+    price = pd.to_numeric(df["unit price"], errors="coerce")
+    reasons = pd.Series(None, index=df.index, dtype=object)
+    reasons[price.isna()] = "invalid_price"
+    reasons[quantity.isna()] = "invalid_quantity"
+    bad = reasons.notna()
+    rejected = pd.DataFrame(
+        {
+            "reason": reasons[bad],
+            "message": "could not read quantity "
+            + df["quantity"][bad]
+            + " x price "
+            + df["unit price"][bad],
+        }
+    )
+    kept = df[~bad].assign(quantity=quantity[~bad].astype(int), **{"unit price": price[~bad]})
+    return kept, rejected
 
 
-@lk.step("line_total", source="typed", destination="priced", description="quantity × unit price")
-def line_total(record: dict) -> dict:
-    return {**record, "line total": round(record["quantity"] * record["unit price"], 2)}
+@lk.step(
+    "positive", frame=True, source="typed", destination="checked", description="quantity above zero"
+)
+def positive(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["quantity"] > 0]
 
 
-publish = dataclasses.replace(lk.steps.publish, source="priced")
+@lk.step(
+    "line_total",
+    frame=True,
+    source="checked",
+    destination="priced",
+    description="quantity × unit price",
+)
+def line_total(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(**{"line total": (df["quantity"] * df["unit price"]).round(2)})
+
+
+CONTENTS = {"BAG-04": ["BAG-04", "STRAP-01"]}  # what else leaves the shelf with an item
+
+
+@lk.step(
+    "pick_list",
+    frame=True,
+    kind="split",
+    source="priced",
+    destination="picking",
+    description="one row per item to pick",
+)
+def pick_list(df: pd.DataFrame) -> pd.DataFrame:
+    items = df["sku"].map(lambda sku: CONTENTS.get(sku, [sku]))
+    return df.assign(pick=items).explode("pick")
+
+
+publish = dataclasses.replace(lk.steps.publish, source="picking")
 pipeline = lk.Pipeline(
-    [lk.steps.ingest, lk.steps.normalize, parse, line_total, publish], name="shop_orders"
+    [lk.steps.ingest, lk.steps.normalize_frame, typed, positive, line_total, pick_list, publish],
+    name="shop_orders",
 )
 pipeline
 
@@ -98,19 +150,21 @@ assert (first.n_input, first.n_published, first.n_rejected, first.n_failed) == (
 assert first.n_input == first.n_published + first.n_rejected + first.n_failed
 
 # %% [markdown]
-# Where were records lost? The funnel: three rows rejected at ingest, two at `parse`.
+# Where were records lost? The funnel: three rows rejected at ingest, one by `typed`,
+# one filtered out by `positive`.
 
 # %%
 store = lk.connect(DB)
 ax = lk.plot_run(store)
-assert [int(b.get_height()) for b in ax.containers[1]] == [3, 0, 2, 0, 0]  # rejected
+assert [int(b.get_height()) for b in ax.containers[1]] == [3, 0, 1, 1, 0, 0, 0]  # rejected
 plt.show()
 
 # %% [markdown]
 # ## The rejected records
 #
-# Every rejected entry has a reason code and a message. Records rejected at ingest
-# before they had a usable key have no key (missing, shown as NaN): they are never filed under a
+# Every rejected entry has a reason code and a message: the codes `typed` gave, and
+# `filtered_out` for the row `positive` dropped. Records rejected at ingest before they
+# had a usable key have no key (missing, shown as NaN): they are never filed under a
 # made-up one.
 
 # %%
@@ -119,8 +173,8 @@ lineage = store.lineage()
 rejected = lineage[lineage["status"] == "rejected"]
 assert rejected["reason"].value_counts().sort_index().to_dict() == {
     "duplicate_key": 1,
+    "filtered_out": 1,
     "invalid_price": 1,
-    "invalid_quantity": 1,
     "malformed_row": 1,
     "missing_key": 1,
 }
@@ -147,7 +201,8 @@ for reason, value in zip(raw["rejected_for"], raw["value"], strict=True):
 # %%
 # NBVAL_CHECK_OUTPUT
 dup = store.trace("HAM|1003")
-assert dup["step"].tolist() == ["ingest", "ingest", "normalize", "parse", "line_total", "publish"]
+steps = ["normalize", "typed", "positive", "line_total", "pick_list", "publish"]
+assert dup["step"].tolist() == ["ingest", "ingest", *steps]
 assert sorted(dup.loc[dup["step"] == "ingest", "status"]) == ["ok", "rejected"]
 dup[["entry_id", "step", "status", "reason"]]
 
@@ -156,6 +211,42 @@ dup[["entry_id", "step", "status", "reason"]]
 dup_values = store.records(key="HAM|1003", step="ingest")["value"]
 assert sorted(v["Customer"] for v in dup_values) == ["Ben Neumann", "Sophie Richter"]
 print(sorted(v["Customer"] for v in dup_values))
+
+# %% [markdown]
+# ## What the pandas steps did to one record
+#
+# The frame steps are in the lineage like any other step. `changes` shows, per step,
+# what each of ours did to `HAM|1001`: `typed` turned the texts `"4"` and `"8.50"`
+# into numbers, `line_total` and `pick_list` added a field, `positive` kept the record
+# as it was.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+changes = store.changes("HAM|1001")
+assert set(zip(changes["step"], changes["field"], changes["change"], strict=True)) >= {
+    ("typed", "quantity", "changed"),
+    ("typed", "unit price", "changed"),
+    ("line_total", "line total", "added"),
+    ("pick_list", "pick", "added"),
+}
+ours = changes[changes["step"] != "normalize"]  # normalize renamed every field
+ours[["step", "field", "change", "old", "new"]]
+
+# %% [markdown]
+# An order with a bag was split by `pick_list`: its chain goes on in two children, one
+# per item picked.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+bag = store.trace("MUC|1001")
+children = bag[bag["relation"] == "downstream"]
+assert sorted(set(children["key"])) == ["MUC|1001#1", "MUC|1001#2"]
+assert [v["pick"] for v in store.records(key="MUC|1001#2", step="publish")["value"]] == ["STRAP-01"]
+bag[["entry_id", "step", "key", "relation", "status"]]
+
+# %%
+ax = lk.plot_chain(store, "MUC|1001")
+plt.show()
 
 # %% [markdown]
 # ## Fix the data and run again
@@ -168,7 +259,7 @@ print(sorted(v["Customer"] for v in dup_values))
 # | order 1005 has no store | it is Berlin's (BER's numbers run 1004, 1005, 1006) |
 # | `HAM,1003` twice | Ben Neumann's order is HAM's 1005, mistyped |
 # | `Schwarz, Anna` unquoted: 9 fields | quote the name |
-# | quantity `-2` | a sign typo: 2 |
+# | quantity `-2` (filtered out) | a sign typo: 2 |
 # | unit price `19,90` | a decimal comma: 19.90 |
 
 # %%
@@ -206,18 +297,20 @@ assert (second.n_input, second.n_published, second.n_rejected) == (16, 16, 0)
 # `compare_runs` lists every key whose outcome differs: keys only in one run, keys
 # that took a different path through the steps, and keys whose final value differs.
 # (Rows rejected before they had a key cannot be matched across runs; the fixed
-# ones show up as new keys.)
+# ones show up as new keys, with their children.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 diff = store.compare_runs(first.run_id, second.run_id)
 assert dict(zip(diff["key"], diff["difference"].astype(str), strict=True)) == {
     "BER|1005": "only_in_b",  # had no store
+    "BER|1005#1": "only_in_b",  # ... and holds a bag: picked as bag
+    "BER|1005#2": "only_in_b",  # ... and strap
     "BER|1006": "only_in_b",  # was a malformed row
     "HAM|1005": "only_in_b",  # was the duplicate HAM|1003
-    "BER|1004": "different_path",  # rejected at parse, now published
+    "BER|1004": "different_path",  # filtered out by positive, now published
     "HAM|1003": "different_path",  # no longer has a rejected duplicate
-    "MUC|1002": "different_path",  # rejected at parse, now published
+    "MUC|1002": "different_path",  # rejected by typed, now published
 }
 diff[["key", "difference", "path_a", "path_b"]]
 
@@ -231,11 +324,14 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
+lines = store.records(step="line_total", expand=True)
 published = store.records(step="publish", expand=True)
-assert len(published) == 16 and published["key"].is_unique
+assert len(lines) == 16 and lines["key"].is_unique
+# three orders hold a bag, each picked as bag and strap: 16 + 3 pick lines
+assert len(published) == 19 and published["key"].is_unique
 # worked out by hand from the 16 fixed rows
-assert round(published["value.line total"].sum(), 2) == 461.7
+assert round(lines["value.line total"].sum(), 2) == 461.7
 report = store.check("all")
 assert report.ok, report.violations
-print(f"revenue: {published['value.line total'].sum():.2f} EUR; {report}")
+print(f"revenue: {lines['value.line total'].sum():.2f} EUR, {len(published)} pick lines; {report}")
 store.close()

@@ -40,6 +40,8 @@ EXPECTED = {
     "merge_graph_vs_run_graph",
     "chain_plot_seconds",
     "check_seconds",
+    "frame_vs_record_steps",
+    "frame_vs_write_probe",
 }
 
 

@@ -48,17 +48,22 @@ EXPECTED = {
 }
 
 
-def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+def run_script(script: str, *args: str, work: Path) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/SCRIPT ARGS`` in a fresh interpreter, its scratch stores in ``work``."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LINEAGE_KIT_BENCH_WORK": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LINEAGE_KIT_BENCH_WORK": str(work)},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = run_script("run.py", "--quick", "--out", str(out), work=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(out.read_text())
     figures = {f["id"]: f for f in data["figures"]}
@@ -76,15 +81,7 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
 def test_layout_prototype_runs_and_stores_each_changed_value_once(tmp_path: Path) -> None:
     import sqlite3
 
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "layout_prototype.py"), "--n", "500"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LINEAGE_KIT_BENCH_WORK": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_script("layout_prototype.py", "--n", "500", work=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert [r.split(" | ")[0][2:] for r in rows[2:]] == [

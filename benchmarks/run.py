@@ -37,6 +37,8 @@ CONFIG = {
         "input_pair": (100_000, 1_000_000),
         "overhead_n": 100_000,
         "overhead_reps": 5,
+        "limit_n": 200_000,
+        "limit_reps": 3,
         "naive_sizes": [2_000, 8_000],
         "naive_reps": 3,
         "naive_headline": 8_000,
@@ -52,6 +54,9 @@ CONFIG = {
         "frame_records": 1_000_000,
         "frame_reps": 3,
         "query_reps": 5,
+        "export_records": 100_000,
+        "live_records": 100_000,
+        "export_reps": 3,
     },
     "quick": {
         "capture_sizes": [2_000, 20_000],
@@ -60,6 +65,8 @@ CONFIG = {
         "input_pair": (2_000, 20_000),
         "overhead_n": 3_000,
         "overhead_reps": 2,
+        "limit_n": 3_000,
+        "limit_reps": 2,
         "naive_sizes": [100, 400],
         "naive_reps": 1,
         "naive_headline": 400,
@@ -75,6 +82,9 @@ CONFIG = {
         "frame_records": 3_000,
         "frame_reps": 1,
         "query_reps": 2,
+        "export_records": 3_000,
+        "live_records": 3_000,
+        "export_reps": 1,
     },
 }
 
@@ -82,6 +92,7 @@ SECTIONS = (
     "capture",
     "inputs",
     "overhead",
+    "limit",
     "naive",
     "startup",
     "trace",
@@ -92,11 +103,13 @@ SECTIONS = (
     "plot",
     "check",
     "frames",
+    "export",
 )
 
 
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
+    import exports
     import frames
     import inputs
     import plots
@@ -109,6 +122,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         ),
         "inputs": lambda: inputs.memory_by_format(cfg["input_pair"]),
         "overhead": lambda: capture.overhead_and_raw_limit(cfg["overhead_n"], cfg["overhead_reps"]),
+        "limit": lambda: capture.write_limit(cfg["limit_n"], cfg["limit_reps"]),
         "naive": lambda: capture.against_naive(
             cfg["naive_sizes"], cfg["naive_reps"], cfg["naive_headline"]
         ),
@@ -123,6 +137,11 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "plot": lambda: plots.chain_plot(cfg["plot_parents"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
         "frames": lambda: frames.frame_steps(cfg["frame_records"], cfg["frame_reps"]),
+        "export": lambda: [
+            *exports.openlineage_events(cfg["export_records"], cfg["export_reps"]),
+            *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),
+            *exports.graphml(cfg["export_records"], cfg["export_reps"]),
+        ],
     }
     figures: list[Figure] = []
     for name in SECTIONS:

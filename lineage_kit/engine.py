@@ -695,8 +695,8 @@ class Run:
                     message = f"group_by gave no usable group key: {message}"
                     self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
                     continue
-                item.key = text  # the group key becomes the merged record's key
                 groups.setdefault(text, []).append(item)
+            self._unique_groups(position, groups, chunk, stamp)
             barrier = []
             for block in chunked(groups.values(), chunk_size):
                 try:
@@ -715,6 +715,29 @@ class Run:
                     barrier = _absolute(barrier, base)
                 chunk = _Chunk()
             self.flush(chunk)
+
+    def _unique_groups(
+        self, position: int, groups: dict[str, list[Item]], chunk: _Chunk, stamp: str
+    ) -> None:
+        """Keep the groups whose key no other record of the run has; key the members.
+
+        A group key follows the rule of split children's keys: unique in the run, and
+        only a member's own key may be reused. A group whose key another record holds
+        (an input record's, a split child's, an earlier group's) rejects its members,
+        each under its own key, as ``duplicate_key``; they are not merged.
+        """
+        taken = self.backend.existing_keys(self.run_id, list(groups)) if groups else {}
+        for text in [t for t in taken if t in groups]:
+            members = groups[text]
+            if any(m.key == text for m in members):
+                continue
+            del groups[text]
+            message = f"group key {text!r} is already the key of another record in this run"
+            for item in members:
+                self._terminal(chunk, position, stamp, item, _REJECTED, "duplicate_key", message)
+        for text, members in groups.items():
+            for item in members:
+                item.key = text  # the group key becomes the merged record's key
 
     def _terminal_group_error(
         self, position: int, item: Item, chunk: _Chunk, stamp: str, exc: Exception

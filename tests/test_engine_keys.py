@@ -239,3 +239,30 @@ def test_group_keys_are_made_by_the_sources_key_rule(db, groups, expected):
             "WHERE position = 1 ORDER BY entry_id"
         ).fetchall()
     assert {k: json.loads(v)["keys"] for k, v in merged} == expected
+
+
+def test_a_group_key_cannot_be_another_records_key(db):
+    # group "b" (of a) would take the key of the input record b, which is not a member
+    g = merged_by(lambda r: r["g"])
+    result = lk.Pipeline([lk.steps.ingest, g, lk.steps.publish]).run(
+        [{"key": "a", "g": "b"}, {"key": "b", "g": "z"}], db=db, progress=False
+    )
+    assert conserved(result) and (result.n_published, result.n_rejected) == (1, 1)
+    got = entries(db)
+    assert (1, "a", "rejected", "duplicate_key") in got
+    assert [(p, k) for p, k, s, _ in got if s == "ok"] == [(0, "a"), (0, "b"), (1, "z"), (2, "z")]
+    with lk.connect(db) as store:
+        assert store.check().ok
+        trace = store.trace("b")
+        # only the input record b is "self"; its group z is downstream
+        assert list(trace.loc[trace["relation"] == "self", "position"]) == [0]
+        assert set(trace.loc[trace["relation"] == "downstream", "key"]) == {"z"}
+
+
+def test_a_group_may_keep_a_members_key(db):
+    g = merged_by(lambda r: "a")
+    result = lk.Pipeline([lk.steps.ingest, g, lk.steps.publish]).run(
+        [{"key": "a"}, {"key": "c"}], db=db, progress=False
+    )
+    assert (result.status, result.n_published) == ("completed", 2)
+    assert [(p, k) for p, k, s, _ in entries(db) if p > 0] == [(1, "a"), (2, "a")]

@@ -52,6 +52,9 @@ CONFIG = {
         "frame_records": 1_000_000,
         "frame_reps": 3,
         "query_reps": 5,
+        "export_records": 100_000,
+        "live_records": 100_000,
+        "export_reps": 3,
     },
     "quick": {
         "capture_sizes": [2_000, 20_000],
@@ -75,6 +78,9 @@ CONFIG = {
         "frame_records": 3_000,
         "frame_reps": 1,
         "query_reps": 2,
+        "export_records": 3_000,
+        "live_records": 3_000,
+        "export_reps": 1,
     },
 }
 
@@ -92,11 +98,13 @@ SECTIONS = (
     "plot",
     "check",
     "frames",
+    "export",
 )
 
 
 def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import capture
+    import exports
     import frames
     import inputs
     import plots
@@ -123,6 +131,11 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         "plot": lambda: plots.chain_plot(cfg["plot_parents"], cfg["query_reps"]),
         "check": lambda: queries.check(cfg["check_records"], cfg["query_reps"]),
         "frames": lambda: frames.frame_steps(cfg["frame_records"], cfg["frame_reps"]),
+        "export": lambda: [
+            *exports.openlineage_events(cfg["export_records"], cfg["export_reps"]),
+            *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),
+            *exports.graphml(cfg["export_records"], cfg["export_reps"]),
+        ],
     }
     figures: list[Figure] = []
     for name in SECTIONS:

@@ -560,6 +560,11 @@ def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
 # ``blake2b(data, digest_size=16)``, and the check hashes every stored value.
 
 
+def _at(r: _ChainRow, code: str, message: str) -> dict[str, Any]:
+    """A violation at the child entry of a chain row."""
+    return _v(code, r.run_id, r.record_key, r.child_id, message)
+
+
 def _v(code: str, run_id: Any, key: Any, entry_id: Any, message: str) -> dict[str, Any]:
     code = CheckCode(code)  # a typo in a built-in check fails here, not in a report
     return {
@@ -708,15 +713,8 @@ def _chains(ctx: _Context) -> list[dict[str, Any]]:
         ):
             continue
         seen.add(r.child_id)
-        out.append(
-            _v(
-                "incomplete_chain",
-                r.run_id,
-                r.record_key,
-                r.child_id,
-                f"ok at step {steps.name(r.run_id, r.position)} but never reached the next step",
-            )
-        )
+        stopped = f"ok at step {steps.name(r.run_id, r.position)} but never reached the next step"
+        out.append(_at(r, "incomplete_chain", stopped))
     return out
 
 
@@ -729,15 +727,8 @@ def _missing_parents(ctx: _Context) -> list[dict[str, Any]]:
         if r.parent_id is not None or r.position <= 0 or r.child_id in seen:
             continue
         seen.add(r.child_id)
-        out.append(
-            _v(
-                "missing_parent",
-                r.run_id,
-                r.record_key,
-                r.child_id,
-                f"entry at step {steps.name(r.run_id, r.position)} has no parent link",
-            )
-        )
+        orphan = f"entry at step {steps.name(r.run_id, r.position)} has no parent link"
+        out.append(_at(r, "missing_parent", orphan))
     return out
 
 
@@ -752,26 +743,12 @@ def _links(ctx: _Context) -> list[dict[str, Any]]:
             continue  # no link, a self-link (a cycle), or a link already looked at
         seen.add((child, parent))
         if not r.parent_exists:
-            out.append(
-                _v(
-                    "orphan_parent",
-                    run_id,
-                    key,
-                    child,
-                    f"entry {child} links to parent {parent}, which does not exist",
-                )
-            )
+            missing = f"entry {child} links to parent {parent}, which does not exist"
+            out.append(_at(r, "orphan_parent", missing))
             continue
         if r.parent_run_id != run_id:
-            out.append(
-                _v(
-                    "cross_run_parent",
-                    run_id,
-                    key,
-                    child,
-                    f"entry {child} links to parent {parent} of run {r.parent_run_id}",
-                )
-            )
+            other = f"entry {child} links to parent {parent} of run {r.parent_run_id}"
+            out.append(_at(r, "cross_run_parent", other))
             continue  # positions, times and keys of another run mean nothing here
         here = steps.name(run_id, r.position)
         there = steps.name(run_id, r.parent_position)
@@ -784,28 +761,13 @@ def _links(ctx: _Context) -> list[dict[str, Any]]:
                 f"({r.created_at})"
             )
         if order:
-            out.append(_v("step_order", run_id, key, child, "; ".join(order)))
+            out.append(_at(r, "step_order", "; ".join(order)))
         elif r.position > r.parent_position + 1:
-            out.append(
-                _v(
-                    "chain_gap",
-                    run_id,
-                    key,
-                    child,
-                    f"entry {child} at step {here} links to parent {parent} at step {there}: "
-                    "a step in between was skipped",
-                )
-            )
+            gap = f"entry {child} at step {here} links to parent {parent} at step {there}"
+            out.append(_at(r, "chain_gap", f"{gap}: a step in between was skipped"))
         if key != r.parent_key and steps.kind(run_id, r.position) == StepKind.MAP:
-            out.append(
-                _v(
-                    "key_changed",
-                    run_id,
-                    key,
-                    child,
-                    f"key {r.parent_key!r} of parent {parent} became {key!r} at map step {here}",
-                )
-            )
+            became = f"key {r.parent_key!r} of parent {parent} became {key!r} at map step {here}"
+            out.append(_at(r, "key_changed", became))
     for child, parent, parent_run, parent_key in ctx.backend.check_links_from_missing_children(
         ctx.run_ids
     ):

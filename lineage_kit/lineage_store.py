@@ -44,6 +44,16 @@ class LineageStore:
         Open with SQLite ``mode=ro`` so nothing can be written; the default is
         ``not create``. A store at an older schema version is migrated first.
 
+    Notes
+    -----
+    **Runs and keys.** Every ``run`` parameter takes a run id, a unique prefix of one
+    (any case), ``"latest"`` (the default), ``"all"`` (every run, oldest first) or a
+    list of ids, prefixes and ``"latest"``; a method about one run refuses ``"all"``
+    with :class:`~lineage_kit.RunNotFound`, as it does a prefix that matches nothing
+    or several runs. Record keys are text; a number is a key too, turned into text as
+    the sources do (``110`` -> ``"110"``, see :func:`lineage_kit.base.key_text`), and
+    anything else (a bool, None, NaN) raises TypeError or ValueError.
+
     Raises
     ------
     StoreNotFound
@@ -234,8 +244,7 @@ class LineageStore:
         Parameters
         ----------
         run : str or list of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-            prefixes or ``"latest"``.
+            Which run(s); see *Runs and keys* in :class:`LineageStore`.
 
         Returns
         -------
@@ -252,7 +261,7 @@ class LineageStore:
         Raises
         ------
         RunNotFound
-            ``run`` matches no run.
+            ``run`` matches no run (see *Runs and keys*).
 
         Examples
         --------
@@ -277,8 +286,7 @@ class LineageStore:
         Parameters
         ----------
         run : str or list of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-            prefixes or ``"latest"``.
+            Which run(s); see *Runs and keys* in :class:`LineageStore`.
         key : str, int or float, optional
             Only this record key's entries (a number is turned into key text,
             ``110`` -> ``"110"``).
@@ -332,8 +340,7 @@ class LineageStore:
         Parameters
         ----------
         run : str or list of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-            prefixes or ``"latest"``.
+            Which run(s); see *Runs and keys* in :class:`LineageStore`.
         key : str, int or float, optional
             Only the key's entries and all their ancestors and descendants (so a
             merged record shows its parents with other keys, a split record its
@@ -359,7 +366,7 @@ class LineageStore:
         KeyNotFound
             ``key`` has no entries in the chosen run(s).
         TypeError, ValueError
-            ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
+            ``key`` is not a record key.
 
         Examples
         --------
@@ -378,8 +385,7 @@ class LineageStore:
         Parameters
         ----------
         run : str or list of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-            prefixes or ``"latest"`` (several runs: counts added up).
+            Which run(s) (several: counts added up); see :class:`LineageStore`.
 
         Returns
         -------
@@ -389,7 +395,7 @@ class LineageStore:
         Raises
         ------
         RunNotFound
-            ``run`` matches no run.
+            No run matches ``run``.
 
         Examples
         --------
@@ -416,13 +422,8 @@ class LineageStore:
 
         Parameters
         ----------
-        run : str or list of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-            prefixes or ``"latest"``.
-        key : str, int or float, optional
-            Only this record key (a number is turned into key text).
-        step : str or int, optional
-            Only this step (name or position).
+        run, key, step
+            Which entries, as for :meth:`lineage`.
         expand : bool, default False
             Flatten the values into ``value.<field>`` columns.
 
@@ -436,13 +437,8 @@ class LineageStore:
 
         Raises
         ------
-        RunNotFound
-            ``run`` matches no run.
-        ValueError
-            ``step`` is not a step of the chosen run(s), or ``key`` is a number
-            no source accepts as a key.
-        TypeError
-            ``key`` is neither text nor a number.
+        RunNotFound, ValueError, TypeError
+            As for :meth:`lineage`.
 
         Examples
         --------
@@ -463,8 +459,7 @@ class LineageStore:
         key : str, int or float
             A record key (a number is turned into key text, ``110`` -> ``"110"``).
         run : str or list of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-            prefixes or ``"latest"``.
+            Which run(s); see *Runs and keys* in :class:`LineageStore`.
 
         Returns
         -------
@@ -485,7 +480,7 @@ class LineageStore:
         RunNotFound
             ``run`` matches no run.
         TypeError, ValueError
-            ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
+            ``key`` is not a record key.
 
         Examples
         --------
@@ -625,8 +620,7 @@ class LineageStore:
         key : str, int or float
             A record key (a number is turned into key text).
         run : str or list of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of ids,
-            prefixes or ``"latest"``.
+            Which run(s); see *Runs and keys* in :class:`LineageStore`.
 
         Returns
         -------
@@ -640,12 +634,8 @@ class LineageStore:
 
         Raises
         ------
-        KeyNotFound
-            The key has no entries in the chosen run(s).
-        RunNotFound
-            ``run`` matches no run.
-        TypeError, ValueError
-            ``key`` is not a record key (see :func:`lineage_kit.base.key_text`).
+        KeyNotFound, RunNotFound, TypeError, ValueError
+            As :meth:`trace` does.
 
         Examples
         --------
@@ -743,7 +733,7 @@ class LineageStore:
         Parameters
         ----------
         run : str or sequence of str, default "latest"
-            A run id, a unique prefix, ``"latest"``, ``"all"``, or a list of them.
+            Which run(s); see *Runs and keys* in :class:`LineageStore`.
         expected_steps : sequence of str, optional
             The step names, in order, every checked run must have.
         extra : iterable of callables, optional

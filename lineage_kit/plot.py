@@ -848,10 +848,8 @@ def plot_timeline(
     ----------
     source : LineageStore or pandas.DataFrame
         A store, or one run's ``store.steps()`` frame (no chunk ticks then).
-    run : str, default "latest"
-        A run id, unique prefix or ``"latest"``.
-    ax : matplotlib Axes, optional
-        Where to draw; by default a new figure.
+    run, ax
+        As for :func:`plot_run`.
 
     Returns
     -------

@@ -5,7 +5,7 @@ store ``db``: the statuses ``completed``, ``completed_with_errors``, ``failed``
 (fail_fast), ``interrupted`` (Ctrl-C in a step), ``killed`` (the writer killed:
 ``interrupted`` without step times), ``running`` (the events are read by a step
 while the run is still going; see :data:`RUNNING_EVENTS`), and the shapes ``merge``
-and ``split``.
+``split`` and ``frame`` (a DataFrame step that filters rows out).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ KINDS = (
     "running",
     "merge",
     "split",
+    "frame",
 )
 
 #: What a step of the ``running`` run saw: {"run_id": ..., "events": [...], "status": ...}.
@@ -153,6 +154,16 @@ def make_run(kind: str, db: Path) -> str:
     if kind == "split":
         pipeline = lk.Pipeline([lk.steps.ingest, per_item(), lk.steps.publish], name="split")
         return pipeline.run(records(4), db=db, progress=False).run_id
+    if kind == "frame":
+
+        @lk.step("big_orders", frame=True, description="amount > 20")
+        def big_orders(df):
+            return df[df["amount"] > 20]
+
+        pipeline = lk.Pipeline(
+            [lk.steps.ingest, lk.steps.normalize, big_orders, lk.steps.publish], name="frames"
+        )
+        return pipeline.run(SAMPLE_JSON, db=db, chunk_size=7, progress=False).run_id
     raise ValueError(kind)
 
 

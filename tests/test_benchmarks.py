@@ -39,6 +39,9 @@ EXPECTED = {
     "check_seconds",
     "frame_vs_record_steps",
     "frame_vs_write_probe",
+    "openlineage_vs_steps",
+    "live_emission_overhead",
+    "graphml_vs_networkx",
 }
 
 

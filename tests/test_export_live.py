@@ -224,3 +224,29 @@ def test_emitting_live_imports_neither_pandas_nor_networkx(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert len(log.read_text().splitlines()) == 8
+
+
+def test_a_run_removed_by_an_input_error_aborts_what_it_started(db, tmp_path):
+    lines = [json.dumps({"key": f"k{i}", "amount": i}) for i in range(6)]
+    lines[4] = '{"key": "k4", "amount": '  # malformed, in the third chunk
+    source = tmp_path / "broken.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    with LineageServer() as server:
+        with pytest.raises(lk.InputError, match=r"broken\.jsonl:5"):
+            lk.run_pipeline(source, db=db, chunk_size=2, progress=False, openlineage=server.url)
+        received = list(server.events)
+    with lk.connect(db) as store:
+        assert store.run_rows() == []  # nothing is kept of a run over unreadable input
+    assert [(e["eventType"], e["job"]["name"]) for e in received] == [
+        ("START", "default"),
+        ("START", "default.ingest"),
+        ("START", "default.normalize"),
+        ("START", "default.publish"),
+        ("ABORT", "default.ingest"),
+        ("ABORT", "default.normalize"),
+        ("ABORT", "default.publish"),
+        ("ABORT", "default"),
+    ]
+    for event in received:
+        validate_event(event)
+    _check_order(received)

@@ -281,3 +281,19 @@ def test_pure_builder_with_a_database_url_and_a_relative_input(sample_store):
     stage = events[-1]["outputs"][0]["facets"]["dataSource"]
     assert stage["uri"] == "postgresql://analyst@db.example/lineage"
     assert events[-1]["run"]["facets"]["lineageKit_run"]["store"] == facts.store
+
+
+def test_rows_a_frame_step_drops_are_reported_as_filtered_out(db):
+    run_id, events = events_of("frame", db)
+    with lk.connect(db) as store:
+        steps = store.steps(run_id).set_index("name")
+    step = next(
+        e for e in events if e["job"]["name"] == "frames.big_orders" and e["eventType"] != "START"
+    )
+    assertions = step["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"]
+    assert [(a["assertion"], int(a["actual"])) for a in assertions] == [
+        ("filtered_out", steps.loc["big_orders", "n_rejected"])
+    ]
+    assert steps.loc["big_orders", "n_rejected"] > 0
+    out = step["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"]
+    assert out == steps.loc["big_orders", "n_ok"]

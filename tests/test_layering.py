@@ -17,7 +17,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "lineage_kit"
 
 BOTTOM = {"lineage_kit.errors", "lineage_kit.base", "lineage_kit.model", "lineage_kit.values"}
-CAPTURE = {"lineage_kit.pipeline", "lineage_kit.engine", "lineage_kit.steps", "lineage_kit.sources"}
+CAPTURE = {
+    "lineage_kit.pipeline",
+    "lineage_kit.engine",
+    "lineage_kit.frame_steps",
+    "lineage_kit.steps",
+    "lineage_kit.sources",
+}
 ANALYSIS_NAMES = ("frames", "graph", "plot", "checks", "summary", "report", "export")
 #: Analysis modules the capture side may call: the live OpenLineage emitter, which the
 #: pipeline tells when a run and its steps start and end (it reads through the backend).

@@ -253,14 +253,7 @@ def test_batch_steps_transform_whole_chunks(db):
 
 
 def test_merge_step_links_the_merged_record_to_every_member(db):
-    @lk.step(
-        "by_customer",
-        kind="merge",
-        group_by=lambda key, r: r["customer name"],
-        source="normalized",
-        destination="customers",
-        description="one row per customer",
-    )
+    @lk.step("by_customer", kind="merge", group_by=lambda key, r: r["customer name"])
     def by_customer(members):
         return {
             "customer": members[0]["customer name"],

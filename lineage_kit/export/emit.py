@@ -308,21 +308,19 @@ class OpenLineageEmitter:
     # -- internals
 
     def _discarded(self) -> list[dict]:
-        from .openlineage import step_run_id
-
+        """ABORT for the run and the steps whose START was sent (the run is gone)."""
         if self._facts is None:
             return []
-        run_id = self._facts.run_id
         facts = RunFacts(
             run={**self._facts.run, "status": "interrupted", "error": "input error; run removed"},
-            steps=[
-                s
-                for s in self._facts.steps
-                if (step_run_id(run_id, s.position), "START") in self._sent
-            ],
+            steps=self._facts.steps,
             store=self._facts.store,
         )
-        return [e for e in run_events(facts, self.namespace) if e["eventType"] != "START"]
+        return [
+            e
+            for e in run_events(facts, self.namespace)
+            if e["eventType"] != "START" and (e["run"]["runId"], "START") in self._sent
+        ]
 
     def _put(self, event: dict) -> None:
         assert self._sender is not None

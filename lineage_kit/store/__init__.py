@@ -23,25 +23,10 @@ from .sqlite import DATABASE_ERRORS, SQLiteBackend
 def open_backend(
     location: str | os.PathLike[str], *, create: bool = False, read_only: bool = False
 ) -> Backend:
-    """Open the store at a path (a SQLite file) as a :class:`Backend`.
+    """Open the store at ``location`` (today a SQLite file path) as a :class:`Backend`.
 
-    Parameters
-    ----------
-    location : str or PathLike
-        The store's path.
-    create : bool, default False
-        Create the store when missing (pipelines do, readers do not).
-    read_only : bool, default False
-        Open it so nothing can be written.
-
-    Returns
-    -------
-    Backend
-
-    Raises
-    ------
-    StoreNotFound, NotALineageStore, SchemaVersionError, LineageKitError
-        See :func:`lineage_kit.store.connection.open_connection`.
+    The arguments, result and errors are those of :class:`SQLiteBackend`; a URL
+    (``postgresql://...``) will choose the PostgreSQL backend.
 
     Examples
     --------

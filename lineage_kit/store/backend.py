@@ -34,6 +34,12 @@ from ..model import EntryRow, RunEnd, RunStart, RunStatus, StepRow, StepTiming
 from .liveness import writer_alive
 from .queries import RUN_COLUMNS, TRACE_COLUMNS, parse_id_list
 
+#: Run ids given to a query; the smallest and largest entry id of some runs (the
+#: checks' scans read that id range); a function hashing a stored value's bytes.
+Ids = Sequence[str]
+Span = tuple[int | None, int | None]
+Hasher = Callable[[bytes], str]
+
 _COUNT_COLUMNS = ("n_input", "n_published", "n_rejected", "n_failed")
 
 
@@ -280,12 +286,7 @@ class Backend(abc.ABC):
         """``(run_id, position, status, entries, min_id, max_id)`` of the runs."""
 
     @abc.abstractmethod
-    def check_chain_rows(
-        self,
-        run_ids: Sequence[str],
-        finished: Sequence[str],
-        entry_span: tuple[int | None, int | None],
-    ) -> list[tuple]:
+    def check_chain_rows(self, run_ids: Ids, finished: Ids, span: Span) -> list[tuple]:
         """Entries with their links and parents (``integrity.chain_rows``)."""
 
     @abc.abstractmethod
@@ -301,12 +302,7 @@ class Backend(abc.ABC):
         """Entries of keys seen more than once at one step of a run."""
 
     @abc.abstractmethod
-    def check_value_problems(
-        self,
-        run_ids: Sequence[str],
-        entry_span: tuple[int | None, int | None],
-        hash_bytes: Callable[[bytes], str],
-    ) -> list[tuple]:
+    def check_value_problems(self, run_ids: Ids, span: Span, hasher: Hasher) -> list[tuple]:
         """Entries without a value or whose value does not match its hash."""
 
     @abc.abstractmethod
@@ -383,18 +379,9 @@ class Backend(abc.ABC):
         return list(dict.fromkeys(self.resolve_run(r) for r in run))
 
     def trace_records(self, key: str | int | float, run: str | Sequence[str] | None = "latest"):
-        """One record's chain as dicts (keys ``queries.TRACE_COLUMNS``, ``parent_ids``
-        a list), without pandas: what ``lineage-kit trace`` prints.
-
-        Raises
-        ------
-        KeyNotFound
-            The key has no entries in the chosen run(s).
-        RunNotFound
-            ``run`` matches no run.
-        TypeError, ValueError
-            ``key`` is not a record key.
-        """
+        """:meth:`lineage_kit.LineageStore.trace` as a list of dicts, without pandas
+        (what ``lineage-kit trace`` prints): keys ``queries.TRACE_COLUMNS``, with
+        ``parent_ids`` a list. Raises as ``trace`` does."""
         key = key_text(key)
         run_ids = self.resolve_runs(run)
         rows = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import StoreClosed
 from ..model import RunEnd, RunStart, StepRow, StepTiming
 from . import integrity, queries, writer
-from .backend import Backend, Chunk, Writer
+from .backend import Backend, Chunk, Hasher, Ids, Span, Writer
 from .connection import open_connection
 from .transaction import transaction
 
@@ -218,15 +218,9 @@ class SQLiteBackend(Backend):
     def check_entry_counts(self, run_ids: Sequence[str]) -> list[tuple]:
         return integrity.entry_counts(self.con, integrity.runs_param(run_ids))
 
-    def check_chain_rows(
-        self,
-        run_ids: Sequence[str],
-        finished: Sequence[str],
-        entry_span: tuple[int | None, int | None],
-    ) -> list[tuple]:
-        return integrity.chain_rows(
-            self.con, integrity.runs_param(run_ids), integrity.runs_param(finished), entry_span
-        )
+    def check_chain_rows(self, run_ids: Ids, finished: Ids, span: Span) -> list[tuple]:
+        runs, done = integrity.runs_param(run_ids), integrity.runs_param(finished)
+        return integrity.chain_rows(self.con, runs, done, span)
 
     def check_links_from_missing_children(self, run_ids: Sequence[str]) -> list[tuple]:
         return integrity.links_from_missing_children(self.con, integrity.runs_param(run_ids))
@@ -237,15 +231,8 @@ class SQLiteBackend(Backend):
     def check_repeated_keys(self, run_ids: Sequence[str]) -> list[tuple]:
         return integrity.repeated_keys(self.con, integrity.runs_param(run_ids))
 
-    def check_value_problems(
-        self,
-        run_ids: Sequence[str],
-        entry_span: tuple[int | None, int | None],
-        hash_bytes: Callable[[bytes], str],
-    ) -> list[tuple]:
-        return integrity.value_problems(
-            self.con, integrity.runs_param(run_ids), entry_span, hash_bytes
-        )
+    def check_value_problems(self, run_ids: Ids, span: Span, hasher: Hasher) -> list[tuple]:
+        return integrity.value_problems(self.con, integrity.runs_param(run_ids), span, hasher)
 
     def check_values_without_entry(self) -> list[tuple[int]]:
         return integrity.values_without_entry(self.con)

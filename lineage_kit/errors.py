@@ -168,6 +168,46 @@ class EntryNotFound(LineageKitError, LookupError):
     """A lineage entry id does not exist in the store."""
 
 
+class InvalidArgument(LineageKitError, TypeError, ValueError):
+    """An argument of a lineage_kit function is of the wrong type or value.
+
+    It is a ``TypeError`` and a ``ValueError`` too, so code that caught either
+    before it existed keeps working.
+
+    Attributes
+    ----------
+    argument : str
+        The argument's name (``"run"``, ``"key"``, ...).
+    expected : str
+        What it takes.
+
+    Examples
+    --------
+    >>> raise InvalidArgument("run", "a run id, a unique prefix or 'latest'", "int 123")
+    Traceback (most recent call last):
+    ...
+    lineage_kit.errors.InvalidArgument: run= takes a run id, a unique prefix or 'latest', not int 123
+    """
+
+    def __init__(self, argument: str, expected: str, given: str | None = None) -> None:
+        message = f"{argument}= takes {expected}"
+        super().__init__(message if given is None else f"{message}, not {given}")
+        self.argument = argument
+        self.expected = expected
+
+
+def shown(value: object) -> str:
+    """A short description of a wrong argument for an error message: type and repr.
+
+    Examples
+    --------
+    >>> shown(123)
+    'int 123'
+    """
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
+
+
 class InvalidEntryId(LineageKitError, TypeError, ValueError):
     """A lineage entry id is not an integer (a bool, a float, text that is no integer).
 

@@ -172,40 +172,24 @@ class InvalidArgument(LineageKitError, TypeError, ValueError):
     """An argument of a lineage_kit function is of the wrong type or value.
 
     It is a ``TypeError`` and a ``ValueError`` too, so code that caught either
-    before it existed keeps working.
+    before it existed keeps working. The message says what was expected.
 
     Attributes
     ----------
-    argument : str
-        The argument's name (``"run"``, ``"key"``, ...).
-    expected : str
-        What it takes.
+    argument : str or None
+        The argument's name (``"run"``, ``"key"``, ...), where there is one.
 
     Examples
     --------
-    >>> raise InvalidArgument("run", "a run id, a unique prefix or 'latest'", "int 123")
+    >>> raise InvalidArgument("depth= takes None or an int >= 0, not -1", argument="depth")
     Traceback (most recent call last):
     ...
-    lineage_kit.errors.InvalidArgument: run= takes a run id, a unique prefix or 'latest', not int 123
+    lineage_kit.errors.InvalidArgument: depth= takes None or an int >= 0, not -1
     """
 
-    def __init__(self, argument: str, expected: str, given: str | None = None) -> None:
-        message = f"{argument}= takes {expected}"
-        super().__init__(message if given is None else f"{message}, not {given}")
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
         self.argument = argument
-        self.expected = expected
-
-
-def shown(value: object) -> str:
-    """A short description of a wrong argument for an error message: type and repr.
-
-    Examples
-    --------
-    >>> shown(123)
-    'int 123'
-    """
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
 
 
 class InvalidEntryId(LineageKitError, TypeError, ValueError):

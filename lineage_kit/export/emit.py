@@ -109,17 +109,17 @@ def make_client(target: Any = True, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
         if not target.startswith(("http://", "https://")):
             # the URL may hold a password: never echo it
             raise InvalidArgument(
-                "openlineage", "a URL starting with http:// or https://", repr(redact(target))
+                f"an OpenLineage URL starts with http:// or https://, not {redact(target)!r}",
+                argument="openlineage",
             )
         config = HttpConfig(
             url=target, timeout=timeout, retry={**DEFAULT_RETRY_CONFIG, "total": 1, "connect": 1}
         )
         return module.OpenLineageClient(transport=HttpTransport(config))
     raise InvalidArgument(
-        "openlineage",
-        "True (the client's own configuration), a URL, a client config dict or an "
-        "OpenLineageClient",
-        type(target).__name__,
+        "openlineage= takes True (the client's own configuration), a URL, a client config "
+        f"dict or an OpenLineageClient, not {type(target).__name__}",
+        argument="openlineage",
     )
 
 

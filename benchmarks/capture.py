@@ -3,15 +3,25 @@ naive design, memory. Every baseline is built and timed here, in the same run.""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import statistics
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from common import Figure, fresh_db, interleaved, orders, peak_rss_mib, run_child, timed
+from common import (
+    WORK,
+    Figure,
+    fresh_db,
+    interleaved,
+    orders,
+    peak_rss_mib,
+    run_child,
+    timed,
+)
 
 import lineage_kit as lk
 from lineage_kit.steps import DEFAULT_STEPS
@@ -112,6 +122,72 @@ def bare_executemany(rows: dict[str, list[tuple]], db: Path) -> None:
     con.executemany("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", rows["parents"])
     con.execute("COMMIT")
     store.close()
+
+
+_PROBE_SCHEMA = """
+CREATE TABLE lineage (entry_id INTEGER PRIMARY KEY, run INTEGER NOT NULL, step INTEGER NOT NULL,
+                      record_key TEXT, parent_id INTEGER);
+CREATE TABLE value (entry_id INTEGER PRIMARY KEY, json TEXT NOT NULL);
+"""
+
+
+def write_limit_probe(
+    records: Iterable[dict[str, Any]],
+    db: Path,
+    funcs: Sequence[Callable[[Any], Any]] | None = None,
+    chunk_size: int = 2_000,
+    key: str = "key",
+) -> int:
+    """The machine's write limit for lineage capture (issue 17, figure a).
+
+    Plain Python, no lineage_kit: the steps ``funcs`` (default: the default
+    pipeline's) applied to chunks of ``records``; for every record-step one lineage
+    row ``(entry_id, run, step, record_key, parent_id)`` and one row of the value's
+    JSON (the pipeline's serialiser, so both pay the same for it); one
+    ``executemany`` per table and one transaction per chunk, ids given in memory;
+    a key index and a parent index built once, afterwards. The same SQLite
+    settings as the store (WAL, ``synchronous=NORMAL``). No hashes, statuses,
+    timestamps, duplicate-key check or error handling: what any capture of this
+    workload must at least pay. Returns the number of record-steps written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_limit_probe([{"key": "a", "x": 1}], Path(d) / "probe.db")
+    3
+    """
+    funcs = [s.func for s in DEFAULT_STEPS] if funcs is None else list(funcs)
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")
+        con.executescript(_PROBE_SCHEMA)
+        next_id = 1
+        for block in _chunks(records, chunk_size):
+            lineage: list[tuple] = []
+            values: list[tuple[int, str]] = []
+            parents: list[int | None] = [None] * len(block)
+            current = block
+            for position, func in enumerate(funcs):
+                nxt = []
+                for i, value in enumerate(current):
+                    new = func(value)
+                    lineage.append((next_id, 1, position, new.get(key), parents[i]))
+                    values.append((next_id, _DUMPS(new)))
+                    parents[i] = next_id
+                    next_id += 1
+                    nxt.append(new)
+                current = nxt
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT INTO lineage VALUES (?, ?, ?, ?, ?)", lineage)
+            con.executemany("INSERT INTO value VALUES (?, ?)", values)
+            con.execute("COMMIT")
+        con.execute("CREATE INDEX lineage_key ON lineage (record_key, run, step)")
+        con.execute("CREATE INDEX lineage_parent ON lineage (parent_id)")
+        return next_id - 1
+    finally:
+        con.close()
 
 
 _NAIVE_SCHEMA = """
@@ -335,3 +411,78 @@ def against_naive(sizes: list[int], reps: int, headline: int) -> list[Figure]:
                 )
             )
     return figures
+
+
+def input_bytes(n: int) -> int:
+    """Bytes of the benchmark's ``n`` orders as JSON Lines (the input the size is against)."""
+    return sum(len(json.dumps(r).encode()) + 1 for r in orders(n))
+
+
+def store_bytes(db: Path) -> tuple[int, dict[str, int]]:
+    """A store's size once its WAL is checkpointed, and bytes per table/index (dbstat)."""
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            per = dict(con.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"))
+        except sqlite3.OperationalError:  # SQLite built without dbstat
+            per = {}
+    finally:
+        con.close()
+    return db.stat().st_size, per
+
+
+def write_limit(n: int, reps: int) -> list[Figure]:
+    """Figures (a) and (b) of issue 17: capture speed as a fraction of the machine's
+    write limit (:func:`write_limit_probe`), interleaved; store bytes per record-step."""
+    paths = {"lineage": "limit_lineage.db", "probe": "limit_probe.db"}
+    t = interleaved(
+        {
+            "lineage": lambda: run_lineage(n, fresh_db(paths["lineage"])),
+            "probe": lambda: write_limit_probe(orders(n), fresh_db(paths["probe"])),
+        },
+        reps,
+    )
+    steps = n * N_STEPS
+    ours, probe = steps / t["lineage"].median, steps / t["probe"].median
+    fraction = ours / probe
+    size, per_table = store_bytes(WORK / paths["lineage"])
+    probe_size, _ = store_bytes(WORK / paths["probe"])
+    raw = input_bytes(n)
+    print(
+        f"  {ours:,.0f} record-steps/s, probe {probe:,.0f}: {fraction:.2f} of the limit; "
+        f"store {size / steps:.0f} bytes a record-step, {size / raw:.1f}x the input",
+        flush=True,
+    )
+    return [
+        Figure(
+            "write_limit_fraction",
+            f"record-steps/s as a fraction of the plain-Python write probe, {n:,} records",
+            fraction,
+            "x",
+            goal=">= 0.8",
+            met=fraction >= 0.8,
+            detail={
+                "record_steps_per_s": ours,
+                "probe_record_steps_per_s": probe,
+                "samples": {"lineage": t["lineage"].wall, "probe": t["probe"].wall},
+                "fraction_cpu": t["probe"].median_cpu / t["lineage"].median_cpu,
+            },
+        ),
+        Figure(
+            "store_bytes_per_record_step",
+            f"store bytes per record-step, {n:,} records (default pipeline)",
+            size / steps,
+            " B",
+            detail={"store_bytes": size, "per_table_bytes": per_table},
+        ),
+        Figure(
+            "store_size_ratio",
+            f"store size / input size (JSON Lines), {n:,} records",
+            size / raw,
+            "x",
+            goal="<= 4",
+            met=size / raw <= 4,
+            detail={"input_bytes": raw, "probe_store_bytes": probe_size},
+        ),
+    ]

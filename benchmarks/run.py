@@ -37,6 +37,8 @@ CONFIG = {
         "input_pair": (100_000, 1_000_000),
         "overhead_n": 100_000,
         "overhead_reps": 5,
+        "limit_n": 200_000,
+        "limit_reps": 3,
         "naive_sizes": [2_000, 8_000],
         "naive_reps": 3,
         "naive_headline": 8_000,
@@ -63,6 +65,8 @@ CONFIG = {
         "input_pair": (2_000, 20_000),
         "overhead_n": 3_000,
         "overhead_reps": 2,
+        "limit_n": 3_000,
+        "limit_reps": 2,
         "naive_sizes": [100, 400],
         "naive_reps": 1,
         "naive_headline": 400,
@@ -88,6 +92,7 @@ SECTIONS = (
     "capture",
     "inputs",
     "overhead",
+    "limit",
     "naive",
     "startup",
     "trace",
@@ -117,6 +122,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
         ),
         "inputs": lambda: inputs.memory_by_format(cfg["input_pair"]),
         "overhead": lambda: capture.overhead_and_raw_limit(cfg["overhead_n"], cfg["overhead_reps"]),
+        "limit": lambda: capture.write_limit(cfg["limit_n"], cfg["limit_reps"]),
         "naive": lambda: capture.against_naive(
             cfg["naive_sizes"], cfg["naive_reps"], cfg["naive_headline"]
         ),

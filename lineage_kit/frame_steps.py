@@ -229,6 +229,12 @@ def _record(
         generated = [k for k, p in zip(keys, parents_list, strict=True) if k != own[p]]
         taken = run._keys_taken(generated, items, chunk)
         refused = {p for k, p in zip(keys, parents_list, strict=True) if k != own[p] and k in taken}
+        for k, p in zip(keys, parents_list, strict=True):
+            if p in refused and k != own[p] and k in taken:
+                run.first_use(k, items[p])  # may cut the chunk: see Run.first_use
+        for k, p in zip(keys, parents_list, strict=True):
+            if p not in refused:
+                run.hold((k,), items[p])
     # a row that cannot be stored as JSON fails its record (all of a split's children)
     failed = {p: rows[i][0] for i, p in enumerate(parents_list) if rows[i][1] is None}
     out = FrameItems()

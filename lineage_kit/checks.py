@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 
-from .errors import IntegrityError
+from .errors import IntegrityError, InvalidArgument
 from .model import FINISHED_STATUSES, EntryStatus, RunStatus, StepKind
 from .values import value_hash_bytes
 
@@ -179,9 +179,10 @@ def register_check(
 
     Raises
     ------
-    ValueError
+    InvalidArgument
         ``name`` is empty or is a built-in check or code, ``severity`` is unknown, or
-        ``name`` is registered already and ``replace`` is false.
+        ``name`` is registered already and ``replace`` is false (a ``ValueError``
+        too).
 
     Examples
     --------
@@ -199,20 +200,20 @@ def register_check(
     >>> lk.register_check("big_orders")(big_orders)
     Traceback (most recent call last):
     ...
-    ValueError: a check named 'big_orders' is registered already; pass replace=True ...
+    lineage_kit.errors.InvalidArgument: a check named 'big_orders' is registered already...
     >>> lk.unregister_check("big_orders")
     """
     if not isinstance(name, str) or not name:
-        raise ValueError("a check needs a non-empty name")
+        raise InvalidArgument("a check needs a non-empty name")
     if name in _BUILTIN or name in CODES:
-        raise ValueError(f"{name!r} is a built-in check or code; choose another name")
+        raise InvalidArgument(f"{name!r} is a built-in check or code; choose another name")
     _check_severity(severity)
 
     def decorate(func: CheckFunction) -> CheckFunction:
         if not callable(func):
-            raise ValueError(f"a check must be callable, not {func!r}")
+            raise InvalidArgument(f"a check must be callable, not {func!r}")
         if name in _REGISTRY and not replace:
-            raise ValueError(
+            raise InvalidArgument(
                 f"a check named {name!r} is registered already; pass replace=True to "
                 "replace it, or unregister_check() it first"
             )
@@ -233,7 +234,7 @@ def unregister_check(name: str) -> None:
         ``name`` is a built-in check (those cannot be removed).
     """
     if name in _BUILTIN:
-        raise ValueError(f"{name!r} is a built-in check and cannot be removed")
+        raise InvalidArgument(f"{name!r} is a built-in check and cannot be removed")
     if name not in _REGISTRY:
         raise KeyError(f"no custom check named {name!r} is registered")
     del _REGISTRY[name]
@@ -246,7 +247,7 @@ def registered_checks() -> list[str]:
 
 def _check_severity(severity: str) -> None:
     if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
+        raise InvalidArgument(f"severity must be one of {SEVERITIES}, not {severity!r}")
 
 
 def _builtin(name: str) -> Callable[[Callable[[_Context], Any]], Callable[[_Context], Any]]:
@@ -469,7 +470,7 @@ def check(
     started = time.perf_counter()
     checks = list(_REGISTRY.values())
     if expected_steps is not None:
-        expected = [str(s) for s in expected_steps]
+        expected = _step_names(expected_steps)
         checks.append(
             _Check(
                 "expected_steps",
@@ -481,7 +482,7 @@ def check(
         )
     for func in extra:
         if not callable(func):
-            raise ValueError(f"extra checks must be callables, not {func!r}")
+            raise InvalidArgument(f"extra checks must be callables, not {func!r}")
         name = getattr(func, "__name__", "custom_check")
         checks.append(_Check(name, func, "error", ""))
 
@@ -907,6 +908,35 @@ def _counts(ctx: _Context) -> list[dict[str, Any]]:
         if problems:
             out.append(_v("counts_mismatch", rid, None, None, "; ".join(problems)))
     return out
+
+
+def _step_names(expected_steps: str | Sequence[str]) -> list[str]:
+    """``expected_steps`` as a list of names: a text is comma-separated, as the CLI's
+    ``--expected-steps`` (``"ingest,publish"``), never a sequence of letters.
+
+    Raises
+    ------
+    InvalidArgument
+        No name at all.
+
+    Examples
+    --------
+    >>> _step_names("ingest, normalize,publish")
+    ['ingest', 'normalize', 'publish']
+    """
+    if isinstance(expected_steps, str):
+        names = [s.strip() for s in expected_steps.split(",") if s.strip()]
+    elif isinstance(expected_steps, Iterable):
+        names = [str(s) for s in expected_steps]
+    else:
+        names = []
+    if not names:
+        raise InvalidArgument(
+            "expected_steps= takes step names (a list, or one text separated by commas), "
+            f"not {expected_steps!r}",
+            argument="expected_steps",
+        )
+    return names
 
 
 def _expected_steps(ctx: _Context, expected: list[str]) -> list[dict[str, Any]]:

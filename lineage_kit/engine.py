@@ -48,6 +48,15 @@ class Abort(Exception):
         self.error = error
 
 
+class _Recut(Exception):
+    """A split child would take the key of a record later in input order, in the same
+    chunk: the chunk is run again as two, cut before that record (``ordinal``)."""
+
+    def __init__(self, ordinal: int) -> None:
+        super().__init__(ordinal)
+        self.ordinal = ordinal
+
+
 _Refused = tuple["SourceItem", str, str | None]  # a source item refused, with reason and message
 
 
@@ -155,6 +164,15 @@ class Run:
         self.last_seen: list[str | None] = [None] * n
         self.copy_input = copies_needed(self.steps, fresh_input)
         self.source_frame = source_frame  # a DataFrame input, for a first frame step
+        # Who holds a key first used in the chunk being run (input order decides who
+        # keeps a contested key, whatever the chunk size): its source items, from
+        # ``block_start`` on, and split children's keys -> their parent's ordinal.
+        # None while merged records run (after every input record was admitted).
+        self.block: list[SourceItem] | None = None
+        self.block_start = 0
+        self.child_holders: dict[str, int] = {}
+        self.input_holders: dict[str, int] | None = None
+        self.written: dict[str, int] = {}
 
     # -- outcomes
 
@@ -417,8 +435,11 @@ class Run:
             if children is not None:
                 own = item.key
                 clash = next((c[0] for c in children if c[0] in taken and c[0] != own), None)
-                if clash is None:
+                if clash is not None:
+                    self.first_use(clash, item)
+                else:
                     taken.update(c[0] for c in children)
+                    self.hold((c[0] for c in children), item)
                     for child_key, child_value, cjson in children:
                         chash = value_hash(cjson)
                         entry = EntryRow(run_id, position, child_key, ok, None, None, stamp, chash)
@@ -440,10 +461,39 @@ class Run:
         """The keys among ``keys`` already used in the run: written, or in this chunk."""
         if not keys:
             return set()
-        taken = set(self.backend.existing_keys(self.run_id, keys))
+        self.written = self.backend.existing_keys(self.run_id, keys)
+        taken = set(self.written)
         taken.update(entry.record_key for entry in chunk.entries)
         taken.update(item.key for item in items)  # a first step's inputs have no entry yet
         return taken
+
+    def first_use(self, key: str, item: Item) -> None:
+        """Let ``item``'s child keep ``key`` if ``item`` comes first in input order.
+
+        ``key`` is taken (:meth:`_keys_taken`). Taken by an earlier chunk or by an
+        earlier record, the child's parent is rejected (the caller's part). Taken in
+        this chunk by a record later in input order, this raises :class:`_Recut`: run
+        as one record per chunk, ``item`` would have been first, so the chunk is run
+        again cut before that record (whose key is then refused as already seen).
+        """
+        if self.block is None or key in self.written:
+            return
+        if self.input_holders is None:  # made once per chunk, only if a key is contested
+            self.input_holders = {}
+            for i, it in enumerate(self.block, start=self.block_start):
+                if it.reason is None:
+                    self.input_holders.setdefault(it.key, i)
+        holders = (self.child_holders.get(key), self.input_holders.get(key))
+        holder = min((h for h in holders if h is not None), default=None)
+        if holder is not None and holder > _first_root(item.roots):
+            raise _Recut(holder)
+
+    def hold(self, keys: Iterable[str], item: Item) -> None:
+        """Note that split children of ``item`` now hold ``keys`` (see :meth:`first_use`)."""
+        if self.block is not None:
+            root = _first_root(item.roots)
+            for key in keys:
+                self.child_holders.setdefault(key, root)
 
     def merge(self, position: int, members: list[Item], chunk: _Chunk) -> list[Item]:
         """Apply a merge step to one group (members carry absolute entry ids)."""
@@ -514,31 +564,58 @@ class Run:
         try:
             ordinal = 0
             for block in blocks:
-                chunk = _Chunk()
-                items, refused = self._admit(block, ordinal)
-                ordinal += len(block)
                 self.n_input += len(block)
-                try:
-                    items = self.apply(0, items, chunk) if items else items
-                except Abort:
-                    self._refuse(refused, chunk)
-                    self.flush(chunk)  # keep the failed entry and what led to it
-                    raise
-                # Refused records follow the first step's entries, so a duplicate
-                # comes after the record it duplicates, in ids and in time.
-                self._refuse(refused, chunk)
-                try:
-                    reached = self._through(items, 1, end, chunk)
-                except Abort:
-                    self.flush(chunk)
-                    raise
-                self._settle_segment(reached, end, chunk, barrier)
+                parts = [(block, ordinal)]
+                ordinal += len(block)
+                while parts:
+                    part, start = parts.pop(0)
+                    try:
+                        self._run_chunk(part, start, end, barrier)
+                    except _Recut as cut:
+                        n = cut.ordinal - start
+                        parts[:0] = [(part[:n], start), (part[n:], cut.ordinal)]
                 if bar is not None:
                     bar.update(len(block))
+            self.block = None
             self._after_merges(merges, barrier, chunk_size)
         finally:
             if bar is not None:
                 bar.close()
+
+    def _run_chunk(self, block: list[SourceItem], start: int, end: int, barrier: list) -> None:
+        """Run source items ``start``... through the steps before the first merge.
+
+        Raises
+        ------
+        _Recut
+            Nothing of the chunk was written, and its outcomes are undone.
+        """
+        self.block, self.block_start = block, start
+        self.child_holders, self.input_holders = {}, None
+        counts = list(self.counts)
+        chunk = _Chunk()
+        items, refused = self._admit(block, start)
+        try:
+            try:
+                items = self.apply(0, items, chunk) if items else items
+            except Abort:
+                self._refuse(refused, chunk)
+                self.flush(chunk)  # keep the failed entry and what led to it
+                raise
+            # Refused records follow the first step's entries, so a duplicate
+            # comes after the record it duplicates, in ids and in time.
+            self._refuse(refused, chunk)
+            try:
+                reached = self._through(items, 1, end, chunk)
+            except Abort:
+                self.flush(chunk)
+                raise
+        except _Recut:
+            self.counts[:] = counts
+            for r in range(start, start + len(block)):
+                self.pending.pop(r, None)
+            raise
+        self._settle_segment(reached, end, chunk, barrier)
 
     def _admit(self, block: list[SourceItem], ordinal: int) -> tuple[list[Item], list[_Refused]]:
         """Split source items into items in flight and refused ``(item, reason, message)``.
@@ -618,8 +695,8 @@ class Run:
                     message = f"group_by gave no usable group key: {message}"
                     self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
                     continue
-                item.key = text  # the group key becomes the merged record's key
                 groups.setdefault(text, []).append(item)
+            self._unique_groups(position, groups, chunk, stamp)
             barrier = []
             for block in chunked(groups.values(), chunk_size):
                 try:
@@ -638,6 +715,29 @@ class Run:
                     barrier = _absolute(barrier, base)
                 chunk = _Chunk()
             self.flush(chunk)
+
+    def _unique_groups(
+        self, position: int, groups: dict[str, list[Item]], chunk: _Chunk, stamp: str
+    ) -> None:
+        """Keep the groups whose key no other record of the run has; key the members.
+
+        A group key follows the rule of split children's keys: unique in the run, and
+        only a member's own key may be reused. A group whose key another record holds
+        (an input record's, a split child's, an earlier group's) rejects its members,
+        each under its own key, as ``duplicate_key``; they are not merged.
+        """
+        taken = self.backend.existing_keys(self.run_id, list(groups)) if groups else {}
+        for text in [t for t in taken if t in groups]:
+            members = groups[text]
+            if any(m.key == text for m in members):
+                continue
+            del groups[text]
+            message = f"group key {text!r} is already the key of another record in this run"
+            for item in members:
+                self._terminal(chunk, position, stamp, item, _REJECTED, "duplicate_key", message)
+        for text, members in groups.items():
+            for item in members:
+                item.key = text  # the group key becomes the merged record's key
 
     def _terminal_group_error(
         self, position: int, item: Item, chunk: _Chunk, stamp: str, exc: Exception
@@ -718,6 +818,10 @@ def copies_needed(steps: Sequence[Step], fresh_input: bool) -> list[bool]:
             out.append(not owned)
             owned = False  # a user's step: who else holds its output is unknown
     return out
+
+
+def _first_root(roots: Any) -> int:
+    return roots if type(roots) is int else min(roots)
 
 
 def _as_tuple(roots: Any) -> tuple:

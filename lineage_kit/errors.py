@@ -168,6 +168,30 @@ class EntryNotFound(LineageKitError, LookupError):
     """A lineage entry id does not exist in the store."""
 
 
+class InvalidArgument(LineageKitError, TypeError, ValueError):
+    """An argument of a lineage_kit function is of the wrong type or value.
+
+    It is a ``TypeError`` and a ``ValueError`` too, so code that caught either
+    before it existed keeps working. The message says what was expected.
+
+    Attributes
+    ----------
+    argument : str or None
+        The argument's name (``"run"``, ``"key"``, ...), where there is one.
+
+    Examples
+    --------
+    >>> raise InvalidArgument("depth= takes None or an int >= 0, not -1", argument="depth")
+    Traceback (most recent call last):
+    ...
+    lineage_kit.errors.InvalidArgument: depth= takes None or an int >= 0, not -1
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
 class InvalidEntryId(LineageKitError, TypeError, ValueError):
     """A lineage entry id is not an integer (a bool, a float, text that is no integer).
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .base import key_text
-from .errors import InvalidEntryId, KeyNotFound
+from .errors import InvalidArgument, InvalidEntryId, KeyNotFound
 from .model import EntryStatus, RunStatus, StepKind
 from .store import RUN_COLUMNS
 from .store import queries as q
@@ -325,7 +325,7 @@ def lineage_frame(
         )
         parts.append(_entry_block(run_id, columns, edges, [s[2] for s in steps]))
     if step is not None and not parts:
-        raise ValueError(f"{step!r} is not a step of the chosen run(s)")
+        raise InvalidArgument(f"{step!r} is not a step of the chosen run(s)")
     names = step_names(all_steps)
     if not parts:  # no entries, or no runs at all ("all" on an empty store)
         empty = decode_entries((0, None, None, "[]", None, "[]", "[]", None, "[]"))
@@ -540,9 +540,9 @@ def walk_frame(
     from .errors import EntryNotFound
 
     if direction not in ("up", "down"):
-        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
+        raise InvalidArgument(f"direction must be 'up' or 'down', not {direction!r}")
     if depth is not None and (not isinstance(depth, int) or depth < 0):
-        raise ValueError(f"depth must be None or a non-negative integer, not {depth!r}")
+        raise InvalidArgument(f"depth must be None or a non-negative integer, not {depth!r}")
     entry_id = entry_id_of(entry_id)
     rows = backend.walk_rows(entry_id, depth, direction)
     if not rows:
@@ -563,7 +563,7 @@ def source_frame(
     from .errors import EntryNotFound
 
     if (key is None) == (entry_id is None):
-        raise TypeError("give exactly one of key and entry_id")
+        raise InvalidArgument("give exactly one of key and entry_id")
     if key is not None:
         key = key_text(key)
         run_id = backend.resolve_run(run)
@@ -795,7 +795,7 @@ def _paths(frame: pd.DataFrame) -> pd.DataFrame:
 def compare_frame(backend: Backend, run_a: str, run_b: str) -> pd.DataFrame:
     """Backs :meth:`lineage_kit.LineageStore.compare_runs`, where it is documented."""
     if "all" in (run_a, run_b):
-        raise ValueError("compare_runs compares two runs; 'all' is not one run")
+        raise InvalidArgument("compare_runs compares two runs; 'all' is not one run")
     a = _paths(lineage_frame(backend, backend.resolve_run(run_a)))
     b = _paths(lineage_frame(backend, backend.resolve_run(run_b)))
     both = a.merge(b, how="outer", left_index=True, right_index=True, suffixes=("_a", "_b"))

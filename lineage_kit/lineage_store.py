@@ -734,8 +734,9 @@ class LineageStore:
         ----------
         run : str or sequence of str, default "latest"
             Which run(s); see *Runs and keys* in :class:`LineageStore`.
-        expected_steps : sequence of str, optional
-            The step names, in order, every checked run must have.
+        expected_steps : sequence of str or str, optional
+            The step names, in order, every checked run must have; one text is
+            separated by commas (``"ingest,normalize,publish"``), as the CLI's.
         extra : iterable of callables, optional
             One-off custom checks ``(store, run_ids) -> violations``.
 

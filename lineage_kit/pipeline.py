@@ -19,7 +19,7 @@ from typing import Any
 
 from .base import __version__
 from .engine import Abort, Run, chunked, error_text, now
-from .errors import InputError, StepError
+from .errors import InputError, InvalidArgument, StepError
 from .model import RunResult, RunStart, RunStatus, Step, StepKind, StepRow, step
 from .sources import KeySpec, Source, absent_key_fields, open_source
 from .steps import DEFAULT_STEPS
@@ -57,16 +57,16 @@ class Pipeline:
     def __init__(self, steps: Sequence[Step], *, name: str = "default") -> None:
         steps = list(steps)
         if not steps:
-            raise ValueError("a pipeline needs at least one step")
+            raise InvalidArgument("a pipeline needs at least one step")
         for s in steps:
             if not isinstance(s, Step):
-                raise ValueError(f"{s!r} is not a step; decorate it with @lk.step(...)")
+                raise InvalidArgument(f"{s!r} is not a step; decorate it with @lk.step(...)")
         names = [s.name for s in steps]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
-            raise ValueError(f"step names must be unique; repeated: {', '.join(duplicated)}")
+            raise InvalidArgument(f"step names must be unique; repeated: {', '.join(duplicated)}")
         if steps[0].kind == StepKind.MERGE:
-            raise ValueError("the first step cannot be a merge step")
+            raise InvalidArgument("the first step cannot be a merge step")
         self.steps: tuple[Step, ...] = tuple(steps)
         self.name = name
 
@@ -143,7 +143,7 @@ class Pipeline:
             A bad argument (``chunk_size`` < 1, an unusable ``key``).
         """
         if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
+            raise InvalidArgument(f"chunk_size must be a positive integer, not {chunk_size!r}")
         src = (
             source
             if isinstance(source, Source)
@@ -158,7 +158,7 @@ class Pipeline:
         try:
             params_json = json.dumps(params, default=str)
         except UNSTORABLE as exc:
-            raise ValueError(f"parameters must be JSON-serialisable: {exc}") from None
+            raise InvalidArgument(f"parameters must be JSON-serialisable: {exc}") from None
         listener = _listener(openlineage)
 
         started = time.perf_counter()

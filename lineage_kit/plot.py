@@ -14,7 +14,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .base import key_text
-from .errors import KeyNotFound
+from .errors import InvalidArgument, KeyNotFound
 from .lineage_store import LineageStore
 from .model import EntryStatus
 
@@ -352,7 +352,7 @@ def plot_chain(
     from matplotlib.transforms import ScaledTranslation
 
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 2:
-        raise ValueError(f"max_rows must be an int of at least 2, not {max_rows!r}")
+        raise InvalidArgument(f"max_rows must be an int of at least 2, not {max_rows!r}")
     graph = _chain_graph(source, key, run)
     focus = key_text(key)
     steps = _steps_of(graph)
@@ -748,7 +748,7 @@ def plot_runs(store: LineageStore, last: int = 10, ax: Axes | None = None) -> Ax
     from .errors import RunNotFound
 
     if isinstance(last, bool) or not isinstance(last, int) or last < 1:
-        raise ValueError(f"last must be a positive int, not {last!r}")
+        raise InvalidArgument(f"last must be a positive int, not {last!r}")
     runs = store.runs().head(last).iloc[::-1]  # oldest first
     if runs.empty:
         raise RunNotFound(f"the store {store.path} has no runs yet")

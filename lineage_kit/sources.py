@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import composite_key, key_part
-from .errors import InputError
+from .errors import InputError, InvalidArgument
 from .jsonstream import MalformedJSON, NotAnArray, iter_array
 
 #: Input formats understood by :func:`open_source`.
@@ -193,9 +193,13 @@ def _key_function(key: KeySpec) -> Callable[[dict], tuple[str | None, str | None
 
         return from_callable
 
-    names = [key] if isinstance(key, str) else list(key)
+    names = [key] if isinstance(key, str) else list(key) if isinstance(key, list | tuple) else []
     if not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"key must be a field name, a list of field names or a callable: {key!r}")
+        raise InvalidArgument(
+            "key= takes a field name, a list of field names or a callable, "
+            f"not {type(key).__name__} {key!r}",
+            argument="key",
+        )
     if len(names) == 1:
         (name,) = names
         return lambda record: key_part(_lookup(record, name), name)
@@ -216,7 +220,7 @@ def parse_key_option(text: str) -> str | list[str]:
     """Turn a CLI ``--key`` value (``"id"`` or ``"region,order_id"``) into a key spec."""
     names = [part.strip() for part in text.split(",")]
     if not all(names):
-        raise ValueError(f"--key {text!r}: field names must not be empty")
+        raise InvalidArgument(f"--key {text!r}: field names must not be empty")
     return names[0] if len(names) == 1 else names
 
 
@@ -641,7 +645,7 @@ def open_source(
                 f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", path=str(path)
             )
         if delimiter is not None and fmt != "csv":
-            raise ValueError(f"delimiter applies to CSV files only, not to {fmt} input")
+            raise InvalidArgument(f"delimiter applies to CSV files only, not to {fmt} input")
         if fmt == "csv":
             delimiter = None if delimiter is None else check_delimiter(delimiter)
             src = Source(lambda: _read_csv(path, src, delimiter), key, str(path), fresh=True)
@@ -649,9 +653,9 @@ def open_source(
             src = Source(lambda: _READERS[fmt](path, src), key, str(path), fresh=True)
         return src
     if format is not None:
-        raise ValueError("format applies to files only")
+        raise InvalidArgument("format applies to files only")
     if delimiter is not None:
-        raise ValueError("delimiter applies to CSV files only")
+        raise InvalidArgument("delimiter applies to CSV files only")
     if _is_dataframe(source):
         src = Source(lambda: _dataframe_records(source, key), key, None, fresh=True)
         src.frame = source

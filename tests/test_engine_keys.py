@@ -131,24 +131,24 @@ def test_split_children_of_different_records_cannot_share_a_key(db, chunk_size):
 
 @pytest.mark.parametrize("first", [True, False], ids=["split-first", "after-ingest"])
 def test_a_generated_child_key_never_takes_an_input_records_key(db, first):
-    # r's first child would be r#1, the key of another input record of the same chunk
+    # r's first child would be r#1, the key of a later input record of the same chunk:
+    # r comes first in input order, so its child keeps r#1 and the input r#1 is refused,
+    # as it is when each record is a chunk of its own
     s = split_into(lambda r: [{"n": 1}, {"n": 2}])
     steps = [s, lk.steps.publish] if first else [lk.steps.ingest, s, lk.steps.publish]
     result = lk.Pipeline(steps).run([{"key": "r"}, {"key": "r#1"}], db=db, progress=False)
     at = 0 if first else 1
     assert conserved(result) and (result.n_published, result.n_rejected) == (1, 1)
     got = entries(db)
-    assert (at, "r", "rejected", "duplicate_key") in got
-    assert [k for pos, k, status, _ in got if pos == at and status == "ok"] == ["r#1#1", "r#1#2"]
+    assert (0, "r#1", "rejected", "duplicate_key") in got
+    assert [k for pos, k, status, _ in got if pos == at and status == "ok"][-2:] == ["r#1", "r#2"]
     with lk.connect(db) as store:
         assert store.check().ok
-        if first:  # the input r#1 was split at once: no entry has the key r#1 at all
-            assert [k for _, k, *_ in got].count("r#1") == 0
-        else:
-            trace = store.trace("r#1")
-            # every entry of the trace is the input record r#1's: its chain, its children
-            assert set(trace["key"]) == {"r#1", "r#1#1", "r#1#2"}
-            assert list(trace.loc[trace["relation"] == "self", "position"]) == [0]
+        trace = store.trace("r#1")
+        # r's child and the refused input record: never the input's chain mixed with r's
+        # (a split at the first step: the children's entries are the first of the chain)
+        assert set(trace["key"]) == ({"r#1"} if first else {"r", "r#1"})
+        assert list(trace.loc[trace["status"] == "ok", "key"]).count("r#1") == 2
 
 
 def test_an_input_record_cannot_take_a_key_a_split_child_already_has(db):
@@ -239,3 +239,30 @@ def test_group_keys_are_made_by_the_sources_key_rule(db, groups, expected):
             "WHERE position = 1 ORDER BY entry_id"
         ).fetchall()
     assert {k: json.loads(v)["keys"] for k, v in merged} == expected
+
+
+def test_a_group_key_cannot_be_another_records_key(db):
+    # group "b" (of a) would take the key of the input record b, which is not a member
+    g = merged_by(lambda r: r["g"])
+    result = lk.Pipeline([lk.steps.ingest, g, lk.steps.publish]).run(
+        [{"key": "a", "g": "b"}, {"key": "b", "g": "z"}], db=db, progress=False
+    )
+    assert conserved(result) and (result.n_published, result.n_rejected) == (1, 1)
+    got = entries(db)
+    assert (1, "a", "rejected", "duplicate_key") in got
+    assert [(p, k) for p, k, s, _ in got if s == "ok"] == [(0, "a"), (0, "b"), (1, "z"), (2, "z")]
+    with lk.connect(db) as store:
+        assert store.check().ok
+        trace = store.trace("b")
+        # only the input record b is "self"; its group z is downstream
+        assert list(trace.loc[trace["relation"] == "self", "position"]) == [0]
+        assert set(trace.loc[trace["relation"] == "downstream", "key"]) == {"z"}
+
+
+def test_a_group_may_keep_a_members_key(db):
+    g = merged_by(lambda r: "a")
+    result = lk.Pipeline([lk.steps.ingest, g, lk.steps.publish]).run(
+        [{"key": "a"}, {"key": "c"}], db=db, progress=False
+    )
+    assert (result.status, result.n_published) == ("completed", 2)
+    assert [(p, k) for p, k, s, _ in entries(db) if p > 0] == [(1, "a"), (2, "a")]

@@ -175,6 +175,29 @@ def test_column_lineage_shows_renames_identity_and_new_fields(sample_store):
     assert "columnLineage" not in events[4]["outputs"][0]["facets"]  # ingest: no parents
 
 
+def test_a_new_field_equal_to_a_removed_constant_claims_no_rename(db):
+    # review item 4: "retries" is new; it equals the removed "flag" (0 everywhere) only
+    # by chance, and "ok" turns 1 into True (equal in Python, not the same JSON value)
+    @lk.step("reshape")
+    def reshape(r):
+        return {"key": r["key"], "amount": r["amount"], "retries": 0, "ok": True, "id": r["n"]}
+
+    data = [{"key": f"k{i}", "amount": i, "flag": 0, "ok": 1, "n": i * 10} for i in range(5)]
+    lk.Pipeline([lk.steps.ingest, reshape, lk.steps.publish]).run(data, db=db, progress=False)
+    with lk.connect(db) as store:
+        events = store.openlineage_events()
+    step = next(
+        e for e in events if e["job"]["name"].endswith(".reshape") and e["eventType"] != "START"
+    )
+    assert _lineage(step) == {
+        "key": [("key", "IDENTITY")],
+        "amount": [("amount", "IDENTITY")],
+        "retries": [],  # a new field: its inputs are unknown
+        "ok": [("ok", "TRANSFORMATION")],
+        "id": [("n", "IDENTITY")],  # five different values, each the removed n's
+    }
+
+
 def test_a_merge_aggregates_and_a_split_derives(db, tmp_path):
     _run_id, events = events_of("merge", db)
     merge = next(

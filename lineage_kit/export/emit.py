@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingExtra, RunNotFound
+from ..errors import InvalidArgument, MissingExtra, RunNotFound
 from .openlineage import RunFacts, gather, run_events, step_event
 
 if TYPE_CHECKING:
@@ -85,8 +85,9 @@ def make_client(target: Any = True, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
     ------
     MissingExtra
         ``openlineage-python`` is not installed.
-    ValueError
-        ``target`` is none of the above, or the URL is not an http(s) URL.
+    InvalidArgument
+        ``target`` is none of the above, or the URL is not an http(s) URL (a
+        ``ValueError`` too; a password in it is not repeated).
 
     Examples
     --------
@@ -106,14 +107,19 @@ def make_client(target: Any = True, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
         from openlineage.client.transport.http_common import DEFAULT_RETRY_CONFIG
 
         if not target.startswith(("http://", "https://")):
-            raise ValueError(f"an OpenLineage URL starts with http:// or https://, not {target!r}")
+            # the URL may hold a password: never echo it
+            raise InvalidArgument(
+                f"an OpenLineage URL starts with http:// or https://, not {redact(target)!r}",
+                argument="openlineage",
+            )
         config = HttpConfig(
             url=target, timeout=timeout, retry={**DEFAULT_RETRY_CONFIG, "total": 1, "connect": 1}
         )
         return module.OpenLineageClient(transport=HttpTransport(config))
-    raise ValueError(
+    raise InvalidArgument(
         "openlineage= takes True (the client's own configuration), a URL, a client config "
-        f"dict or an OpenLineageClient, not {type(target).__name__}"
+        f"dict or an OpenLineageClient, not {type(target).__name__}",
+        argument="openlineage",
     )
 
 

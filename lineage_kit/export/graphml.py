@@ -23,6 +23,8 @@ import re
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidArgument
+
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -114,6 +116,8 @@ def write_graphml(graph: nx.DiGraph, path: str | os.PathLike[str] | Any) -> None
 
     Raises
     ------
+    InvalidArgument
+        ``graph`` is not a networkx graph.
     OSError
         The file cannot be written.
 
@@ -127,6 +131,12 @@ def write_graphml(graph: nx.DiGraph, path: str | os.PathLike[str] | Any) -> None
     """
     import networkx as nx
 
+    if not isinstance(graph, nx.Graph):
+        raise InvalidArgument(
+            "write_graphml takes a networkx graph (store.graph(), store.step_graph()), "
+            f"not {type(graph).__name__}",
+            argument="graph",
+        )
     nx.write_graphml(graphml_ready(graph), path, encoding="utf-8")
 
 

@@ -207,8 +207,10 @@ def _describe(
 
     Column lineage compares each sampled entry with its parent(s): a field equal to
     the parent's same field is IDENTITY, a changed one TRANSFORMATION (AGGREGATION in
-    a merge); a new field equal to a field the step removed is a rename (IDENTITY
-    from the old name); other new fields list no input (their inputs are unknown).
+    a merge; equal means the same JSON value, so ``1`` is not ``True``); a new field
+    equal to a field the step removed, over at least two different values, is a
+    rename (IDENTITY from the old name); other new fields list no input (their
+    inputs are unknown), so a constant such as ``0`` never suggests a rename.
     No parents (the first step) gives no column lineage.
     """
     entries: dict[int, tuple[Any, list[Any]]] = {}
@@ -232,17 +234,33 @@ def _describe(
     for name in types:
         present = [(v, ps) for v, ps in pairs if name in v]
         if all(name in p for _v, ps in present for p in ps):
-            same = all(p[name] == v[name] for v, ps in present for p in ps)
+            same = all(_same(p[name], v[name]) for v, ps in present for p in ps)
             lineage[name] = [(name, "IDENTITY" if same else changed)]
+            continue
+        # One value, or one record, says nothing about where a new field came from: a
+        # rename needs at least two different values, each equal to the old field's.
+        if len({_text(v[name]) for v, _ps in present}) < 2:
+            lineage[name] = []
             continue
         renamed = [
             old
             for old in {k for _v, ps in present for p in ps for k in p}
             if old not in types
-            and all(old in p and p[old] == v[name] for v, ps in present for p in ps)
+            and all(old in p and _same(p[old], v[name]) for v, ps in present for p in ps)
         ]
         lineage[name] = [(old, "IDENTITY") for old in sorted(renamed)]
     return fields, lineage
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values: ``True``, ``1`` and ``1.0`` are three different values."""
+    if type(a) is not type(b):
+        return False
+    return a == b if not isinstance(a, dict | list) else _text(a) == _text(b)
 
 
 def _json_type(value: Any) -> str:

@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 from ..base import key_text
-from ..errors import KeyNotFound, RunNotFound
+from ..errors import InvalidArgument, KeyNotFound, RunNotFound
 from ..model import EntryRow, RunEnd, RunStart, RunStatus, StepRow, StepTiming
 from .liveness import writer_alive
 from .queries import RUN_COLUMNS, TRACE_COLUMNS, parse_id_list
@@ -377,11 +377,19 @@ class Backend(abc.ABC):
         ------
         RunNotFound
             A run id, prefix or ``"latest"`` matches nothing.
+        InvalidArgument
+            ``run`` is neither text nor a list of texts.
         """
         if run == "all":
             return self.all_run_ids()
         if run is None or isinstance(run, str):
             return [self.resolve_run(run)]
+        if not isinstance(run, Sequence) or not all(isinstance(r, str) for r in run):
+            raise InvalidArgument(
+                "run= takes a run id, a unique prefix, 'latest', 'all' or a list of run ids, "
+                f"not {type(run).__name__} {run!r}",
+                argument="run",
+            )
         return list(dict.fromkeys(self.resolve_run(r) for r in run))
 
     def trace_records(self, key: str | int | float, run: str | Sequence[str] | None = "latest"):

@@ -43,6 +43,7 @@ Run = _Chunk = Item = Any
 
 _OK, _REJECTED, _FAILED = 0, 1, 2
 _ABSENT = object()
+_entry = tuple.__new__  # an EntryRow without the Python-level __new__ (once per row)
 
 #: ``DataFrame.attrs`` key of a step's ``{new column: input column}`` renames: a
 #: renamed cell the step did not change keeps the record's own value (the built-in
@@ -110,7 +111,9 @@ def apply_frame(
     """Run frame step ``st`` over the chunk's ``items``; record one outcome per record."""
     frame = input_frame(items, run.source_frame_for(position))
     try:
-        result = st.func(frame.copy())
+        # A shallow copy is enough: pandas copies on write, so nothing the step does
+        # to its DataFrame reaches ours, and the columns it leaves alone stay shared.
+        result = st.func(frame.copy(deep=False))
         kept, rejected = _unpack(result)
         problem = _problem(kept, rejected, frame, st)
     except Reject as exc:
@@ -236,12 +239,21 @@ def _record(
     failed = {p: rows[i][0] for i, p in enumerate(parents_list) if rows[i][1] is None}
     out = FrameItems()
     keep_rows = []
+    entries, add_local = chunk.entries, chunk.local_parents.append
+    add_entry, add_value = entries.append, chunk.values.append
     for i, (key, p, (value, vjson, vhash)) in enumerate(zip(keys, parents_list, rows, strict=True)):
         if p in refused or p in failed:
             continue
         item = items[p]
-        entry = EntryRow(run_id, position, key, ok, None, None, stamp, vhash)
-        index = chunk.add(entry, vjson, item.parent)
+        entry = _entry(EntryRow, (run_id, position, key, ok, None, None, stamp, vhash))
+        parent = item.parent
+        if type(parent) is int:  # chunk.add() inlined: this loop runs once per row
+            index = len(entries)
+            add_entry(entry)
+            add_value(vjson)
+            add_local((index, parent))
+        else:
+            index = chunk.add(entry, vjson, parent)
         # a record kept once goes on as itself; each row of a split, as a child
         new = item if counts[p] == 1 else copy.copy(item)
         new.key, new.value, new.vjson, new.vhash, new.parent = key, value, vjson, vhash, index
@@ -307,12 +319,13 @@ def _rows(frame: Any, items: list[Item], kept: Any, parents: Any) -> list[tuple]
     import numpy as np
 
     renamed = kept.attrs.get(RENAMED) or {}
+    in_place = len(parents) == len(frame) and bool((parents == np.arange(len(frame))).all())
     in_columns = list(frame.columns)
     out_columns = list(kept.columns)
     origins = [renamed.get(name, name) for name in out_columns]
     # per output column: which rows hold the cell their input row held (None: a new column)
     masks = [
-        _unchanged(frame[origin], kept[name], parents)
+        _unchanged(frame[origin], kept[name], parents, in_place)
         if not isinstance(origin, tuple) and origin in frame.columns
         else None
         for name, origin in zip(out_columns, origins, strict=True)
@@ -341,6 +354,15 @@ def _rows(frame: Any, items: list[Item], kept: Any, parents: Any) -> list[tuple]
     for name, origin, e, mask, values in general:
         for field in origin if isinstance(origin, tuple) else (origin,):
             by_origin[field] = (name, e, mask, values)
+    # every cell kept its value, columns renamed, dropped or reordered at most: each
+    # record keeps its fields (those still there), in its order, under the new names
+    renaming = (
+        not appended
+        and all(every)
+        and len(set(origins)) == len(origins)
+        and not any(isinstance(o, tuple) for o in origins)
+    )
+    new_name = dict(zip(origins, out_columns, strict=True))
     rows = []
     for i, p in enumerate(parents.tolist()):
         item = items[p]
@@ -349,7 +371,9 @@ def _rows(frame: Any, items: list[Item], kept: Any, parents: Any) -> list[tuple]
             rows.append((item.value, item.vjson, vhash))
             continue
         original = item.value
-        if appended:
+        if renaming:
+            value = {new_name[f]: v for f, v in original.items() if f in new_name}
+        elif appended:
             value = {**original}
             for name, values in added:
                 value[name] = values[i]
@@ -376,14 +400,20 @@ def _rows(frame: Any, items: list[Item], kept: Any, parents: Any) -> list[tuple]
     return rows
 
 
-def _unchanged(before: Any, after: Any, parents: Any) -> Any:
-    """Per output row: is the cell what its input row held (same type and value)?"""
+def _unchanged(before: Any, after: Any, parents: Any, in_place: bool) -> Any:
+    """Per output row: is the cell what its input row held (same type and value)?
+
+    ``in_place``: each output row is the input row at the same position.
+    """
     import numpy as np
 
-    old = before.iloc[parents] if len(parents) else before.iloc[:0]
-    if old.dtype != after.dtype:
+    pd = _pandas()
+    if before.dtype != after.dtype:
         return np.zeros(len(after), dtype=bool)
+    old = before if in_place else before.iloc[parents]
     a, b = old.to_numpy(), after.to_numpy()
+    if in_place and _same_buffer(a, b):  # a column the step did not touch (shared data)
+        return np.ones(len(b), dtype=bool)
     if a.dtype.kind == "f":  # bit for bit: -0.0 is not 0.0 (their JSON differs)
         bits = f"i{a.dtype.itemsize}"
         same = (a.view(bits) == b.view(bits)) | (np.isnan(a) & np.isnan(b))
@@ -391,6 +421,10 @@ def _unchanged(before: Any, after: Any, parents: Any) -> Any:
         same = a == b
     elif a.dtype.kind in "mM":
         same = (a == b) | (np.isnat(a) & np.isnat(b))
+    elif isinstance(before.dtype, pd.StringDtype):  # text or missing: compared at once
+        same = np.asarray(old.array == after.array, dtype=bool) | (
+            old.isna().to_numpy() & after.isna().to_numpy()
+        )
     else:
         same = np.fromiter(
             (x is y or (type(x) is type(y) and _equal(x, y)) for x, y in zip(a, b, strict=True)),
@@ -398,6 +432,13 @@ def _unchanged(before: Any, after: Any, parents: Any) -> Any:
             count=len(a),
         )
     return np.asarray(same, dtype=bool)
+
+
+def _same_buffer(a: Any, b: Any) -> bool:
+    """Are two arrays the very same memory (one column, not two equal ones)?"""
+    if a.shape != b.shape or a.dtype != b.dtype or a.strides != b.strides:
+        return False
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
 def _equal(x: Any, y: Any) -> bool:

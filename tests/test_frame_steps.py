@@ -388,3 +388,20 @@ def test_import_and_defining_frame_steps_stay_pandas_free():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_frame_step_changing_its_dataframe_in_place_changes_nothing_recorded_before(db):
+    @lk.step("in_place", frame=True)
+    def in_place(df):
+        df["amount"] = df["amount"] * 2  # column replaced in place
+        df.loc["b", "items"] = "many"  # one cell set in place
+        return df
+
+    run([lk.steps.ingest, in_place, double, lk.steps.publish], db=db)
+    assert [v for *_, v in entries(db, 0)] == DATA
+    assert [v for *_, v in entries(db, 1)] == [
+        {**DATA[0], "amount": 100},
+        {**DATA[1], "amount": 300, "items": "many"},
+        {**DATA[2], "amount": 600},
+    ]
+    assert [v["twice"] for *_, v in entries(db, 2)] == [200, 600, 1200]

@@ -109,6 +109,12 @@ class Backend(abc.ABC):
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
 
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @abc.abstractmethod
     def schema_version(self) -> int:
         """The store's schema version."""

@@ -25,6 +25,9 @@ __version__ = "0.1.0"
 KEY_SEPARATOR = "|"
 
 
+_EXACT = 2**53  # every integer up to this is exactly a float
+
+
 def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None, "missing_key", f"key field {name!r} is missing, null or empty"
@@ -34,7 +37,9 @@ def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]
     if isinstance(value, float):
         if not math.isfinite(value):
             return None, "invalid_key", f"key field {name!r} is {value}"
-        text = repr(value)
+        # One rule wherever a key is given or read: a whole number held exactly by a
+        # float is its integer text (7.0 -> "7", as 7 is), whatever else its column holds.
+        text = str(int(value)) if value.is_integer() and abs(value) <= _EXACT else repr(value)
     else:
         try:
             text = str(value)

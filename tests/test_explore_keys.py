@@ -122,13 +122,16 @@ def test_dataframe_int_ids_with_a_missing_value_keep_integer_keys(db):
             ax = lk.plot_chain(store, key)
             assert ax.texts
             plt.close(ax.figure)
-    # a float key column with fractions (or without a missing value) is a float key
+    # a whole float is its integer text, whether or not another row is missing (review
+    # item 11): 8.0 is "8" beside 7.5 as beside None, and trace(7.0) finds "7"
     lk.run_pipeline(frame, db=db, key="f")
     lk.run_pipeline(pd.DataFrame({"id": [7.0, 8.0]}), db=db, key="id")
     with lk.connect(db) as store:
         runs = store.runs()["run_id"].tolist()  # newest first
-        assert sorted(store.lineage(runs[1])["key"].dropna().unique()) == ["7.5", "8.0"]
-        assert sorted(store.lineage(runs[0])["key"].unique()) == ["7.0", "8.0"]
+        assert sorted(store.lineage(runs[1])["key"].dropna().unique()) == ["7.5", "8"]
+        assert sorted(store.lineage(runs[0])["key"].unique()) == ["7", "8"]
+        for key in (7.0, np.float64(7.0), 7, "7"):
+            assert store.trace(key, run=runs[0])["key"].unique().tolist() == ["7"]
 
 
 def test_a_key_that_no_source_could_make_is_refused(numbered):

@@ -10,6 +10,7 @@ are validated against the RunEvent definition, each facet against its own
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import jsonschema
 from referencing import Registry, Resource
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "specs"
+# The specs live beside the checkout (../shared/specs, as in CI); LINEAGE_KIT_SPECS
+# names another copy.
+SPECS = Path(os.environ.get("LINEAGE_KIT_SPECS", ROOT.parent / "shared" / "specs"))
 OPENLINEAGE_SPECS = SPECS / "openlineage"
 PROV_JSON_SCHEMA = SPECS / "prov-json" / "prov-json.schema.json"
 OUR_SCHEMAS = ROOT / "lineage_kit" / "export" / "schemas"
@@ -28,7 +31,11 @@ RUN_EVENT = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 def _registry() -> Registry:
     files = [*OPENLINEAGE_SPECS.rglob("*.json"), *OUR_SCHEMAS.rglob("*.json")]
     if len(files) < 50:  # a missing copy of the specs must fail, not pass vacuously
-        raise FileNotFoundError(f"OpenLineage specs not found under {OPENLINEAGE_SPECS}")
+        raise FileNotFoundError(
+            f"OpenLineage specs not found under {OPENLINEAGE_SPECS}: the export tests "
+            "validate against ../shared/specs beside the checkout; set LINEAGE_KIT_SPECS "
+            "to the folder holding openlineage/ and prov-json/"
+        )
     resources = []
     for path in files:
         schema = json.loads(path.read_text(encoding="utf-8"))

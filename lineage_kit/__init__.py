@@ -29,6 +29,7 @@ from .errors import (
     StepError,
     StoreClosed,
     StoreFull,
+    StoreUnavailable,
     StoreNotFound,
     StoreWriteError,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "StepError",
     "StoreClosed",
     "StoreFull",
+    "StoreUnavailable",
     "StoreNotFound",
     "StoreWriteError",
     "__version__",

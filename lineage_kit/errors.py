@@ -108,6 +108,25 @@ class StoreFull(StoreWriteError):
     """A write failed because the disk (or the store's size limit) is full."""
 
 
+class StoreUnavailable(LineageKitError, ConnectionError):
+    """A PostgreSQL store cannot be reached, refused the login, or went away mid-work.
+
+    The message is one line naming the host and the database, never the password.
+    A chunk being written when the connection broke was rolled back by the server:
+    the store keeps only whole chunks.
+
+    Attributes
+    ----------
+    host, database : str
+        Where the store was looked for.
+    """
+
+    def __init__(self, message: str, *, host: str, database: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.database = database
+
+
 class RunNotFound(LineageKitError, LookupError):
     """A run id, prefix or alias matches no run (or more than one)."""
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import summary
 from .errors import StoreClosed
-from .store import Backend, open_backend
+from .store import Backend, is_url, open_backend, redact
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,12 +32,13 @@ __all__ = ["LineageStore", "connect"]
 
 
 class LineageStore:
-    """A lineage store: a SQLite file written by lineage_kit pipelines.
+    """A lineage store: a SQLite file or a PostgreSQL schema written by lineage_kit pipelines.
 
     Parameters
     ----------
     path : str or PathLike
-        The SQLite file.
+        The SQLite file, or a ``postgresql://`` URL (see
+        :class:`~lineage_kit.store.postgres.backend.PostgresBackend`).
     create : bool, default False
         Create the store if the file is missing (pipelines do; readers do not).
     read_only : bool, optional
@@ -82,9 +83,11 @@ class LineageStore:
         create: bool = False,
         read_only: bool | None = None,
     ) -> None:
-        self.path = Path(path)
+        #: A path for a SQLite store; for a PostgreSQL store its URL without password.
+        self.path: Path | str = redact(path) if is_url(path) else Path(path)
         read_only = not create if read_only is None else read_only
-        self._backend: Backend = open_backend(self.path, create=create, read_only=read_only)
+        where = path if is_url(path) else self.path
+        self._backend: Backend = open_backend(where, create=create, read_only=read_only)
 
     # ------------------------------------------------------------------ basics
 
@@ -772,7 +775,9 @@ def connect(path: str | os.PathLike[str]) -> LineageStore:
     Parameters
     ----------
     path : str or PathLike
-        A SQLite file written by a lineage_kit pipeline.
+        A SQLite file written by a lineage_kit pipeline, or a ``postgresql://`` URL
+        (``"postgresql://user@host/db"``; ``?schema=`` names the store's schema,
+        default ``lineage_kit``): the session is then read-only.
 
     Returns
     -------

@@ -23,7 +23,7 @@ from .errors import InputError, InvalidArgument, StepError
 from .model import RunResult, RunStart, RunStatus, Step, StepKind, StepRow, step
 from .sources import KeySpec, Source, absent_key_fields, open_source
 from .steps import DEFAULT_STEPS
-from .store import Backend, open_backend
+from .store import Backend, open_backend, redact
 from .store.liveness import this_writer
 from .values import UNSTORABLE
 
@@ -104,7 +104,7 @@ class Pipeline:
         source : path, DataFrame or iterable of dicts
             See :func:`lineage_kit.sources.open_source`.
         db : str or PathLike, default "lineage.db"
-            The store; created if missing.
+            The store: a SQLite file or a ``postgresql://`` URL; created if missing.
         key : str, list of str, or callable, default "key"
             The record key field, several fields for a composite key, or a function.
         format : {"json", "jsonl", "csv"}, optional
@@ -216,7 +216,7 @@ class Pipeline:
             result = RunResult(
                 run_id=run_id,
                 status=status,
-                db=str(db),
+                db=redact(db),
                 n_input=state.n_input,
                 n_published=state.n_published,
                 n_rejected=state.n_rejected,
@@ -261,7 +261,7 @@ def run_pipeline(
     source : path, DataFrame or iterable of dicts
         The input records.
     db : str or PathLike, default "lineage.db"
-        The SQLite store; created if missing.
+        The store: a SQLite file or a ``postgresql://`` URL; created if missing.
     key : str, list of str or callable, default "key"
         Which field (or fields, or function) identifies a record.
     steps : sequence of Step, optional

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 import lineage_kit as lk
 
 from .explore_data import build
+from .pg_server import start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -36,26 +39,74 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "lineage.db"
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """A PostgreSQL server's URL: ``LINEAGE_KIT_TEST_PG_DSN``, or else a throwaway
+    cluster started for the session (tests/pg_server.py) and stopped at its end.
+    No server is a failure, not a skip."""
+    given = os.environ.get("LINEAGE_KIT_TEST_PG_DSN")
+    if given:
+        yield given
+        return
+    cluster = start_cluster()
+    try:
+        yield cluster.dsn
+    finally:
+        cluster.stop()
+
+
+def with_schema(url: str, schema: str) -> str:
+    """The server URL naming a store schema."""
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
 @pytest.fixture
-def sample_store(db: Path) -> lk.LineageStore:
-    """A store holding one run of the default pipeline over data/sample_input.json."""
-    lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)
-    with lk.connect(db) as store:
+def pg_url(pg_server: str) -> str:
+    """A store URL on the test server, in a schema of its own (dropped afterwards)."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield with_schema(pg_server, schema)
+    drop_schema(pg_server, schema)
+
+
+def drop_schema(server: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A new store on each backend: a SQLite path, then a PostgreSQL URL (the one
+    fixture that runs a storage-facing test against both)."""
+    if request.param == "sqlite":
+        return tmp_path / "lineage.db"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def sample_store(store_db: Path | str) -> lk.LineageStore:
+    """A store holding one run of the default pipeline over data/sample_input.json
+    (on each backend)."""
+    lk.run_pipeline(SAMPLE_JSON, db=store_db, progress=False)
+    with lk.connect(store_db) as store:
         yield store
 
 
 @pytest.fixture
-def messy_store(db: Path) -> lk.LineageStore:
-    """A store holding one run over data/messy_input.json (rejections of every kind)."""
-    lk.run_pipeline(MESSY_JSON, db=db, progress=False)
-    with lk.connect(db) as store:
+def messy_store(store_db: Path | str) -> lk.LineageStore:
+    """A store holding one run over data/messy_input.json (rejections of every kind),
+    on each backend."""
+    lk.run_pipeline(MESSY_JSON, db=store_db, progress=False)
+    with lk.connect(store_db) as store:
         yield store
 
 
 @pytest.fixture
-def fan(db: Path):
-    """Two runs of a fan-out/fan-in pipeline (see explore_data.build): the store and
-    both run ids."""
-    run1, run2 = build(db)
-    with lk.connect(db) as store:
+def fan(store_db: Path | str):
+    """Two runs of a fan-out/fan-in pipeline (see explore_data.build) on each
+    backend: the store and both run ids."""
+    run1, run2 = build(store_db)
+    with lk.connect(store_db) as store:
         yield store, run1, run2

@@ -10,26 +10,23 @@ import pytest
 import lineage_kit as lk
 from lineage_kit.graph import entry_graph, stage_of
 
+from .backends import rows
 from .explore_data import STEP_NAMES
 
 
 def _stored_links(store, run_id):
     return set(
-        store.backend.con.execute(
+        rows(
+            store,
             "SELECT p.parent_id, p.child_id FROM parents p "
             "JOIN lineage l ON l.entry_id = p.child_id WHERE l.run_id = ?",
             (run_id,),
-        ).fetchall()
+        )
     )
 
 
 def _entry_ids(store, run_id):
-    return {
-        r[0]
-        for r in store.backend.con.execute(
-            "SELECT entry_id FROM lineage WHERE run_id = ?", (run_id,)
-        )
-    }
+    return {r[0] for r in rows(store, "SELECT entry_id FROM lineage WHERE run_id = ?", (run_id,))}
 
 
 def test_run_graph_round_trip(fan):

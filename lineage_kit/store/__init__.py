@@ -15,6 +15,7 @@ import os
 from .backend import Backend, Chunk, Writer
 from .connection import identify
 from .liveness import writer_alive
+from .postgres.url import is_url, redact
 from .queries import RUN_COLUMNS
 from .schema import APPLICATION_ID, SCHEMA_VERSION
 from .sqlite import DATABASE_ERRORS, SQLiteBackend
@@ -23,10 +24,11 @@ from .sqlite import DATABASE_ERRORS, SQLiteBackend
 def open_backend(
     location: str | os.PathLike[str], *, create: bool = False, read_only: bool = False
 ) -> Backend:
-    """Open the store at ``location`` (today a SQLite file path) as a :class:`Backend`.
+    """Open the store at ``location`` as a :class:`Backend`.
 
-    The arguments, result and errors are those of :class:`SQLiteBackend`; a URL
-    (``postgresql://...``) will choose the PostgreSQL backend.
+    A SQLite file path gives a :class:`SQLiteBackend`; a ``postgresql://`` URL a
+    :class:`~lineage_kit.store.postgres.backend.PostgresBackend` (psycopg is
+    imported only then). The arguments, result and errors are theirs.
 
     Examples
     --------
@@ -35,6 +37,10 @@ def open_backend(
     (True, False)
     >>> backend.close()
     """
+    if is_url(location):
+        from .postgres.backend import PostgresBackend
+
+        return PostgresBackend(str(location), create=create, read_only=read_only)
     return SQLiteBackend(location, create=create, read_only=read_only)
 
 
@@ -48,6 +54,8 @@ __all__ = [
     "SQLiteBackend",
     "Writer",
     "identify",
+    "is_url",
     "open_backend",
+    "redact",
     "writer_alive",
 ]

@@ -1,0 +1,199 @@
+"""The integrity checks' SQL on a PostgreSQL store (rows as the SQLite backend's
+:mod:`lineage_kit.store.integrity` returns them).
+
+The runs' entries are read through their chunks' id ranges; values are hashed in
+Python, streamed from a server-side cursor (PostgreSQL has no BLAKE2b), once per
+stored value rather than per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...model import EntryStatus
+from .queries import RUN_ENTRIES
+from .schema import ISO, STATUS_TEXT
+from .text import decode
+
+_STATUS_TEXTS = [s.value for s in EntryStatus]
+_RUNS_ENTRIES = f"runs ru JOIN {RUN_ENTRIES} ON ck.run_no = ru.run_no WHERE ru.run_id = ANY(%(runs)s)"
+
+
+def _dec(rows: list[tuple], columns: Sequence[int]) -> list[tuple]:
+    out = []
+    for row in rows:
+        row = list(row)
+        for i in columns:
+            row[i] = decode(row[i])
+        out.append(tuple(row))
+    return out
+
+
+def step_kinds(con: Any, run_ids: Sequence[str]) -> list[tuple[str, int, str, str]]:
+    rows = con.execute(
+        "SELECT r.run_id, s.position, s.name, s.kind FROM steps s JOIN runs r "
+        "ON r.run_no = s.run_no WHERE r.run_id = ANY(%s) ORDER BY r.run_id, s.position",
+        (list(run_ids),),
+    ).fetchall()
+    return _dec(rows, [2])
+
+
+def entry_counts(con: Any, run_ids: Sequence[str]) -> list[tuple]:
+    rows = con.execute(
+        "SELECT ru.run_id, l.position, l.status, count(*), min(l.entry_id), max(l.entry_id) "
+        f"FROM {_RUNS_ENTRIES} GROUP BY ru.run_id, l.position, l.status",
+        {"runs": list(run_ids)},
+    ).fetchall()
+    return sorted((r, p, _STATUS_TEXTS[s], n, lo, hi) for r, p, s, n, lo, hi in rows)
+
+
+def chain_rows(con: Any, run_ids: Sequence[str], finished: Sequence[str]) -> list[tuple]:
+    rows = con.execute(
+        f"""
+        WITH checked AS MATERIALIZED (
+            SELECT ru.run_no, ru.run_id,
+                   CASE WHEN ru.run_id = ANY(%(finished)s)
+                        THEN (SELECT max(s.position) FROM steps s WHERE s.run_no = ru.run_no)
+                   END AS last_position
+            FROM runs ru WHERE ru.run_id = ANY(%(runs)s)
+        )
+        SELECT c.entry_id, k.run_id, c.record_key, c.position,
+               {STATUS_TEXT.format("c.status")}, {ISO.format("c.created_at")},
+               k.last_position, p.parent_id, pa.entry_id IS NOT NULL, pr.run_id,
+               pa.record_key, pa.position, {ISO.format("pa.created_at")},
+               EXISTS (SELECT 1 FROM parents ch WHERE ch.parent_id = c.entry_id)
+        FROM checked k
+        JOIN chunks ck ON ck.run_no = k.run_no
+        JOIN entries c ON c.entry_id BETWEEN ck.first_entry AND ck.last_entry
+                      AND c.run_no = ck.run_no
+        LEFT JOIN parents p ON p.child_id = c.entry_id
+        LEFT JOIN entries pa ON pa.entry_id = p.parent_id
+        LEFT JOIN runs pr ON pr.run_no = pa.run_no
+        WHERE (p.child_id IS NULL AND c.position > 0)
+           OR (c.status = 0 AND c.position < k.last_position
+               AND NOT EXISTS (SELECT 1 FROM parents ch WHERE ch.parent_id = c.entry_id))
+           OR (p.parent_id <> p.child_id
+               AND (pa.entry_id IS NULL
+                    OR pa.run_no <> c.run_no
+                    OR pa.position >= c.position
+                    OR c.position > pa.position + 1
+                    OR pa.created_at > c.created_at
+                    OR (c.record_key IS DISTINCT FROM pa.record_key
+                        AND NOT EXISTS (SELECT 1 FROM steps s
+                                        WHERE s.run_no = c.run_no
+                                          AND s.position = c.position
+                                          AND s.kind IN ('merge', 'split')))))
+        ORDER BY c.entry_id
+        """,
+        {"runs": list(run_ids), "finished": list(finished)},
+    ).fetchall()
+    return _dec(rows, [2, 10])
+
+
+def links_from_missing_children(con: Any, run_ids: Sequence[str]) -> list[tuple]:
+    """Only ``extra_parents`` can name a missing child: an entry's first link is in
+    its own row."""
+    rows = con.execute(
+        """
+        SELECT p.child_id, p.parent_id, pr.run_id, pa.record_key
+        FROM extra_parents p
+        LEFT JOIN entries c ON c.entry_id = p.child_id
+        LEFT JOIN entries pa ON pa.entry_id = p.parent_id
+        LEFT JOIN runs pr ON pr.run_no = pa.run_no
+        WHERE c.entry_id IS NULL AND (pa.entry_id IS NULL OR pr.run_id = ANY(%s))
+        ORDER BY p.child_id, p.parent_id
+        """,
+        (list(run_ids),),
+    ).fetchall()
+    return _dec(rows, [3])
+
+
+def cycle_links(con: Any, run_ids: Sequence[str]) -> list[tuple]:
+    rows = con.execute(
+        """
+        WITH RECURSIVE
+        candidate(child_id, parent_id) AS (
+            SELECT p.child_id, p.parent_id FROM parents p WHERE p.parent_id >= p.child_id
+        ),
+        up(child_id, parent_id, node) AS (
+            SELECT child_id, parent_id, parent_id FROM candidate
+            UNION
+            SELECT u.child_id, u.parent_id, p.parent_id
+            FROM up u JOIN parents p ON p.child_id = u.node
+            WHERE u.node <> u.child_id
+        )
+        SELECT u.child_id, u.parent_id, r.run_id, c.record_key
+        FROM up u LEFT JOIN entries c ON c.entry_id = u.child_id
+        LEFT JOIN runs r ON r.run_no = c.run_no
+        WHERE u.node = u.child_id AND (c.entry_id IS NULL OR r.run_id = ANY(%s))
+        ORDER BY u.child_id, u.parent_id
+        """,
+        (list(run_ids),),
+    ).fetchall()
+    return _dec(rows, [3])
+
+
+def repeated_keys(con: Any, run_ids: Sequence[str]) -> list[tuple]:
+    rows = con.execute(
+        f"""
+        WITH repeated AS (
+            SELECT ru.run_no, l.record_key, l.position FROM {_RUNS_ENTRIES}
+              AND l.record_key IS NOT NULL
+            GROUP BY ru.run_no, l.record_key, l.position HAVING count(*) > 1
+        )
+        SELECT r.run_id, l.record_key, l.position, l.entry_id, l.status, l.reason
+        FROM repeated g
+        JOIN entries l ON l.record_key = g.record_key AND l.run_no = g.run_no
+                      AND l.position = g.position
+        JOIN runs r ON r.run_no = l.run_no
+        """,
+        {"runs": list(run_ids)},
+    ).fetchall()
+    out = [(r, decode(k), p, e, _STATUS_TEXTS[s], decode(why)) for r, k, p, e, s, why in rows]
+    return sorted(out, key=lambda row: (row[0], row[1], row[2], row[3]))
+
+
+def value_problems(
+    con: Any, run_ids: Sequence[str], hash_bytes: Callable[[bytes], str]
+) -> list[tuple]:
+    """Entries whose value is missing or does not hash to the stored hash.
+
+    Each stored value of the runs is hashed once (an identity step's entries share
+    their parent's value); an entry is reported for its value's problem.
+    """
+    bad: dict[int, str] = {}
+    with con.cursor(name="lineage_kit_values", withhold=True) as cur:
+        cur.itersize = 5000
+        cur.execute(
+            "SELECT v.value_id, encode(v.hash, 'hex'), v.json::text "
+            "FROM runs ru JOIN chunks ck ON ck.run_no = ru.run_no "
+            "JOIN vals v ON v.value_id BETWEEN ck.first_entry AND ck.last_entry "
+            "WHERE ru.run_id = ANY(%s)",
+            (list(run_ids),),
+        )
+        for value_id, stored, text in cur:
+            actual = hash_bytes(text.encode("utf-8", "surrogatepass"))
+            if actual != stored:
+                bad[value_id] = actual
+    rows = con.execute(
+        f"""SELECT ru.run_id, l.record_key, l.entry_id, l.position,
+                   (v.value_id IS NOT NULL)::int, encode(v.hash, 'hex'), l.value_id
+            FROM {_RUNS_ENTRIES} AND (v.value_id IS NULL OR l.value_id = ANY(%(bad)s))
+            ORDER BY l.entry_id""".replace(
+            "WHERE ru.run_id", "LEFT JOIN vals v ON v.value_id = l.value_id WHERE ru.run_id"
+        ),
+        {"runs": list(run_ids), "bad": list(bad)},
+    ).fetchall()
+    return [
+        (r, decode(k), e, p, has, stored, bad.get(vid) if has else None)
+        for r, k, e, p, has, stored, vid in rows
+    ]
+
+
+def values_without_entry(con: Any) -> list[tuple[int]]:
+    """Values whose entry (the one that stored them first: ``value_id``) is gone."""
+    return con.execute(
+        "SELECT v.value_id FROM vals v LEFT JOIN entries l ON l.entry_id = v.value_id "
+        "WHERE l.entry_id IS NULL ORDER BY v.value_id"
+    ).fetchall()

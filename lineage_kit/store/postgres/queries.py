@@ -1,0 +1,487 @@
+"""Read queries over a PostgreSQL store, returning the SQLite backend's tuples.
+
+Every statement is parameterised. A run's entries are read through its chunks'
+id ranges (``chunks`` primary key, then ``entries`` primary-key range scans), a
+key's through ``entries_key``; the walks follow ``entries`` primary key and
+``extra_parents`` upwards, ``entries_parent`` and ``extra_parents_parent``
+downwards (``EXPLAIN (FORMAT JSON)`` tests assert it). Texts escaped by
+:mod:`.text` are decoded here, run numbers turned back into run ids, status codes
+into texts, ``timestamptz`` into the ISO text SQLite holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ...model import EntryStatus
+from ..queries import ENTRY_COLUMNS, RUN_COLUMNS, STEP_META_COLUMNS
+from .schema import ISO, STATUS_TEXT
+from .text import decode, decode_json_text, encode
+
+_STATUS = STATUS_TEXT.format("{}")
+
+#: The entries of one run (``%(run)s``: its run_no), through its chunks' id ranges.
+RUN_ENTRIES = (
+    "chunks ck JOIN entries l ON l.entry_id BETWEEN ck.first_entry AND ck.last_entry "
+    "AND l.run_no = ck.run_no"
+)
+
+
+def _selection(key: str | None, position: int | None) -> tuple[str, str]:
+    """``(FROM clause, WHERE clause)`` of an entry selection of one run."""
+    if key is not None:
+        where = "l.record_key = %(key)s AND l.run_no = %(run)s"
+        if position is not None:
+            where += " AND l.position = %(position)s"
+        return "entries l", where
+    where = "ck.run_no = %(run)s"
+    if position is not None:
+        where += " AND l.position = %(position)s"
+    return RUN_ENTRIES, where
+
+
+def _params(run_no: int, key: str | None, position: int | None) -> dict[str, Any]:
+    return {"run": run_no, "key": encode(key), "position": position}
+
+
+def _decode_row(row: Sequence[Any], columns: Sequence[int]) -> tuple:
+    out = list(row)
+    for i in columns:
+        out[i] = decode(out[i])
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------ runs
+
+_RUN_SELECT = ", ".join(
+    ISO.format(c) if c in ("started_at", "finished_at") else c for c in RUN_COLUMNS
+)
+_RUN_TEXTS = [RUN_COLUMNS.index(c) for c in ("pipeline", "input_path", "parameters", "error")]
+
+
+def stored_run_rows(con: Any) -> list[tuple]:
+    rows = con.execute(
+        f"SELECT {_RUN_SELECT} FROM runs ORDER BY started_at DESC, run_no DESC"
+    ).fetchall()
+    return [_decode_row(r, _RUN_TEXTS) for r in rows]
+
+
+def latest_run_id(con: Any) -> str | None:
+    row = con.execute(
+        "SELECT run_id FROM runs ORDER BY started_at DESC, run_no DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def run_ids_with_prefix(con: Any, prefix: str, limit: int) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT run_id FROM runs WHERE starts_with(run_id, %s) ORDER BY run_id LIMIT %s",
+            (prefix, limit),
+        )
+    ]
+
+
+def all_run_ids(con: Any) -> list[str]:
+    return [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started_at, run_no")]
+
+
+def run_numbers(con: Any, run_ids: Sequence[str]) -> dict[str, int]:
+    """run id -> run_no of the runs that exist."""
+    return dict(
+        con.execute(
+            "SELECT run_id, run_no FROM runs WHERE run_id = ANY(%s)", (list(run_ids),)
+        ).fetchall()
+    )
+
+
+def chunk_sums(con: Any, run_nos: Sequence[int]) -> dict[int, tuple[dict[int, list[int]], int]]:
+    """Per run_no: per position ``[ok, rejected, failed]`` summed over its chunks, and
+    the number of chunks."""
+    out: dict[int, tuple[dict[int, list[int]], int]] = {}
+    rows = con.execute(
+        "SELECT run_no, counts FROM chunks WHERE run_no = ANY(%s)", (list(run_nos),)
+    )
+    for run_no, text in rows:
+        sums, n = out.get(run_no, ({}, 0))
+        for position, *c in json.loads(text):
+            total = sums.setdefault(position, [0, 0, 0])
+            for i in range(3):
+                total[i] += c[i]
+        out[run_no] = (sums, n + 1)
+    return out
+
+
+def live_counts(con: Any, run_ids: Sequence[str]) -> dict[str, tuple[int, int, int, int]]:
+    """Counts of unfinished runs from their chunks' claim rows (written with the
+    entries, in the same transaction)."""
+    numbers = run_numbers(con, run_ids)
+    sums = chunk_sums(con, list(numbers.values()))
+    last = dict(
+        con.execute(
+            "SELECT run_no, max(position) FROM steps WHERE run_no = ANY(%s) GROUP BY run_no",
+            (list(numbers.values()),),
+        ).fetchall()
+    )
+    out = {}
+    for run_id, run_no in numbers.items():
+        if run_no not in sums:
+            continue
+        counts = sums[run_no][0]
+        published = counts.get(last.get(run_no, -1), [0, 0, 0])[0]
+        out[run_id] = (
+            sum(counts.get(0, [0, 0, 0])),
+            published,
+            sum(c[1] for c in counts.values()),
+            sum(c[2] for c in counts.values()),
+        )
+    return out
+
+
+# ----------------------------------------------------------------------- steps
+
+_STEP_SELECT = ", ".join(
+    "r.run_id"
+    if c == "run_id"
+    else ISO.format(f"s.{c}")
+    if c in ("started_at", "finished_at")
+    else f"s.{c}"
+    for c in STEP_META_COLUMNS
+)
+_STEP_TEXTS = [STEP_META_COLUMNS.index(c) for c in ("name", "source", "destination", "description")]
+
+
+def step_meta_rows(con: Any, run_no: int) -> list[tuple]:
+    rows = con.execute(
+        f"SELECT {_STEP_SELECT} FROM steps s JOIN runs r ON r.run_no = s.run_no "
+        "WHERE s.run_no = %s ORDER BY s.position",
+        (run_no,),
+    ).fetchall()
+    return [_decode_row(r, _STEP_TEXTS) for r in rows]
+
+
+def step_name_rows(con: Any, run_no: int) -> list[tuple[str, int, str]]:
+    rows = con.execute(
+        "SELECT r.run_id, s.position, s.name FROM steps s JOIN runs r ON r.run_no = s.run_no "
+        "WHERE s.run_no = %s ORDER BY s.position",
+        (run_no,),
+    ).fetchall()
+    return [_decode_row(r, [2]) for r in rows]
+
+
+_STATUS_TEXTS = [s.value for s in EntryStatus]
+
+
+def step_status_counts(con: Any, run_no: int) -> list[tuple[int, str, int]]:
+    """``(position, status, count)`` from the chunks' claim rows."""
+    sums = chunk_sums(con, [run_no]).get(run_no, ({}, 0))[0]
+    rows = [
+        (position, _STATUS_TEXTS[i], n)
+        for position, counts in sums.items()
+        for i, n in enumerate(counts)
+        if n
+    ]
+    return sorted(rows)
+
+
+# --------------------------------------------------------------------- entries
+
+
+def count_entries(con: Any, run_no: int) -> int:
+    return con.execute(
+        "SELECT coalesce(sum(n_entries), 0) FROM chunks WHERE run_no = %s", (run_no,)
+    ).fetchone()[0]
+
+
+def entry_columns(con: Any, run_no: int, key: str | None, position: int | None) -> tuple:
+    """The aggregated columns of ``queries.entry_columns`` (SQLite), in one pass."""
+    source, where = _selection(key, position)
+    row = con.execute(
+        "SELECT count(*), string_agg(l.entry_id::text, ','), string_agg(l.position::text, ','), "
+        "coalesce(json_agg(l.record_key)::text, '[]'), string_agg(l.status::text, ','), "
+        "coalesce(json_agg(l.reason)::text, '[]'), coalesce(json_agg(l.error)::text, '[]'), "
+        f"string_agg({ISO.format('l.created_at')}, ','), "
+        "coalesce(json_agg(encode(v.hash, 'hex'))::text, '[]') "
+        f"FROM {source} LEFT JOIN vals v ON v.value_id = l.value_id WHERE {where}",
+        _params(run_no, key, position),
+    ).fetchone()
+    count, ids, positions, keys, codes, reasons, errors, created, hashes = row
+    return (
+        count,
+        ids,
+        positions,
+        decode_json_text(keys),
+        codes,
+        decode_json_text(reasons),
+        decode_json_text(errors),
+        created,
+        hashes,
+    )
+
+
+def created_at_json(con: Any, run_no: int, key: str | None, position: int | None) -> str:
+    source, where = _selection(key, position)
+    return con.execute(
+        f"SELECT coalesce(json_agg({ISO.format('l.created_at')})::text, '[]') "
+        f"FROM {source} WHERE {where}",
+        _params(run_no, key, position),
+    ).fetchone()[0]
+
+
+def edge_columns(
+    con: Any, run_no: int, key: str | None, position: int | None
+) -> tuple[str | None, str | None]:
+    source, where = _selection(key, position)
+    return con.execute(
+        "SELECT string_agg(parent_id::text, ','), string_agg(child_id::text, ',') FROM ("
+        f"SELECT l.parent_id, l.entry_id AS child_id FROM {source} "
+        f"WHERE {where} AND l.parent_id IS NOT NULL "
+        "UNION ALL "
+        f"SELECT p.parent_id, p.child_id FROM {source} "
+        f"JOIN extra_parents p ON p.child_id = l.entry_id WHERE {where}) x",
+        _params(run_no, key, position),
+    ).fetchone()
+
+
+def value_columns(
+    con: Any, run_no: int, key: str | None, position: int | None
+) -> tuple[str | None, str | None]:
+    source, where = _selection(key, position)
+    return con.execute(
+        "SELECT string_agg(l.entry_id::text, ','), '[' || string_agg(v.json::text, ',') || ']' "
+        f"FROM {source} JOIN vals v ON v.value_id = l.value_id WHERE {where}",
+        _params(run_no, key, position),
+    ).fetchone()
+
+
+# ----------------------------------------------------------------------- walks
+
+# Everything connected to one key's entries in one run: the entries, their
+# ancestors (up) and descendants (down). Parameters: key, run.
+CONNECTED_CTE = """
+WITH RECURSIVE
+    seed(entry_id) AS (
+        SELECT entry_id FROM entries WHERE record_key = %(key)s AND run_no = %(run)s
+    ),
+    up(entry_id) AS (
+        SELECT entry_id FROM seed
+        UNION
+        SELECT p.parent_id FROM up JOIN parents p ON p.child_id = up.entry_id
+    ),
+    down(entry_id) AS (
+        SELECT entry_id FROM seed
+        UNION
+        SELECT p.child_id FROM down JOIN parents p ON p.parent_id = down.entry_id
+    ),
+    connected(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
+"""
+
+_ENTRY_SELECT = {
+    "entry_id": "l.entry_id",
+    "run_id": "r.run_id",
+    "position": "l.position",
+    "record_key": "l.record_key",
+    "status": _STATUS.format("l.status"),
+    "reason": "l.reason",
+    "error": "l.error",
+    "created_at": ISO.format("l.created_at"),
+    "value_hash": "encode(v.hash, 'hex')",
+}
+_ENTRY_TEXTS = [ENTRY_COLUMNS.index(c) for c in ("record_key", "reason", "error")]
+
+
+def connected_entry_rows(con: Any, run_no: int, key: str) -> list[tuple]:
+    columns = ", ".join(_ENTRY_SELECT[c] for c in ENTRY_COLUMNS)
+    rows = con.execute(
+        CONNECTED_CTE
+        + f"""SELECT {columns}, v.json::text
+FROM connected n
+JOIN entries l ON l.entry_id = n.entry_id
+JOIN runs r ON r.run_no = l.run_no
+LEFT JOIN vals v ON v.value_id = l.value_id
+ORDER BY l.entry_id""",
+        {"key": encode(key), "run": run_no},
+    ).fetchall()
+    return [_decode_row(r, _ENTRY_TEXTS) for r in rows]
+
+
+def links_among(con: Any, entry_ids: Sequence[int]) -> list[tuple[int, int]]:
+    ids = list(entry_ids)
+    return con.execute(
+        "SELECT p.parent_id, p.child_id FROM unnest(%(ids)s::bigint[]) c(id) "
+        "JOIN parents p ON p.child_id = c.id "
+        "WHERE p.parent_id IN (SELECT unnest(%(ids)s::bigint[]))",
+        {"ids": ids},
+    ).fetchall()
+
+
+# (entry_id, [depth,] run_id, position, step, kind, source, destination, description,
+#  record_key, relation, status, reason, error, value_hash, created_at, parent_ids)
+_DETAIL = f"""
+    r.run_id, l.position, s.name, s.kind, s.source, s.destination, s.description,
+    l.record_key, {{relation}}, {_STATUS.format("l.status")}, l.reason, l.error,
+    encode(v.hash, 'hex'), {ISO.format("l.created_at")},
+    (SELECT string_agg(pp.parent_id::text, ',' ORDER BY pp.parent_id) FROM parents pp
+     WHERE pp.child_id = l.entry_id)
+"""
+_DETAIL_JOINS = """
+JOIN runs r ON r.run_no = l.run_no
+JOIN steps s ON s.run_no = l.run_no AND s.position = l.position
+LEFT JOIN vals v ON v.value_id = l.value_id
+"""
+# positions of step and entry texts in a trace row (after entry_id)
+_TRACE_TEXTS = [3, 5, 6, 7, 8, 11, 12]
+
+TRACE = (
+    CONNECTED_CTE
+    + "SELECT l.entry_id, "
+    + _DETAIL.format(
+        relation="CASE WHEN l.record_key IS NOT DISTINCT FROM %(key)s THEN 'self' "
+        "WHEN l.entry_id IN (SELECT entry_id FROM up) THEN 'upstream' ELSE 'downstream' END"
+    )
+    + "FROM connected c JOIN entries l ON l.entry_id = c.entry_id"
+    + _DETAIL_JOINS
+    + "ORDER BY l.position, l.entry_id"
+)
+
+
+def trace_rows(con: Any, run_no: int, key: str) -> list[tuple]:
+    rows = con.execute(TRACE, {"key": encode(key), "run": run_no}).fetchall()
+    return [_decode_row(r, _TRACE_TEXTS) for r in rows]
+
+
+_WALK = """
+WITH RECURSIVE walk(entry_id, depth) AS (
+    SELECT %(entry)s::bigint, 0
+    UNION
+    SELECT p.{next}, w.depth + 1 FROM walk w JOIN parents p ON p.{this} = w.entry_id
+    WHERE %(depth)s::integer IS NULL OR w.depth < %(depth)s::integer
+),
+nearest AS (SELECT entry_id, min(depth) AS depth FROM walk GROUP BY entry_id)
+SELECT l.entry_id, w.depth, """
+
+_WALK_TAIL = "FROM nearest w JOIN entries l ON l.entry_id = w.entry_id" + _DETAIL_JOINS + (
+    "ORDER BY w.depth, l.entry_id"
+)
+UPSTREAM = (
+    _WALK.replace("{next}", "parent_id").replace("{this}", "child_id")
+    + _DETAIL.format(relation="'upstream'")
+    + _WALK_TAIL
+)
+DOWNSTREAM = (
+    _WALK.replace("{next}", "child_id").replace("{this}", "parent_id")
+    + _DETAIL.format(relation="'downstream'")
+    + _WALK_TAIL
+)
+
+
+def walk_rows(con: Any, entry_id: int, depth: int | None, direction: str) -> list[tuple]:
+    sql = {"up": UPSTREAM, "down": DOWNSTREAM}[direction]
+    rows = con.execute(sql, {"entry": entry_id, "depth": depth}).fetchall()
+    return [_decode_row(r, [i + 1 for i in _TRACE_TEXTS]) for r in rows]
+
+
+def entry_exists(con: Any, entry_id: int) -> bool:
+    return (
+        con.execute("SELECT 1 FROM entries WHERE entry_id = %s", (entry_id,)).fetchone()
+        is not None
+    )
+
+
+SOURCES = f"""
+WITH RECURSIVE walk(entry_id) AS (
+    SELECT unnest(%(ids)s::bigint[])
+    UNION
+    SELECT p.parent_id FROM walk w JOIN parents p ON p.child_id = w.entry_id
+)
+SELECT l.entry_id, r.run_id, l.record_key, {_STATUS.format("l.status")}, l.reason,
+       {ISO.format("l.created_at")}, encode(v.hash, 'hex'), v.json::text
+FROM walk w
+JOIN entries l ON l.entry_id = w.entry_id
+JOIN runs r ON r.run_no = l.run_no
+JOIN vals v ON v.value_id = l.value_id
+WHERE l.parent_id IS NULL
+ORDER BY l.entry_id
+"""
+
+
+def source_rows(con: Any, entry_ids: Sequence[int]) -> list[tuple]:
+    rows = con.execute(SOURCES, {"ids": list(entry_ids)}).fetchall()
+    return [_decode_row(r, [2, 4]) for r in rows]
+
+
+def last_entries_of_key(con: Any, run_no: int, key: str) -> list[int]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT entry_id FROM entries WHERE record_key = %(key)s AND run_no = %(run)s "
+            "AND position = (SELECT max(position) FROM entries "
+            "WHERE record_key = %(key)s AND run_no = %(run)s) ORDER BY entry_id",
+            {"key": encode(key), "run": run_no},
+        )
+    ]
+
+
+def value_rows(con: Any, entry_ids: Sequence[int]) -> list[tuple[int, str]]:
+    return con.execute(
+        "SELECT l.entry_id, v.json::text FROM unnest(%s::bigint[]) j(id) "
+        "JOIN entries l ON l.entry_id = j.id JOIN vals v ON v.value_id = l.value_id",
+        (list(entry_ids),),
+    ).fetchall()
+
+
+def report_rows(con: Any, run_no: int) -> Iterator[tuple]:
+    rows = con.execute(
+        f"""SELECT l.entry_id, l.record_key, l.position, {_STATUS.format("l.status")},
+               l.reason, l.error, {ISO.format("l.created_at")},
+               (SELECT string_agg(p.parent_id::text, ',' ORDER BY p.parent_id) FROM parents p
+                WHERE p.child_id = l.entry_id)
+        FROM {RUN_ENTRIES}
+        WHERE ck.run_no = %s
+        ORDER BY l.record_key COLLATE "C", l.position, l.entry_id""",
+        (run_no,),
+    )
+    return (_decode_row(r, [1, 4, 5]) for r in rows)
+
+
+def chunk_moments(con: Any, run_no: int) -> list[tuple[int, str, int]]:
+    return con.execute(
+        f"""SELECT l.position, {ISO.format("l.created_at")}, count(*)
+        FROM {RUN_ENTRIES} WHERE ck.run_no = %s
+        GROUP BY l.position, l.created_at ORDER BY l.position, l.created_at""",
+        (run_no,),
+    ).fetchall()
+
+
+def outcome_reason_counts(con: Any, run_no: int) -> list[tuple[int, str, str | None, int]]:
+    rows = con.execute(
+        f"""SELECT l.position, l.status, l.reason, count(*)
+        FROM {RUN_ENTRIES} WHERE ck.run_no = %s AND l.status > 0
+        GROUP BY l.position, l.status, l.reason""",
+        (run_no,),
+    ).fetchall()
+    out = [(p, _STATUS_TEXTS[s], decode(r), n) for p, s, r, n in rows]
+    return sorted(out, key=lambda r: (r[0], r[1], r[2] is not None, r[2] or ""))
+
+
+def step_value_sample(
+    con: Any, run_no: int, position: int, limit: int
+) -> list[tuple[int, str, str | None]]:
+    return con.execute(
+        f"""WITH picked AS (
+            SELECT l.entry_id, l.value_id FROM {RUN_ENTRIES}
+            WHERE ck.run_no = %(run)s AND l.position = %(position)s AND l.status = 0
+            ORDER BY l.entry_id LIMIT %(limit)s
+        )
+        SELECT c.entry_id, cv.json::text, pv.json::text
+        FROM picked c
+        JOIN vals cv ON cv.value_id = c.value_id
+        LEFT JOIN parents p ON p.child_id = c.entry_id
+        LEFT JOIN entries pe ON pe.entry_id = p.parent_id
+        LEFT JOIN vals pv ON pv.value_id = pe.value_id
+        ORDER BY c.entry_id, p.parent_id""",
+        {"run": run_no, "position": position, "limit": limit},
+    ).fetchall()

@@ -29,8 +29,8 @@ from .errors import (
     StepError,
     StoreClosed,
     StoreFull,
-    StoreUnavailable,
     StoreNotFound,
+    StoreUnavailable,
     StoreWriteError,
 )
 from .lineage_store import LineageStore, connect
@@ -85,8 +85,8 @@ __all__ = [
     "StepError",
     "StoreClosed",
     "StoreFull",
-    "StoreUnavailable",
     "StoreNotFound",
+    "StoreUnavailable",
     "StoreWriteError",
     "__version__",
     "connect",

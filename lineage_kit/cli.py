@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from .base import __version__
 from .errors import InputError, KeyNotFound, LineageKitError, OutputError, StepError
 from .store import DATABASE_ERRORS
+from .store import redact as shown_store
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -27,7 +28,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--db", default="lineage.db", help="the lineage store (default: ./lineage.db)"
+        "--db",
+        default="lineage.db",
+        help="the lineage store: a SQLite file (default: ./lineage.db) or a postgresql:// URL",
     )
 
 
@@ -299,7 +302,7 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
         try:
             rows = store.trace_records(args.key, run_ids)
         except KeyNotFound as exc:  # the command worked, the key has no lineage
-            message = f"{exc} of {args.db}"
+            message = f"{exc} of {shown_store(args.db)}"
             if args.json:  # a script reading stdout gets an answer it can parse
                 error = {"error": "key_not_found", "key": args.key, "message": message}
                 json.dump(error, out, indent=2)
@@ -470,7 +473,7 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
                 ax = plot.plot_timeline(store, run=args.run)
         except KeyNotFound as exc:  # like trace: the command worked, the key has no lineage
             plt.close("all")
-            print(f"lineage-kit: {exc} of {args.db}", file=sys.stderr)
+            print(f"lineage-kit: {exc} of {shown_store(args.db)}", file=sys.stderr)
             return EXIT_PROBLEMS
     try:
         ax.figure.savefig(output, dpi=args.dpi)
@@ -546,7 +549,7 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
         try:
             text = _export_text(store, fmt, args)
         except KeyNotFound as exc:
-            print(f"lineage-kit: {exc} of {args.db}", file=sys.stderr)
+            print(f"lineage-kit: {exc} of {shown_store(args.db)}", file=sys.stderr)
             return EXIT_PROBLEMS
     if args.openlineage_url:
         from .export.emit import redact, send_events
@@ -650,7 +653,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"lineage-kit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DATABASE_ERRORS as exc:  # a damaged store (the file checks passed)
-        print(f"lineage-kit: error: {args.db}: {exc}", file=sys.stderr)
+        print(f"lineage-kit: error: {shown_store(args.db)}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `lineage-kit runs | head`
         return EXIT_OK

@@ -18,3 +18,24 @@ def rows(store: Any, sql: str, params: Any = ()) -> list[tuple]:
     if is_postgres(backend):
         sql = sql.replace("?", "%s")
     return [tuple(r) for r in backend.con.execute(sql, params).fetchall()]
+
+
+def fingerprint(location: Any) -> str:
+    """What a store holds, to show it did not change: a SQLite file's sha256; for a
+    PostgreSQL URL, every row of its runs, steps, chunks and entry counter."""
+    import hashlib
+    from pathlib import Path
+
+    if not (isinstance(location, str) and location.startswith("postgresql://")):
+        return hashlib.sha256(Path(location).read_bytes()).hexdigest()
+    from lineage_kit.store import open_backend
+
+    with open_backend(location, read_only=True) as backend:
+        text = repr(
+            [
+                backend.con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                for table in ("runs", "steps", "chunks")
+            ]
+            + [backend.con.execute("SELECT next_id FROM entry_ids").fetchall()]
+        )
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -33,6 +33,25 @@ def records(n: int, start: int = 0) -> list[dict]:
     ]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: the test reads SQLite itself (its SQL, its query plans); its "
+        "[postgres] variant is not collected (tests/test_postgres*.py cover PostgreSQL)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("store_db") == "postgres"
+        (drop if on_pg and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """A path for a new store (nothing exists there yet)."""

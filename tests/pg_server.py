@@ -9,6 +9,7 @@ server refuses) the cluster is created and run as the ``postgres`` user through
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -20,6 +21,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+#: The role whose logins need a password on a cluster started here.
+PASSWORD_ROLE = "lk_writer"
 
 
 def pg_bin() -> Path:
@@ -62,10 +66,8 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop the server by its pid (fast shutdown), then remove its directory."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -106,6 +108,10 @@ def start_cluster() -> Cluster:
         capture_output=True,
         env=env,
     )
+    # Logins as lk_writer (the tests' writer role) need its password, so that a wrong
+    # one is refused; everyone else is trusted (the cluster listens on 127.0.0.1 only).
+    hba = data / "pg_hba.conf"
+    hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
     port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory} "
@@ -114,8 +120,20 @@ def start_cluster() -> Cluster:
     )
     log = directory / "server.log"
     started = subprocess.run(
-        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-         "-w", "-t", "60", "start"],
+        [
+            *prefix,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
         capture_output=True,
         env=env,
         text=True,

@@ -49,8 +49,10 @@ def test_wrong_arguments_of_the_store_say_what_was_expected(sample_store):
     _wrong(lambda: store.check(extra=[1]), "callable")
 
 
-def test_wrong_arguments_elsewhere_say_what_was_expected(sample_store, db, tmp_path):
-    _wrong(lambda: lk.run_pipeline(SAMPLE_JSON, db=db, key=5, progress=False), "key=", "int 5")
+def test_wrong_arguments_elsewhere_say_what_was_expected(sample_store, store_db, tmp_path):
+    _wrong(
+        lambda: lk.run_pipeline(SAMPLE_JSON, db=store_db, key=5, progress=False), "key=", "int 5"
+    )
     _wrong(lambda: lk.Pipeline([]), "at least one step")
     _wrong(lambda: lk.plot_runs(sample_store, last=0), "last", "0")
     _wrong(lambda: lk.write_graphml(None, tmp_path / "g.graphml"), "networkx graph", "NoneType")

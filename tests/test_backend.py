@@ -96,6 +96,7 @@ def test_check_json_prints_the_report_as_it_serialises_itself(sample_store, caps
     assert printed["violations"][0]["entry_id"] is None
 
 
+@pytest.mark.sqlite_only
 def test_enums_store_and_compare_as_their_text(sample_store):
     con = sample_store.backend.con
     stored = con.execute("SELECT status, typeof(status) FROM runs").fetchall()

@@ -32,6 +32,9 @@ from .check_data import (
     _entry,
 )
 
+# SQLite's own query plans; tests/test_postgres_plans.py holds PostgreSQL's.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture(scope="module")
 def clean_split(tmp_path_factory):

@@ -424,6 +424,7 @@ def test_clean_report_raise_returns_itself(sample_store):
 # ----------------------------------------------------------- custom checks
 
 
+@pytest.mark.sqlite_only
 def test_register_a_custom_check(sample_store):
     @lk.register_check("expensive_orders", severity="warning", description="amount over 400")
     def expensive_orders(store, run_ids):

@@ -13,6 +13,7 @@ import lineage_kit as lk
 from lineage_kit.cli import main
 from lineage_kit.model import step
 
+from .backends import fingerprint
 from .conftest import MESSY_JSON, SAMPLE_JSON, sha256
 
 
@@ -84,7 +85,7 @@ def test_report_into_a_missing_directory_is_refused_before_the_run(db, tmp_path,
     ],
 )
 def test_an_output_path_that_cannot_be_written_is_one_line_and_exit_2(
-    sample_store, db, tmp_path, command, target, capsys
+    sample_store, store_db, tmp_path, command, target, capsys
 ):
     (tmp_path / "a_file.txt").write_text("x")
     (tmp_path / "a_dir.png").mkdir()
@@ -94,20 +95,22 @@ def test_an_output_path_that_cannot_be_written_is_one_line_and_exit_2(
         "funnel": ["plot", "--kind", "funnel", "-o", output],
         "report": ["run", SAMPLE_JSON, "--report", output],
     }[command]
-    before = sha256(db)
-    assert cli(*argv, "--db", db) == (2, "")
+    before = fingerprint(store_db)
+    assert cli(*argv, "--db", store_db) == (2, "")
     err = capsys.readouterr().err
     assert err.startswith(f"lineage-kit: error: {'--report' if command == 'report' else '-o'} ")
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert str(output) in err
-    assert sha256(db) == before  # refused before anything ran
+    assert fingerprint(store_db) == before  # refused before anything ran
     assert not any(p.name in ("y.png", "y.svg", "r.json") for p in tmp_path.rglob("*"))
 
 
-def test_a_plot_that_fails_while_writing_is_one_line_and_exit_2(sample_store, db, tmp_path, capsys):
+def test_a_plot_that_fails_while_writing_is_one_line_and_exit_2(
+    sample_store, store_db, tmp_path, capsys
+):
     full = tmp_path / "full.png"
     full.symlink_to("/dev/full")  # a real device whose writes fail: no space left
-    assert cli("plot", "order-101", "-o", full, "--db", db) == (2, "")
+    assert cli("plot", "order-101", "-o", full, "--db", store_db) == (2, "")
     err = capsys.readouterr().err
     assert err.startswith(f"lineage-kit: error: -o {full}: cannot be written: ")
     assert err.count("\n") == 1 and "Traceback" not in err, err
@@ -162,26 +165,26 @@ def test_fail_fast_prints_the_summary_and_writes_the_report_then_the_error(
 
 
 @pytest.mark.parametrize("kind", ["funnel", "timeline"])
-def test_plot_of_one_run_kinds_refuse_run_all(sample_store, db, tmp_path, kind, capsys):
+def test_plot_of_one_run_kinds_refuse_run_all(sample_store, store_db, tmp_path, kind, capsys):
     output = tmp_path / "p.png"
-    assert cli("plot", "--kind", kind, "--run", "all", "-o", output, "--db", db)[0] == 2
+    assert cli("plot", "--kind", kind, "--run", "all", "-o", output, "--db", store_db)[0] == 2
     err = capsys.readouterr().err
     assert "usage: lineage-kit plot" in err and "one run" in err
     assert "Traceback" not in err
     assert not output.exists()
 
 
-def test_plot_chain_refuses_run_all(sample_store, db, tmp_path, capsys):
+def test_plot_chain_refuses_run_all(sample_store, store_db, tmp_path, capsys):
     output = tmp_path / "p.png"
-    assert cli("plot", "order-101", "--run", "all", "-o", output, "--db", db)[0] == 2
+    assert cli("plot", "order-101", "--run", "all", "-o", output, "--db", store_db)[0] == 2
     assert "one run" in capsys.readouterr().err
     assert not output.exists()
 
 
-def test_plot_of_an_unknown_key_exits_1_like_trace(sample_store, db, tmp_path, capsys):
+def test_plot_of_an_unknown_key_exits_1_like_trace(sample_store, store_db, tmp_path, capsys):
     output = tmp_path / "p.png"
-    assert cli("trace", "no-such-key", "--db", db)[0] == 1
-    assert cli("plot", "no-such-key", "-o", output, "--db", db)[0] == 1
+    assert cli("trace", "no-such-key", "--db", store_db)[0] == 1
+    assert cli("plot", "no-such-key", "-o", output, "--db", store_db)[0] == 1
     err = capsys.readouterr().err
     assert "no-such-key" in err and "Traceback" not in err
     assert not output.exists()
@@ -202,22 +205,22 @@ def test_ctrl_c_prints_interrupted_and_exits_130(db, monkeypatch, capsys):
 # --------------------------------------------------------------------------- runs
 
 
-def test_runs_limit_must_not_be_negative(sample_store, db, capsys):
-    assert cli("runs", "--limit", "-1", "--db", db)[0] == 2
+def test_runs_limit_must_not_be_negative(sample_store, store_db, capsys):
+    assert cli("runs", "--limit", "-1", "--db", store_db)[0] == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: lineage-kit runs") and "--limit" in err
 
 
-def test_runs_limit_0_is_refused_not_an_empty_list(sample_store, db, capsys):
+def test_runs_limit_0_is_refused_not_an_empty_list(sample_store, store_db, capsys):
     # before: "(no runs)" with exit 0 although the store holds a run
-    assert cli("runs", "--limit", "0", "--db", db) == (2, "")
+    assert cli("runs", "--limit", "0", "--db", store_db) == (2, "")
     assert "--limit must be at least 1" in capsys.readouterr().err
-    code, out = cli("runs", "--limit", "1", "--db", db, "--json")
+    code, out = cli("runs", "--limit", "1", "--db", store_db, "--json")
     assert code == 0 and len(json.loads(out)) == 1
 
 
-def test_trace_json_of_an_unknown_key_prints_a_json_error(sample_store, db, capsys):
-    code, out = cli("trace", "no-such-key", "--db", db, "--json")
+def test_trace_json_of_an_unknown_key_prints_a_json_error(sample_store, store_db, capsys):
+    code, out = cli("trace", "no-such-key", "--db", store_db, "--json")
     assert code == 1
     error = json.loads(out)
     assert (error["error"], error["key"]) == ("key_not_found", "no-such-key")

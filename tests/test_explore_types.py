@@ -56,7 +56,7 @@ def test_trace_matches_plain_pandas(fan, key):
     store, run1, _ = fan
     for run in (run1, "all"):
         run_ids = store.resolve_runs(run)
-        rows = [r for run_id in run_ids for r in q.trace_rows(store.backend.con, run_id, key)]
+        rows = [r for run_id in run_ids for r in store.backend.trace_rows(run_id, key)]
         want = _reference(rows, q.TRACE_COLUMNS, run_ids, STEP_NAMES)
         _assert_same(store.trace(key, run=run), want)
 
@@ -67,7 +67,7 @@ def test_walks_match_plain_pandas(fan):
     for entry_id in ids:
         for direction, method in (("up", store.upstream), ("down", store.downstream)):
             for depth in (None, 1):
-                rows = q.walk_rows(store.backend.con, entry_id, depth, direction)
+                rows = store.backend.walk_rows(entry_id, depth, direction)
                 columns = ("entry_id", "depth", *q.TRACE_COLUMNS[1:])
                 want = _reference(rows, columns, [run1], STEP_NAMES).drop(columns="relation")
                 _assert_same(method(entry_id, depth), want)
@@ -140,6 +140,7 @@ def test_split_stamps_runs_and_rejects():
     assert frames._split_stamps(",".join([a, "2026-03-01T10:00:00.00000é+00:00"]), 2) is None
 
 
+@pytest.mark.sqlite_only
 def test_lineage_and_graph_read_stamps_of_other_widths(fan, tmp_path):
     """A store whose created_at texts are not the writer's fixed width (another tool
     wrote them) still loads: the stamps are then read as JSON and parsed by pandas."""

@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 import lineage_kit as lk
 from lineage_kit.cli import main
 
@@ -99,6 +101,7 @@ def test_runs_command_shows_the_counts_of_an_interrupted_run(db, capsys):
     assert line.split()[3:8] == ["interrupted", "20", "12", "8", "0"]
 
 
+@pytest.mark.sqlite_only
 def test_live_counts_use_the_run_index(sample_store):
     from lineage_kit.store.queries import LIVE_COUNTS
 

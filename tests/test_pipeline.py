@@ -8,11 +8,8 @@ import pytest
 
 import lineage_kit as lk
 
+from .backends import rows
 from .conftest import MESSY_JSON, SAMPLE_JSON, records
-
-
-def rows(store, sql, params=()):
-    return store.backend.con.execute(sql, params).fetchall()
 
 
 def chain_of(store, run_id, key):
@@ -37,11 +34,7 @@ def test_default_pipeline_records_one_entry_per_record_per_step(sample_store):
         (run_id,),
     )
     assert per_step == [(0, "ok", 30), (1, "ok", 30), (2, "ok", 30)]
-    steps = rows(
-        sample_store,
-        "SELECT position, name, source, destination FROM steps WHERE run_id = ? ORDER BY 1",
-        (run_id,),
-    )
+    steps = [row[1:3] + row[4:6] for row in sample_store.backend.step_meta_rows(run_id)]
     assert steps == [
         (0, "ingest", "input_file", "staging"),
         (1, "normalize", "staging", "normalized"),

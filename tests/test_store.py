@@ -121,6 +121,7 @@ def _plan(con, sql, params):
     return " | ".join(row[-1] for row in con.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
+@pytest.mark.sqlite_only
 def test_key_lookup_uses_the_key_index(sample_store):
     plan = _plan(
         sample_store.backend.con,
@@ -131,6 +132,7 @@ def test_key_lookup_uses_the_key_index(sample_store):
     assert "SCAN" not in plan
 
 
+@pytest.mark.sqlite_only
 def test_duplicate_key_lookup_per_chunk_uses_an_index(sample_store):
     from lineage_kit.store.writer import _EXISTING_KEYS
 
@@ -142,6 +144,7 @@ def test_duplicate_key_lookup_per_chunk_uses_an_index(sample_store):
     assert found == {"order-101": 0, "order-130": 0}
 
 
+@pytest.mark.sqlite_only
 def test_parent_walks_use_indexes(sample_store):
     down = _plan(sample_store.backend.con, "SELECT child_id FROM parents WHERE parent_id = ?", (1,))
     up = _plan(sample_store.backend.con, "SELECT parent_id FROM parents WHERE child_id = ?", (1,))
@@ -150,6 +153,7 @@ def test_parent_walks_use_indexes(sample_store):
     assert "SCAN" not in up
 
 
+@pytest.mark.sqlite_only
 def test_run_filter_uses_an_index(sample_store):
     plan = _plan(sample_store.backend.con, "SELECT count(*) FROM lineage WHERE run_id = ?", ("x",))
     assert "lineage_run" in plan
@@ -173,8 +177,8 @@ def test_resolve_run_by_prefix_latest_and_errors(db, monkeypatch):
             store.resolve_run("abcd")
 
 
-def test_store_is_a_context_manager_and_closes(sample_store, db):
-    with lk.connect(db) as store:
+def test_store_is_a_context_manager_and_closes(sample_store, store_db):
+    with lk.connect(store_db) as store:
         assert "open" in repr(store)
     assert "closed" in repr(store)
     with pytest.raises(ValueError, match="closed"):

@@ -15,15 +15,10 @@ from typing import Any
 
 from ...errors import StoreClosed
 from ...model import RunEnd, RunStart, RunStatus, StepRow, StepTiming
-from ..backend import Backend, Chunk, Hasher, Ids, Span, Writer
+from ..backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Span, Writer
 from . import integrity, queries, writer
 from .connection import lock_space, open_store, translated
 from .url import parse
-
-try:
-    from ..backend import ChunkCounts
-except ImportError:  # the storage contract before chunk claims
-    ChunkCounts = None  # type: ignore[assignment,misc]
 
 
 class PostgresBackend(Backend):
@@ -54,10 +49,11 @@ class PostgresBackend(Backend):
 
     Examples
     --------
-    >>> PostgresBackend("postgresql://nobody@127.0.0.1:1/none")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    lineage_kit.errors.StoreUnavailable: cannot connect to the lineage store (PostgreSQL database 'none' on host 127.0.0.1:1, schema lineage_kit): ...
+    >>> try:
+    ...     PostgresBackend("postgresql://ann:s3cret@127.0.0.1:1/team")
+    ... except lk.StoreUnavailable as exc:
+    ...     print(exc.host, exc.database, "s3cret" in str(exc))
+    127.0.0.1:1 team False
     """
 
     def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
@@ -66,7 +62,6 @@ class PostgresBackend(Backend):
         self.read_only = read_only
         self.space = lock_space(self.url.schema)
         self._runs: dict[str, int] = {}
-        self._chunk_nos: dict[str, int] = {}
         self._con: Any = open_store(self.url, create=create, read_only=read_only)
 
     @property
@@ -152,20 +147,15 @@ class PostgresBackend(Backend):
         if not chunk.entries:
             return False
         run_id = chunk.entries[0].run_id
-        chunk_no = getattr(chunk, "chunk_no", None)
-        if chunk_no is None:  # an engine before chunk numbers: number them here
-            chunk_no = self._chunk_nos.get(run_id, 0)
-            self._chunk_nos[run_id] = chunk_no + 1
         stamp = datetime.now(UTC).isoformat(timespec="microseconds")
         return self._call(
-            writer.write_chunk, self._run_no(run_id), chunk_no, first_id, chunk, stamp
+            writer.write_chunk, self._run_no(run_id), chunk.chunk_no, first_id, chunk, stamp
         )
 
-    def chunk_counts(self, run_id: str) -> Any:
+    def chunk_counts(self, run_id: str) -> ChunkCounts:
         run_no = self._run_no(run_id)
         sums, n = self._call(queries.chunk_sums, [run_no]).get(run_no, ({}, 0))
-        counts = {p: tuple(c) for p, c in sorted(sums.items())}
-        return ChunkCounts(counts, n) if ChunkCounts is not None else (counts, n)
+        return ChunkCounts({p: tuple(c) for p, c in sorted(sums.items())}, n)
 
     def finish_run(self, run_id: str, end: RunEnd, timings: Sequence[StepTiming]) -> None:
         self._call(writer.finish_run, self.space, self._run_no(run_id), end, timings)
@@ -284,7 +274,9 @@ class PostgresBackend(Backend):
         return self._call(queries.value_rows, entry_ids)
 
     def report_rows(self, run_id: str) -> Iterator[tuple]:
-        return iter(self._call(lambda con, n: list(queries.report_rows(con, n)), self._run_no(run_id)))
+        return iter(
+            self._call(lambda con, n: list(queries.report_rows(con, n)), self._run_no(run_id))
+        )
 
     def chunk_moments(self, run_id: str) -> list[tuple[int, str, int]]:
         return self._call(queries.chunk_moments, self._run_no(run_id))

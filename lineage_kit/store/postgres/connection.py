@@ -254,9 +254,7 @@ def _create_or_migrate(con: Any, url: StoreURL) -> None:
                 f"INSERT INTO {META_TABLE} (name, value) VALUES ('application', %s)",
                 (APPLICATION,),
             )
-            con.execute(
-                f"INSERT INTO {META_TABLE} (name, value) VALUES ('schema_version', '0')"
-            )
+            con.execute(f"INSERT INTO {META_TABLE} (name, value) VALUES ('schema_version', '0')")
         con.execute(
             f"UPDATE {META_TABLE} SET value = %s WHERE name = 'schema_version'",
             (str(SCHEMA_VERSION),),

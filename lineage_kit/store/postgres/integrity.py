@@ -17,7 +17,9 @@ from .schema import ISO, STATUS_TEXT
 from .text import decode
 
 _STATUS_TEXTS = [s.value for s in EntryStatus]
-_RUNS_ENTRIES = f"runs ru JOIN {RUN_ENTRIES} ON ck.run_no = ru.run_no WHERE ru.run_id = ANY(%(runs)s)"
+_RUNS_ENTRIES = (
+    f"runs ru JOIN {RUN_ENTRIES} ON ck.run_no = ru.run_no WHERE ru.run_id = ANY(%(runs)s)"
+)
 
 
 def _dec(rows: list[tuple], columns: Sequence[int]) -> list[tuple]:

@@ -29,6 +29,36 @@ RUN_ENTRIES = (
 )
 
 
+#: The parents / children of the entry ``{x}`` as a LATERAL subquery (a join with the
+#: ``parents`` view would let the planner hash the whole view; each branch here is an
+#: index scan per entry: the entry's own row or ``entries_parent``, and
+#: ``extra_parents``' primary key or ``extra_parents_parent``).
+PARENTS_OF = (
+    "LATERAL (SELECT e.parent_id FROM entries e WHERE e.entry_id = {x} "
+    "AND e.parent_id IS NOT NULL UNION ALL "
+    "SELECT x.parent_id FROM extra_parents x WHERE x.child_id = {x})"
+)
+CHILDREN_OF = (
+    "LATERAL (SELECT e.entry_id FROM entries e WHERE e.parent_id = {x} UNION ALL "
+    "SELECT x.child_id FROM extra_parents x WHERE x.parent_id = {x})"
+)
+#: An entry ``l``'s parent ids as a comma list in id order (its row holds the smallest).
+PARENT_IDS = (
+    "CASE WHEN l.parent_id IS NOT NULL THEN concat_ws(',', l.parent_id, "
+    "(SELECT string_agg(x.parent_id::text, ',' ORDER BY x.parent_id) FROM extra_parents x "
+    "WHERE x.child_id = l.entry_id)) END"
+)
+
+
+#: The entry ``{x}`` with its value's hash and text, as ``l``: a LATERAL subquery
+#: behind ``OFFSET 0`` (not flattened), so the few entries a walk found are fetched
+#: by primary key whatever the planner guessed of the walk's size.
+ENTRY_AT = (
+    "LATERAL (SELECT l0.*, v0.hash, v0.json FROM entries l0 "
+    "LEFT JOIN vals v0 ON v0.value_id = l0.value_id WHERE l0.entry_id = {x} OFFSET 0) l"
+)
+
+
 def _selection(key: str | None, position: int | None) -> tuple[str, str]:
     """``(FROM clause, WHERE clause)`` of an entry selection of one run."""
     if key is not None:
@@ -102,9 +132,7 @@ def chunk_sums(con: Any, run_nos: Sequence[int]) -> dict[int, tuple[dict[int, li
     """Per run_no: per position ``[ok, rejected, failed]`` summed over its chunks, and
     the number of chunks."""
     out: dict[int, tuple[dict[int, list[int]], int]] = {}
-    rows = con.execute(
-        "SELECT run_no, counts FROM chunks WHERE run_no = ANY(%s)", (list(run_nos),)
-    )
+    rows = con.execute("SELECT run_no, counts FROM chunks WHERE run_no = ANY(%s)", (list(run_nos),))
     for run_no, text in rows:
         sums, n = out.get(run_no, ({}, 0))
         for position, *c in json.loads(text):
@@ -269,15 +297,17 @@ WITH RECURSIVE
     up(entry_id) AS (
         SELECT entry_id FROM seed
         UNION
-        SELECT p.parent_id FROM up JOIN parents p ON p.child_id = up.entry_id
+        SELECT p.id FROM up CROSS JOIN {parents} p(id)
     ),
     down(entry_id) AS (
         SELECT entry_id FROM seed
         UNION
-        SELECT p.child_id FROM down JOIN parents p ON p.parent_id = down.entry_id
+        SELECT c.id FROM down CROSS JOIN {children} c(id)
     ),
     connected(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
-"""
+""".format(
+    parents=PARENTS_OF.format(x="up.entry_id"), children=CHILDREN_OF.format(x="down.entry_id")
+)
 
 _ENTRY_SELECT = {
     "entry_id": "l.entry_id",
@@ -288,7 +318,7 @@ _ENTRY_SELECT = {
     "reason": "l.reason",
     "error": "l.error",
     "created_at": ISO.format("l.created_at"),
-    "value_hash": "encode(v.hash, 'hex')",
+    "value_hash": "encode(l.hash, 'hex')",
 }
 _ENTRY_TEXTS = [ENTRY_COLUMNS.index(c) for c in ("record_key", "reason", "error")]
 
@@ -297,11 +327,9 @@ def connected_entry_rows(con: Any, run_no: int, key: str) -> list[tuple]:
     columns = ", ".join(_ENTRY_SELECT[c] for c in ENTRY_COLUMNS)
     rows = con.execute(
         CONNECTED_CTE
-        + f"""SELECT {columns}, v.json::text
-FROM connected n
-JOIN entries l ON l.entry_id = n.entry_id
+        + f"""SELECT {columns}, l.json::text
+FROM connected n CROSS JOIN {ENTRY_AT.format(x="n.entry_id")}
 JOIN runs r ON r.run_no = l.run_no
-LEFT JOIN vals v ON v.value_id = l.value_id
 ORDER BY l.entry_id""",
         {"key": encode(key), "run": run_no},
     ).fetchall()
@@ -311,9 +339,9 @@ ORDER BY l.entry_id""",
 def links_among(con: Any, entry_ids: Sequence[int]) -> list[tuple[int, int]]:
     ids = list(entry_ids)
     return con.execute(
-        "SELECT p.parent_id, p.child_id FROM unnest(%(ids)s::bigint[]) c(id) "
-        "JOIN parents p ON p.child_id = c.id "
-        "WHERE p.parent_id IN (SELECT unnest(%(ids)s::bigint[]))",
+        "SELECT p.id, c.id FROM unnest(%(ids)s::bigint[]) c(id) "
+        f"CROSS JOIN {PARENTS_OF.format(x='c.id')} p(id) "
+        "WHERE p.id IN (SELECT unnest(%(ids)s::bigint[]))",
         {"ids": ids},
     ).fetchall()
 
@@ -323,14 +351,12 @@ def links_among(con: Any, entry_ids: Sequence[int]) -> list[tuple[int, int]]:
 _DETAIL = f"""
     r.run_id, l.position, s.name, s.kind, s.source, s.destination, s.description,
     l.record_key, {{relation}}, {_STATUS.format("l.status")}, l.reason, l.error,
-    encode(v.hash, 'hex'), {ISO.format("l.created_at")},
-    (SELECT string_agg(pp.parent_id::text, ',' ORDER BY pp.parent_id) FROM parents pp
-     WHERE pp.child_id = l.entry_id)
+    encode(l.hash, 'hex'), {ISO.format("l.created_at")},
+    {PARENT_IDS}
 """
 _DETAIL_JOINS = """
 JOIN runs r ON r.run_no = l.run_no
 JOIN steps s ON s.run_no = l.run_no AND s.position = l.position
-LEFT JOIN vals v ON v.value_id = l.value_id
 """
 # positions of step and entry texts in a trace row (after entry_id)
 _TRACE_TEXTS = [3, 5, 6, 7, 8, 11, 12]
@@ -342,7 +368,7 @@ TRACE = (
         relation="CASE WHEN l.record_key IS NOT DISTINCT FROM %(key)s THEN 'self' "
         "WHEN l.entry_id IN (SELECT entry_id FROM up) THEN 'upstream' ELSE 'downstream' END"
     )
-    + "FROM connected c JOIN entries l ON l.entry_id = c.entry_id"
+    + f"FROM connected c CROSS JOIN {ENTRY_AT.format(x='c.entry_id')}"
     + _DETAIL_JOINS
     + "ORDER BY l.position, l.entry_id"
 )
@@ -357,22 +383,24 @@ _WALK = """
 WITH RECURSIVE walk(entry_id, depth) AS (
     SELECT %(entry)s::bigint, 0
     UNION
-    SELECT p.{next}, w.depth + 1 FROM walk w JOIN parents p ON p.{this} = w.entry_id
+    SELECT n.id, w.depth + 1 FROM walk w CROSS JOIN {step} n(id)
     WHERE %(depth)s::integer IS NULL OR w.depth < %(depth)s::integer
 ),
 nearest AS (SELECT entry_id, min(depth) AS depth FROM walk GROUP BY entry_id)
 SELECT l.entry_id, w.depth, """
 
-_WALK_TAIL = "FROM nearest w JOIN entries l ON l.entry_id = w.entry_id" + _DETAIL_JOINS + (
-    "ORDER BY w.depth, l.entry_id"
+_WALK_TAIL = (
+    f"FROM nearest w CROSS JOIN {ENTRY_AT.format(x='w.entry_id')}"
+    + _DETAIL_JOINS
+    + ("ORDER BY w.depth, l.entry_id")
 )
 UPSTREAM = (
-    _WALK.replace("{next}", "parent_id").replace("{this}", "child_id")
+    _WALK.replace("{step}", PARENTS_OF.format(x="w.entry_id"))
     + _DETAIL.format(relation="'upstream'")
     + _WALK_TAIL
 )
 DOWNSTREAM = (
-    _WALK.replace("{next}", "child_id").replace("{this}", "parent_id")
+    _WALK.replace("{step}", CHILDREN_OF.format(x="w.entry_id"))
     + _DETAIL.format(relation="'downstream'")
     + _WALK_TAIL
 )
@@ -386,8 +414,7 @@ def walk_rows(con: Any, entry_id: int, depth: int | None, direction: str) -> lis
 
 def entry_exists(con: Any, entry_id: int) -> bool:
     return (
-        con.execute("SELECT 1 FROM entries WHERE entry_id = %s", (entry_id,)).fetchone()
-        is not None
+        con.execute("SELECT 1 FROM entries WHERE entry_id = %s", (entry_id,)).fetchone() is not None
     )
 
 
@@ -395,15 +422,13 @@ SOURCES = f"""
 WITH RECURSIVE walk(entry_id) AS (
     SELECT unnest(%(ids)s::bigint[])
     UNION
-    SELECT p.parent_id FROM walk w JOIN parents p ON p.child_id = w.entry_id
+    SELECT p.id FROM walk w CROSS JOIN {PARENTS_OF.format(x="w.entry_id")} p(id)
 )
 SELECT l.entry_id, r.run_id, l.record_key, {_STATUS.format("l.status")}, l.reason,
-       {ISO.format("l.created_at")}, encode(v.hash, 'hex'), v.json::text
-FROM walk w
-JOIN entries l ON l.entry_id = w.entry_id
+       {ISO.format("l.created_at")}, encode(l.hash, 'hex'), l.json::text
+FROM walk w CROSS JOIN {ENTRY_AT.format(x="w.entry_id")}
 JOIN runs r ON r.run_no = l.run_no
-JOIN vals v ON v.value_id = l.value_id
-WHERE l.parent_id IS NULL
+WHERE l.parent_id IS NULL AND l.json IS NOT NULL
 ORDER BY l.entry_id
 """
 
@@ -437,8 +462,7 @@ def report_rows(con: Any, run_no: int) -> Iterator[tuple]:
     rows = con.execute(
         f"""SELECT l.entry_id, l.record_key, l.position, {_STATUS.format("l.status")},
                l.reason, l.error, {ISO.format("l.created_at")},
-               (SELECT string_agg(p.parent_id::text, ',' ORDER BY p.parent_id) FROM parents p
-                WHERE p.child_id = l.entry_id)
+               {PARENT_IDS}
         FROM {RUN_ENTRIES}
         WHERE ck.run_no = %s
         ORDER BY l.record_key COLLATE "C", l.position, l.entry_id""",
@@ -479,9 +503,9 @@ def step_value_sample(
         SELECT c.entry_id, cv.json::text, pv.json::text
         FROM picked c
         JOIN vals cv ON cv.value_id = c.value_id
-        LEFT JOIN parents p ON p.child_id = c.entry_id
-        LEFT JOIN entries pe ON pe.entry_id = p.parent_id
+        LEFT JOIN {PARENTS_OF.format(x="c.entry_id")} p(id) ON true
+        LEFT JOIN entries pe ON pe.entry_id = p.id
         LEFT JOIN vals pv ON pv.value_id = pe.value_id
-        ORDER BY c.entry_id, p.parent_id""",
+        ORDER BY c.entry_id, p.id""",
         {"run": run_no, "position": position, "limit": limit},
     ).fetchall()

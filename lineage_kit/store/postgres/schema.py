@@ -137,7 +137,7 @@ DDL = [
         FROM entries l JOIN runs r ON r.run_no = l.run_no
         LEFT JOIN vals v ON v.value_id = l.value_id""",
     """CREATE VIEW records (entry_id, value) AS
-        SELECT l.entry_id, v.json FROM entries l JOIN vals v ON v.value_id = l.value_id""",
+        SELECT l.entry_id, v.json::text FROM entries l JOIN vals v ON v.value_id = l.value_id""",
 ]
 
 #: ``MIGRATIONS[v]`` turns a version ``v - 1`` store into version ``v`` (none yet:

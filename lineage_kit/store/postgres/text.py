@@ -58,7 +58,7 @@ def encode_all(texts: Sequence[str | None]) -> Sequence[str | None]:
 
     Examples
     --------
-    >>> encode_all(["a", None]) 
+    >>> encode_all(["a", None])
     ['a', None]
     """
     joined = "".join(t for t in texts if t is not None)

@@ -42,7 +42,10 @@ def _copy_field(texts: Sequence[str | None]) -> Sequence[str]:
         return [
             r"\N"
             if t is None
-            else t.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+            else t.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
             for t in texts
         ]
     if len(present) != len(texts):
@@ -84,8 +87,15 @@ def begin_run(con: Any, space: int, run: RunStart, steps: Sequence[StepRow]) -> 
                     "INSERT INTO steps (run_no, position, name, kind, source, destination, "
                     "description) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [
-                        (run_no, s.position, encode(s.name), s.kind, encode(s.source),
-                         encode(s.destination), encode(s.description))
+                        (
+                            run_no,
+                            s.position,
+                            encode(s.name),
+                            s.kind,
+                            encode(s.source),
+                            encode(s.destination),
+                            encode(s.description),
+                        )
                         for s in steps
                     ],
                 )
@@ -164,9 +174,7 @@ def chunk_rows(first_id: int, run_no: int, chunk: Any) -> tuple[str, str, str, s
             strict=True,
         )
     ]
-    stored = [
-        (i, h, v) for i, h, v in zip(ids, hashes, values, strict=True) if v is not None
-    ]
+    stored = [(i, h, v) for i, h, v in zip(ids, hashes, values, strict=True) if v is not None]
     texts = [v for _i, _h, v in stored]
     if any(c in "".join(texts) for c in _COPY_SPECIAL):
         texts = list(_copy_field(texts))

@@ -1,0 +1,169 @@
+"""Many writers and faults on a real PostgreSQL server: exact counts, whole chunks
+only, and runs whose writer vanished reported ``interrupted`` from any session."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+
+import lineage_kit as lk
+
+from .conftest import ROOT, records
+
+WRITERS, PER_WRITER = 4, 20_000
+_WRITE = """
+import sys
+import lineage_kit as lk
+from tests.conftest import records
+start = int(sys.argv[2])
+lk.run_pipeline(records(int(sys.argv[3]), start), db=sys.argv[1], progress=False)
+"""
+
+
+def _whole_chunks(con, schema: str) -> tuple[int, int]:
+    """In one snapshot: every chunk's id range holds exactly its entries, and every
+    entry lies in a chunk. Returns (chunks, entries)."""
+    con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        chunks = con.execute(
+            f"SELECT c.n_entries, (SELECT count(*) FROM {schema}.entries l "
+            "WHERE l.entry_id BETWEEN c.first_entry AND c.last_entry) "
+            f"FROM {schema}.chunks c"
+        ).fetchall()
+        (entries,) = con.execute(f"SELECT count(*) FROM {schema}.entries").fetchone()
+        per_step = con.execute(
+            f"SELECT run_no, position, count(*) FROM {schema}.entries GROUP BY 1, 2"
+        ).fetchall()
+    finally:
+        con.execute("ROLLBACK")
+    assert all(want == got for want, got in chunks), chunks
+    assert entries == sum(want for want, _ in chunks)
+    counts: dict[int, set[int]] = {}
+    for run_no, _position, n in per_step:  # every step of a run has the same count
+        counts.setdefault(run_no, set()).add(n)
+    assert all(len(c) == 1 for c in counts.values()), per_step
+    return len(chunks), entries
+
+
+def test_four_writers_and_a_reader(pg_url, pg_server):
+    schema = pg_url.rsplit("schema=", 1)[1]
+    lk.run_pipeline(records(1), db=pg_url, progress=False)  # create the store once
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITE, pg_url, str(1 + i * PER_WRITER), str(PER_WRITER)],
+            cwd=ROOT,
+        )
+        for i in range(WRITERS)
+    ]
+    snapshots = []
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        while any(p.poll() is None for p in procs):
+            snapshots.append(_whole_chunks(con, schema))
+            time.sleep(0.2)
+        assert [p.wait() for p in procs] == [0] * WRITERS
+        snapshots.append(_whole_chunks(con, schema))
+        ids = con.execute(
+            f"SELECT count(*), count(DISTINCT entry_id), min(entry_id) FROM {schema}.entries"
+        ).fetchone()
+    # 1 + 4 x 20,000 records, three entries each (ingest, normalize, publish)
+    assert snapshots[-1] == (1 + WRITERS * PER_WRITER // 2_000, 3 * (1 + WRITERS * PER_WRITER))
+    assert ids[0] == ids[1] == 3 * (1 + WRITERS * PER_WRITER)
+    assert len(snapshots) > 2 and any(0 < e < snapshots[-1][1] for _c, e in snapshots[:-1])
+    with lk.connect(pg_url) as store:
+        runs = store.runs()
+        assert sorted(runs["n_published"]) == [1] + [PER_WRITER] * WRITERS
+        assert set(runs["status"]) == {"completed"}
+        report = store.check("all")
+        assert report.ok, report.violations
+        assert len(store.lineage("all")) == 3 * (1 + WRITERS * PER_WRITER)
+
+
+def _big_input(tmp_path, n: int) -> str:
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records(n)))
+    return str(path)
+
+
+def _start_run(path: str, url: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lineage_kit", "run", path, "--db", url, "--chunk-size", "500"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_chunks(con, schema: str, proc: subprocess.Popen, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        (found,) = con.execute(
+            f"SELECT count(*) FROM {schema}.chunks c JOIN {schema}.runs r USING (run_no) "
+            "WHERE r.status = 'running'"
+        ).fetchone()
+        if found >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run did not write {n} chunks: {proc.poll()}")
+
+
+def test_a_killed_server_session_fails_the_run_cleanly(pg_url, pg_server, tmp_path):
+    schema = pg_url.rsplit("schema=", 1)[1]
+    path = _big_input(tmp_path, 200_000)
+    lk.run_pipeline(records(1), db=pg_url, progress=False)
+    proc = _start_run(path, pg_url)
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        _wait_for_chunks(con, schema, proc, 3)
+        # the server process serving the writer is killed (as an OOM kill or a crash
+        # of that backend would): its open chunk transaction dies with it
+        killed = con.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'lineage_kit' AND pid <> pg_backend_pid()"
+        ).fetchall()
+        assert killed and all(ok for (ok,) in killed)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        assert err.startswith("lineage-kit: error: lost the connection to the lineage store")
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        _whole_chunks(con, schema)
+    with lk.connect(pg_url) as store:
+        latest = store.run_rows()[0]
+        assert latest["status"] == "interrupted"  # its session, and lock, are gone
+        assert 0 < latest["n_input"] < 200_000 and latest["n_input"] % 500 == 0
+        codes = set(store.check("latest").violations["code"])
+        assert codes == {"run_interrupted"}, codes
+    again = lk.run_pipeline(records(10), db=pg_url, progress=False)  # the next run works
+    assert again.status == "completed"
+
+
+def test_a_killed_writer_is_reported_interrupted_and_marked_by_the_next(pg_url, tmp_path):
+    schema = pg_url.rsplit("schema=", 1)[1]
+    path = _big_input(tmp_path, 200_000)
+    lk.run_pipeline(records(1), db=pg_url, progress=False)
+    proc = _start_run(path, pg_url)
+    server = pg_url.rsplit("?", 1)[0]
+    with psycopg.connect(server, autocommit=True) as con:
+        _wait_for_chunks(con, schema, proc, 2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30  # the server notices the dead client
+        while time.monotonic() < deadline:
+            with lk.connect(pg_url) as store:
+                if store.run_rows()[0]["status"] == "interrupted":
+                    break
+            time.sleep(0.1)
+        _whole_chunks(con, schema)
+        with lk.connect(pg_url) as store:
+            assert store.run_rows()[0]["status"] == "interrupted"
+            assert "run_interrupted" in set(store.check("latest").violations["code"])
+        stored = con.execute(f"SELECT status FROM {schema}.runs ORDER BY run_no").fetchall()
+        assert stored == [("completed",), ("running",)]  # readers never write
+        lk.run_pipeline(records(3), db=pg_url, progress=False)
+        stored = con.execute(f"SELECT status FROM {schema}.runs ORDER BY run_no").fetchall()
+        assert stored == [("completed",), ("interrupted",), ("completed",)]

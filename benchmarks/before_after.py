@@ -41,6 +41,7 @@ PLOT_PARENTS = 2_000
 FIGURES: dict[str, tuple[str, int]] = {
     "startup": ("`python -m lineage_kit --help`, CPU of the process", 0),
     "import": ("`python -c 'import lineage_kit'`, CPU of the process", 0),
+    "cli_run": ("`python -m lineage_kit run` of the 30 sample orders, CPU of the process", 0),
     "trace": (f"store.trace(key), {RUN_RECORDS:,}-record run", 400),
     "upstream": (f"store.upstream(entry) over a {CHAIN_HOPS:,}-hop chain", 40),
     "downstream": (f"store.downstream(entry) over a {CHAIN_HOPS:,}-hop chain", 40),
@@ -52,6 +53,16 @@ FIGURES: dict[str, tuple[str, int]] = {
     "graphml": (f"lk.write_graphml(store.graph()), {RUN_RECORDS:,}-record run", 4),
     "check": (f"store.check(), {RUN_RECORDS:,}-record run", 6),
 }
+
+
+#: Children compile each module again when this is set (as PYTHONDONTWRITEBYTECODE=1
+#: does); unset, they import cached bytecode, as an installed package does.
+ENV_WITHOUT: set[str] = {"PYTHONDONTWRITEBYTECODE"}
+
+
+def _env(tree: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_WITHOUT}
+    return {**env, "PYTHONPATH": str(tree)}
 
 
 def _orders(n: int) -> Any:
@@ -130,18 +141,33 @@ def child(figure: str, work: Path) -> dict[str, Any]:
     return {"cpu": statistics.median(samples), "module": lk.__file__}
 
 
-_COMMANDS = {"startup": ["-m", "lineage_kit", "--help"], "import": ["-c", "import lineage_kit"]}
+def _command(figure: str, work: Path) -> list[str] | None:
+    """The command line of a figure that is a whole process, else None."""
+    db = work / "cli_run.db"  # each checkout its own, runs added to it
+    return {
+        "startup": ["-m", "lineage_kit", "--help"],
+        "import": ["-c", "import lineage_kit"],
+        "cli_run": [
+            "-m",
+            "lineage_kit",
+            "run",
+            "data/sample_input.json",
+            "--db",
+            str(db),
+            "--quiet",
+        ],
+    }.get(figure)
 
 
-def _process_cpu(tree: Path, figure: str, reps: int = 5) -> float:
-    """Median CPU seconds (user + system) of a fresh ``python`` running ``figure`` in ``tree``."""
+def _process_cpu(tree: Path, command: list[str], reps: int = 5) -> float:
+    """Median CPU seconds (user + system) of a fresh ``python command`` in ``tree``."""
     samples = []
     for _ in range(reps):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(
-            [sys.executable, *_COMMANDS[figure]],
+            [sys.executable, *command],
             cwd=tree,
-            env={**os.environ, "PYTHONPATH": str(tree)},
+            env=_env(tree),
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -154,12 +180,14 @@ def _process_cpu(tree: Path, figure: str, reps: int = 5) -> float:
 
 def measure(tree: Path, figure: str, work: Path) -> float:
     """One sample of ``figure`` on ``tree`` (a fresh child process)."""
-    if figure in _COMMANDS:
-        return _process_cpu(tree, figure)
+    command = _command(figure, work)
+    if command is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        return _process_cpu(tree, command)
     proc = subprocess.run(
         [sys.executable, str(HERE / "before_after.py"), "--child", figure, str(work)],
         cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree)},
+        env=_env(tree),
         capture_output=True,
         text=True,
         check=False,
@@ -181,11 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work", default=str(HERE / "_work" / "before_after"))
     parser.add_argument("--out", metavar="FILE.json")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="children compile every module (PYTHONDONTWRITEBYTECODE=1), no cached bytecode",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]))))
         return 0
+    if args.compile:
+        ENV_WITHOUT.clear()
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     trees = dict(t.split("=", 1) for t in args.trees)
     trees = {name: Path(path).resolve() for name, path in trees.items()}
     figures = args.only.split(",") if args.only else list(FIGURES)

@@ -69,7 +69,7 @@ def _normal(frame: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
             frame = frame.drop(columns=column)
         elif column in ("run_id", "run", "run_a", "run_b"):
             codes = {r: f"run{i}" for i, r in enumerate(run_ids)}
-            mapped = frame[column].astype(object).map(lambda r: codes.get(r, r))
+            mapped = frame[column].astype(object).map(lambda r, codes=codes: codes.get(r, r))
             frame[column] = (
                 pd.Categorical(mapped, categories=[codes[r] for r in frame[column].cat.categories])
                 if isinstance(frame[column].dtype, pd.CategoricalDtype)

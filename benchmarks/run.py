@@ -57,6 +57,11 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "export_records": (100_000, 3_000),
     "live_records": (100_000, 3_000),
     "export_reps": (3, 1),
+    "pg_capture_records": (1_000_000, 3_000),
+    "pg_writer_records": (100_000, 2_000),
+    "pg_load_records": (1_000_000, 3_000),
+    "pg_trace_entries": (10_000_000, 60_000),
+    "pg_reps": (3, 1),
 }
 #: Sizes and repetitions per mode, as the sections read them.
 CONFIG = {mode: {k: v[i] for k, v in SETTINGS.items()} for i, mode in enumerate(("full", "quick"))}
@@ -77,6 +82,7 @@ SECTIONS = (
     "check",
     "frames",
     "export",
+    "postgres",
 )
 
 
@@ -86,6 +92,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import frames
     import inputs
     import plots
+    import postgres
     import queries
     import startup
 
@@ -115,6 +122,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
             *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),
             *exports.graphml(cfg["export_records"], cfg["export_reps"]),
         ],
+        "postgres": lambda: postgres.postgres(cfg),
     }
     figures: list[Figure] = []
     for name in SECTIONS:

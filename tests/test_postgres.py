@@ -129,7 +129,7 @@ def test_the_password_is_never_stored_or_shown(pg_server, tmp_path, capsys):
         cli("check", "--db", url)
         err = capsys.readouterr()
         with lk.connect(url) as store:
-            shown = repr(store) + store._repr_html_() + store.runs().to_json()
+            shown = repr(store) + store._repr_html_() + store.runs().to_json(date_format="iso")
         dump = subprocess.run(
             [sys.executable, "-c", "import sys; print(sys.argv[1])", pg_server],
             capture_output=True,
@@ -219,3 +219,34 @@ def test_nul_and_lone_surrogates_round_trip_in_keys_reasons_and_errors(pg_url):
             "SELECT reason FROM entries WHERE reason LIKE %s", ("\uffff%",)
         ).fetchall()
         assert stored == [("\uffffbad\\u0000reason",)]  # escaped, as values are
+
+
+def test_the_readme_privileges_let_a_writer_write_and_a_reader_read(pg_server):
+    """The set-up of README "A shared store on PostgreSQL": a schema owned by the
+    writer role, SELECT by default for the reader role, nothing more."""
+    host = pg_server.split("@", 1)[1]
+    with psycopg.connect(pg_server, autocommit=True) as con:
+        for role in ("lk_team_writer", "lk_team_reader"):
+            if not con.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                con.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        con.execute("DROP SCHEMA IF EXISTS team_lineage CASCADE")
+        con.execute("CREATE SCHEMA team_lineage AUTHORIZATION lk_team_writer")
+        con.execute("GRANT USAGE ON SCHEMA team_lineage TO lk_team_reader")
+        con.execute(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE lk_team_writer IN SCHEMA team_lineage "
+            "GRANT SELECT ON TABLES TO lk_team_reader"
+        )
+    writer = f"postgresql://lk_team_writer@{host}?schema=team_lineage"
+    reader = f"postgresql://lk_team_reader@{host}?schema=team_lineage"
+    try:
+        assert lk.run_pipeline(MESSY_JSON, db=writer, progress=False).n_rejected == 8
+        with lk.connect(reader) as store:
+            assert store.runs()["n_published"].tolist() == [12]
+            assert len(store.trace(store.lineage()["key"].dropna().iloc[0])) >= 1
+            assert set(store.check().violations["code"]) <= {"rejected_records"}
+            assert len(store.openlineage_events()) > 2
+        with pytest.raises(lk.LineageKitError, match="permission denied"):
+            lk.run_pipeline(SAMPLE_JSON, db=reader, progress=False)
+        assert cli("runs", "--db", reader)[0] == 0
+    finally:
+        drop_schema(pg_server, "team_lineage")

@@ -40,6 +40,7 @@ caught by the check of the counts, and the run ends ``failed``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -50,12 +51,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .engine import Abort, Run, _Chunk, _Recut, cut_at
-from .errors import InvalidArgument
+from .errors import InvalidArgument, MissingExtra
 from .model import StepKind
 from .sources import SourceItem
 from .store import Backend, open_backend
 
 _STATUS_INDEX = {"ok": 0, "rejected": 1, "failed": 2}
+_Part = tuple[list[SourceItem], int, int]  # source items to admit, first ordinal, end
 
 
 # ----------------------------------------------------------------- what a task carries
@@ -169,7 +171,8 @@ def worker_backend(db: str) -> Backend:
     --------
     >>> import lineage_kit as lk
     >>> _ = lk.run_pipeline("data/sample_input.json", db="lineage.db", progress=False)
-    >>> worker_backend(os.path.abspath("lineage.db")) is worker_backend(os.path.abspath("lineage.db"))
+    >>> path = os.path.abspath("lineage.db")
+    >>> worker_backend(path) is worker_backend(path)
     True
     """
     key = (db, os.getpid(), threading.get_ident())
@@ -286,28 +289,24 @@ class DaskRun(Run):
         merges = [i for i, s in enumerate(self.steps) if s.kind == StepKind.MERGE]
         end = merges[0] if merges else len(self.steps)
         self.bar = chunk_bar(progress)
-        failed: BaseException | None = None
         try:
             pieces = self._pump(self._input_tasks(blocks, end), self._serial(0, end))
-            barrier = [item for _, items in sorted(pieces.items()) for item in items]
+            barrier = [item for n in sorted(pieces) for item in pieces[n]]
             for n, position in enumerate(merges):
                 stop = merges[n + 1] if n + 1 < len(merges) else len(self.steps)
                 groups, chunk = self.group(position, barrier)
                 self.flush(chunk)
                 tasks = self._merge_tasks(position, stop, list(groups.values()), chunk_size)
                 pieces = self._pump(tasks, self._serial(position + 1, stop))
-                barrier = [item for _, items in sorted(pieces.items()) for item in items]
+                barrier = [item for n in sorted(pieces) for item in pieces[n]]
             self._check_written()
-        except (Abort, KeyboardInterrupt) as exc:
-            failed = exc
-            self.client.cancel(list(self.inflight))
+        except (Abort, KeyboardInterrupt):
+            self.client.cancel(list(self.inflight))  # fail_fast or Ctrl-C: stop at once
             raise
-        except BaseException as exc:
-            failed = exc
+        except BaseException:
+            self._drain()  # e.g. unreadable input: the run is discarded once they are done
             raise
         finally:
-            if failed is not None and not isinstance(failed, Abort | KeyboardInterrupt):
-                self._drain()  # e.g. unreadable input: the run is discarded after this
             self.inflight.clear()
             if self.bar is not None:
                 self.bar.close()
@@ -324,7 +323,7 @@ class DaskRun(Run):
 
     # -- producing tasks
 
-    def _input_tasks(self, blocks: Iterator[list[SourceItem]], end: int) -> Iterator[Any]:
+    def _input_tasks(self, blocks: Iterator[list[SourceItem]], end: int) -> Iterator[_Part]:
         ordinal = 0
         for block in blocks:
             self.n_input += len(block)
@@ -333,7 +332,7 @@ class DaskRun(Run):
 
     def _merge_tasks(
         self, position: int, end: int, groups: list[list[Any]], chunk_size: int
-    ) -> Iterator[Any]:
+    ) -> Iterator[ChunkTask]:
         for i in range(0, len(groups), chunk_size):
             block = groups[i : i + chunk_size]
             first = self.backend.reserve_ids(len(block) * (end - position))
@@ -367,37 +366,25 @@ class DaskRun(Run):
 
     # -- the loop
 
-    def _pump(self, tasks: Iterator[Any], serial: bool) -> dict[int, list[Any]]:
-        """Submit ``tasks`` with at most ``window`` in flight (one if ``serial``);
-        return the records each chunk left at the next merge, by chunk order."""
+    def _pump(self, work: Iterator[ChunkTask | _Part], serial: bool) -> dict[int, list[Any]]:
+        """Submit the chunks of ``work`` (tasks, or source items still to admit), at most
+        ``window`` in flight (one if ``serial``); return the records each chunk left
+        at the next merge step, by chunk order."""
         from distributed import wait
 
         pieces: dict[int, list[Any]] = {}
-        parts: deque[tuple[list[SourceItem], int, int]] = deque()
+        again: deque[_Part] = deque()  # the parts of a recut chunk, admitted again
         limit = 1 if serial else self.window
-        exhausted = False
         while True:
             while len(self.inflight) < limit:
-                if not parts and not exhausted:
-                    nxt = next(tasks, None)
-                    if nxt is None:
-                        exhausted = True
-                    elif isinstance(nxt, ChunkTask):
-                        self._submit(nxt)
-                        continue
-                    else:
-                        parts.append(nxt)
-                if not parts:
+                nxt = again.popleft() if again else next(work, None)
+                if nxt is None:
                     break
-                part, start, end = parts.popleft()
-                self._submit(self._admit_part(part, start, end))
+                self._submit(nxt if isinstance(nxt, ChunkTask) else self._admit_part(*nxt))
             if not self.inflight:
                 return pieces
-            done = wait(list(self.inflight), return_when="FIRST_COMPLETED").done
-            for future in done:
-                task = self.inflight.pop(future)
-                result = future.result()
-                self._collect(task, result, parts, pieces)
+            for future in wait(list(self.inflight), return_when="FIRST_COMPLETED").done:
+                self._collect(self.inflight.pop(future), future.result(), again, pieces)
 
     def _submit(self, task: ChunkTask) -> None:
         future = self.client.submit(
@@ -409,7 +396,7 @@ class DaskRun(Run):
         )
         self.inflight[future] = task
 
-    def _collect(self, task: ChunkTask, result: ChunkResult, parts: deque, pieces: dict) -> None:
+    def _collect(self, task: ChunkTask, result: ChunkResult, again: deque, pieces: dict) -> None:
         if result.need_ids is not None:
             if task.attempt >= 3:
                 raise RuntimeError(f"chunk {task.chunk_no} keeps changing its number of entries")
@@ -419,9 +406,8 @@ class DaskRun(Run):
             return
         self._release(task)
         if result.recut is not None:  # nothing written: both parts are admitted again
-            parts.extendleft(
-                (p, s, task.end) for p, s in reversed(cut_at(task.items, task.start, result.recut))
-            )
+            cut = cut_at(task.items, task.start, result.recut)
+            again.extendleft((part, start, task.end) for part, start in reversed(cut))
             return
         if task.chunk_no in self.done:
             return
@@ -468,6 +454,12 @@ class DaskRun(Run):
                 for i in range(3):
                     total[i] += counts[i]
         return super().flush(chunk)
+
+    def finish(self, src: Any, status: Any, error: str | None) -> None:
+        with contextlib.suppress(Exception):  # a broken store: finish_run says so
+            written = self.backend.chunk_counts(self.run_id)
+            self.n_entries = sum(sum(c) for c in written.counts.values())
+        super().finish(src, status, error)
 
     def _check_written(self) -> None:
         """``n_entries`` from the chunks table; it must hold what the tasks reported.
@@ -516,10 +508,8 @@ def is_url(db: Any) -> bool:
 
 def _local_hosts() -> set[str]:
     hosts = {"localhost", "127.0.0.1", "::1", "", socket.gethostname(), socket.getfqdn()}
-    try:
+    with contextlib.suppress(OSError):  # a host name that does not resolve
         hosts.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
-    except OSError:
-        pass
     return hosts
 
 
@@ -619,15 +609,13 @@ def start_client(spec: str) -> tuple[Any, Any]:
     ------
     InvalidArgument
         ``local:N`` with N not a positive integer.
-    ImportError
+    MissingExtra
         ``distributed`` is not installed (install ``lineage_kit[dask]``).
     """
     try:
         from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise ImportError(
-            "running on Dask needs the distributed package: pip install 'lineage_kit[dask]'"
-        ) from exc
+    except ImportError:
+        raise MissingExtra("running on Dask", "dask", "distributed") from None
     if spec == "local" or spec.startswith("local:"):
         n_text = spec.partition(":")[2] or "2"
         if not n_text.isdigit() or int(n_text) < 1:

@@ -57,6 +57,9 @@ CONFIG = {
         "export_records": 100_000,
         "live_records": 100_000,
         "export_reps": 3,
+        "dask_records": 200_000,
+        "dask_reps": 3,
+        "dask_memory_pair": (100_000, 1_000_000),
     },
     "quick": {
         "capture_sizes": [2_000, 20_000],
@@ -85,6 +88,9 @@ CONFIG = {
         "export_records": 3_000,
         "live_records": 3_000,
         "export_reps": 1,
+        "dask_records": 2_000,
+        "dask_reps": 1,
+        "dask_memory_pair": (2_000, 20_000),
     },
 }
 
@@ -104,6 +110,7 @@ SECTIONS = (
     "check",
     "frames",
     "export",
+    "dask",
 )
 
 
@@ -112,6 +119,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import exports
     import frames
     import inputs
+    import on_dask
     import plots
     import queries
     import startup
@@ -142,6 +150,9 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
             *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),
             *exports.graphml(cfg["export_records"], cfg["export_reps"]),
         ],
+        "dask": lambda: on_dask.dask_figures(
+            cfg["dask_records"], cfg["dask_reps"], cfg["dask_memory_pair"]
+        ),
     }
     figures: list[Figure] = []
     for name in SECTIONS:
@@ -191,6 +202,10 @@ def child(args: list[str]) -> None:
         import inputs
 
         out = inputs.child_input(rest[0], rest[1])
+    elif kind == "dask_memory":
+        import on_dask
+
+        out = on_dask.child_dask_memory(int(rest[0]), rest[1])
     elif kind == "imports":
         import startup
 

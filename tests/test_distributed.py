@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,3 +317,14 @@ def test_without_an_executor_distributed_is_never_imported(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_the_docs_example_shows_the_same_lineage_as_a_local_run(tmp_path, monkeypatch, capsys):
+    text = (Path(__file__).resolve().parent.parent / "docs" / "dask.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE_JSON, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/dask.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == ["30 30", "True"]  # as the comments in the example say

@@ -21,7 +21,17 @@ import sys
 import time
 from typing import Any
 
-from common import Figure, fresh_db, interleaved, orders, peak_rss_mib, run_child, timed
+from common import (
+    Figure,
+    compared,
+    fresh_db,
+    interleaved,
+    orders,
+    peak_rss_mib,
+    ratio_figure,
+    run_child,
+    timed,
+)
 
 import lineage_kit as lk
 
@@ -93,24 +103,12 @@ def speedup(n: int, reps: int) -> list[Figure]:
     finally:
         client.close()
         cluster.close()
-    ratio = t["cluster"].median / t["local"].median
-    return [
-        Figure(
-            "dask_cpu_speedup",
-            f"CPU-heavy step ({cost:.0f} us/record), {n:,} records: 2-worker LocalCluster / "
-            "one process, wall time (SQLite)",
-            ratio,
-            "x",
-            goal="<= 0.6",
-            met=ratio <= 0.6,
-            detail={
-                "burn_us_per_record": cost,
-                "cluster_seconds": t["cluster"].wall,
-                "local_seconds": t["local"].wall,
-                "cluster_start_seconds": wall,
-            },
-        )
-    ]
+    label = (
+        f"CPU-heavy step ({cost:.0f} us/record), {n:,} records: 2-worker LocalCluster / "
+        "one process, wall time (SQLite)"
+    )
+    detail = {"burn_us_per_record": cost, "cluster_start_seconds": wall}
+    return [compared("dask_cpu_speedup", label, t, "cluster", "local", "<= 0.6", detail)]
 
 
 def child_dask_memory(n: int, db: str) -> dict[str, Any]:
@@ -139,23 +137,14 @@ def child_dask_memory(n: int, db: str) -> dict[str, Any]:
 
 def driver_memory(pair: tuple[int, int]) -> list[Figure]:
     small, large = (run_child("dask_memory", str(n), f"dask_memory_{n}.db") for n in pair)
+    label = (
+        f"driver peak RSS on a LocalCluster, {pair[1]:,} / {pair[0]:,} records "
+        "(default pipeline, SQLite)"
+    )
     ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
-    return [
-        Figure(
-            "dask_driver_memory_ratio",
-            f"driver peak RSS on a LocalCluster, {pair[1]:,} / {pair[0]:,} records "
-            "(default pipeline, SQLite)",
-            ratio,
-            "x",
-            goal="<= 1.5x",
-            met=ratio <= 1.5,
-            detail={
-                "small": small,
-                "large": large,
-                "large_records_per_s": large["n"] / large["wall"],
-            },
-        )
-    ]
+    detail = {"small": small, "large": large, "large_records_per_s": large["n"] / large["wall"]}
+    print(f"  dask_driver_memory_ratio: {ratio:.3f}x", flush=True)
+    return [ratio_figure("dask_driver_memory_ratio", label, ratio, "<= 1.5", detail)]
 
 
 def dask_figures(n: int, reps: int, pair: tuple[int, int]) -> list[Figure]:

@@ -160,8 +160,10 @@ def status_counts(entries: list) -> dict[int, list[int]]:
 
 # ------------------------------------------------------------------------ worker side
 
-_BACKENDS: dict[tuple[str, int, int], Backend] = {}
+_BACKENDS: dict[tuple[str, int, int], Backend] = {}  # oldest first
 _LOCK = threading.Lock()
+#: Stores a worker keeps open at once; the least recently used beyond it is closed.
+KEEP_OPEN = 4
 
 
 def worker_backend(db: str) -> Backend:
@@ -174,13 +176,29 @@ def worker_backend(db: str) -> Backend:
     >>> path = os.path.abspath("lineage.db")
     >>> worker_backend(path) is worker_backend(path)
     True
+    >>> close_worker_backends() >= 1
+    True
     """
     key = (db, os.getpid(), threading.get_ident())
     with _LOCK:
-        backend = _BACKENDS.get(key)
+        backend = _BACKENDS.pop(key, None)
         if backend is None or backend.closed:
-            backend = _BACKENDS[key] = open_backend(db)
+            backend = open_backend(db)
+        _BACKENDS[key] = backend  # now the most recently used
+        while len(_BACKENDS) > KEEP_OPEN:
+            _BACKENDS.pop(next(iter(_BACKENDS))).close()
     return backend
+
+
+def close_worker_backends() -> int:
+    """Close the store connections this process keeps (``client.run`` it on the
+    workers to release them); return how many were open."""
+    with _LOCK:
+        backends = list(_BACKENDS.values())
+        _BACKENDS.clear()
+    for backend in backends:
+        backend.close()
+    return len(backends)
 
 
 def run_chunk(ctx: RunContext, task: ChunkTask) -> ChunkResult:
@@ -630,4 +648,12 @@ def start_client(spec: str) -> tuple[Any, Any]:
     return Client(spec), None
 
 
-__all__ = ["ChunkResult", "ChunkTask", "DaskRun", "RunContext", "run_chunk", "start_client"]
+__all__ = [
+    "ChunkResult",
+    "ChunkTask",
+    "DaskRun",
+    "RunContext",
+    "close_worker_backends",
+    "run_chunk",
+    "start_client",
+]

@@ -117,12 +117,12 @@ class _Chunk:
 
     def __init__(self) -> None:
         self.entries: list[EntryRow] = []
-        self.values: list[str] = []
+        self.values: list[str | None] = []  # None: the local parent's value
         self.local_parents: list[tuple[int, int]] = []
         self.absolute_parents: list[tuple[int, int]] = []
 
-    def rows(self) -> Chunk:
-        return Chunk(self.entries, self.values, self.local_parents, self.absolute_parents)
+    def rows(self, chunk_no: int) -> Chunk:
+        return Chunk(self.entries, self.values, self.local_parents, self.absolute_parents, chunk_no)
 
     def add(self, entry: EntryRow, value_json: str, parent: Any) -> int:
         index = len(self.entries)
@@ -157,6 +157,7 @@ class Run:
         self.counts = [0, 0, 0]  # published, rejected, failed
         self.n_input = 0
         self.n_entries = 0
+        self.n_chunks = 0  # chunks cut so far: the next chunk's number
         self.pending: dict[int, int] = {}  # root -> worst outcome, for split records
         n = len(self.steps)
         self.busy = [0.0] * n
@@ -207,12 +208,14 @@ class Run:
     # -- writing
 
     def flush(self, chunk: _Chunk) -> int:
-        """Write the chunk under ids reserved for it; return the first id."""
+        """Write the chunk under ids reserved for it, as the run's next chunk number;
+        return the first id."""
         if not chunk.entries:
             return 0
         first = self.backend.reserve_ids(len(chunk.entries))
-        self.backend.write_chunk(first, chunk.rows())
-        self.n_entries += len(chunk.entries)
+        chunk_no, self.n_chunks = self.n_chunks, self.n_chunks + 1
+        if self.backend.write_chunk(first, chunk.rows(chunk_no)):
+            self.n_entries += len(chunk.entries)
         return first
 
     # -- steps
@@ -392,7 +395,7 @@ class Run:
             if type(parent) is int:
                 index = len(entries)
                 add_entry(entry)
-                add_value(njson)
+                add_value(None if identity else njson)  # None: the parent's value, unchanged
                 add_local((index, parent))
             else:
                 index = add(entry, njson, parent)

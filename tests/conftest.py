@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +34,31 @@ def records(n: int, start: int = 0) -> list[dict]:
         {"key": f"k{i}", " Amount ": float(i), "Customer Name": f"c{i % 7}", "REGION": "EMEA"}
         for i in range(start, start + n)
     ]
+
+
+def fresh_process(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``args`` run in a new process that imports this checkout's lineage_kit, its
+    output captured as text (``env`` entries are added to the environment)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **kwargs.pop("env", {})}
+    kwargs.setdefault("timeout", 300)
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, env=env, check=False, **kwargs
+    )
+
+
+def run_killed_writer(script: str, *args: str | Path) -> None:
+    """Run the Python ``script`` in a new process, which must end killed by SIGKILL."""
+    child = fresh_process(sys.executable, "-c", script, *args, cwd=ROOT)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def copy_with_wal(db: Path, folder: Path) -> Path:
+    """Copy ``db`` and its ``-wal`` and ``-shm`` files into a new ``folder`` (as a
+    backup of a live store would); return the copy's path."""
+    folder.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copyfile(f"{db}{suffix}", folder / f"store.db{suffix}")
+    return folder / "store.db"
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .backend import Backend, Chunk, Writer
+from .backend import Backend, Chunk, ChunkCounts, Writer
 from .connection import identify
 from .liveness import writer_alive
 from .queries import RUN_COLUMNS
@@ -45,6 +45,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Backend",
     "Chunk",
+    "ChunkCounts",
     "SQLiteBackend",
     "Writer",
     "identify",

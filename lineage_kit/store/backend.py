@@ -12,7 +12,8 @@ keeps:
   memory by the engine (or a worker on another host), never looked up and never
   derived from insertion order.
 - **One transaction per chunk** (:meth:`Backend.write_chunk`): a reader sees a
-  chunk whole or not at all.
+  chunk whole or not at all, and a chunk is claimed by its ``(run, chunk_no)``
+  first, so a retried chunk is written once.
 - **Rows are plain tuples or named tuples**, in the column orders named beside each
   method (``lineage_kit.store.queries`` holds the column tuples); nothing here
   knows pandas.
@@ -24,6 +25,7 @@ on the abstract ones and shared by every backend.
 from __future__ import annotations
 
 import abc
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
@@ -58,30 +60,102 @@ class Chunk(NamedTuple):
     Attributes
     ----------
     entries : list of EntryRow
-    values : list of str
-        The JSON value of each entry, in the same order.
+    values : list of str or None
+        The JSON value of each entry, in the same order. None: the entry's value is
+        its first parent's, and that parent is in this chunk (an identity step such
+        as ingest -> publish); the backend stores no new value for it. The entry's
+        ``value_hash`` is given all the same.
     local_parents : list of (int, int)
         ``(child, parent)`` links as indexes into ``entries``.
     absolute_parents : list of (int, int)
         ``(child index, parent entry_id)`` links to entries of earlier chunks.
+    chunk_no : int
+        The chunk's number in its run: 0, 1, 2, ... in the order the engine cuts
+        them (a merge barrier's chunks continue the numbering). The backend claims
+        ``(run, chunk_no)`` when writing, so a chunk is written at most once.
     """
 
     entries: list[EntryRow]
-    values: list[str]
+    values: list[str | None]
     local_parents: list[tuple[int, int]]
     absolute_parents: list[tuple[int, int]]
+    chunk_no: int
 
     def links(self, first_id: int) -> list[tuple[int, int]]:
         """Every ``(child_id, parent_id)`` link once the chunk's ids start at ``first_id``.
 
         Examples
         --------
-        >>> Chunk([], [], [(1, 0)], [(0, 7)]).links(100)
+        >>> Chunk([], [], [(1, 0)], [(0, 7)], 0).links(100)
         [(101, 100), (100, 7)]
         """
         return [(first_id + c, first_id + p) for c, p in self.local_parents] + [
             (first_id + c, p) for c, p in self.absolute_parents
         ]
+
+    def resolved_values(self) -> list[str]:
+        """:attr:`values` with each None replaced by its first local parent's value
+        (for a backend that stores one value per entry).
+
+        Raises
+        ------
+        ValueError
+            A None value whose entry has no parent in the chunk.
+
+        Examples
+        --------
+        >>> Chunk([], ['{"a":1}', None, None], [(1, 0), (2, 1)], [], 0).resolved_values()
+        ['{"a":1}', '{"a":1}', '{"a":1}']
+        """
+        values = self.values
+        if None not in values:
+            return values  # type: ignore[return-value]
+        first: dict[int, int] = {}
+        for child, parent in self.local_parents:
+            first.setdefault(child, parent)
+        out = list(values)
+        for i, value in enumerate(out):
+            if value is None:
+                if i not in first:
+                    raise ValueError(f"entry {i} of chunk {self.chunk_no} has no value")
+                out[i] = out[first[i]]  # parents come before their children
+        return out  # type: ignore[return-value]
+
+    def status_counts(self) -> dict[int, list[int]]:
+        """Per position, ``[ok, rejected, failed]`` counts of the chunk's entries.
+
+        Examples
+        --------
+        >>> from lineage_kit.model import EntryRow
+        >>> rows = [EntryRow("r", p, "k", s, None, None, "t", None)
+        ...         for p, s in ((0, "ok"), (0, "rejected"), (1, "ok"))]
+        >>> Chunk(rows, [], [], [], 0).status_counts()
+        {0: [1, 1, 0], 1: [1, 0, 0]}
+        """
+        counts: dict[int, list[int]] = {}
+        for (position, status), n in Counter(
+            (e[1], e[3]) for e in self.entries
+        ).items():  # one pass, no per-row call
+            counts.setdefault(position, [0, 0, 0])[_STATUS_INDEX[status]] += n
+        return dict(sorted(counts.items()))
+
+
+class ChunkCounts(NamedTuple):
+    """A run's entry counts summed from its written chunks (:meth:`Backend.chunk_counts`).
+
+    Attributes
+    ----------
+    counts : dict of int to (int, int, int)
+        Per step position: ``(ok, rejected, failed)`` entries.
+    chunks : int
+        How many chunks of the run were written.
+    """
+
+    counts: dict[int, tuple[int, int, int]]
+    chunks: int
+
+
+_STATUS_INDEX = {"ok": 0, "rejected": 1, "failed": 2}
 
 
 class Backend(abc.ABC):
@@ -143,9 +217,21 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def write_chunk(self, first_id: int, chunk: Chunk) -> None:
+    def write_chunk(self, first_id: int, chunk: Chunk) -> bool:
         """Write a chunk's entries (ids ``first_id`` onwards), values and parent links
-        in one transaction."""
+        in one transaction, unless the chunk was written already.
+
+        The transaction first claims ``(run, chunk.chunk_no)`` in the chunks table
+        (with the chunk's id range, its :meth:`Chunk.status_counts` and the time).
+        If that claim exists, nothing is written and False is returned (a retried or
+        duplicated task); otherwise the chunk is written and True returned.
+        Idempotent: writing the same chunk twice stores it once.
+        """
+
+    @abc.abstractmethod
+    def chunk_counts(self, run_id: str) -> ChunkCounts:
+        """The run's per-position ``(ok, rejected, failed)`` entry counts, summed over
+        its written chunks, and the number of chunks written."""
 
     @abc.abstractmethod
     def finish_run(self, run_id: str, end: RunEnd, timings: Sequence[StepTiming]) -> None:

@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 from ..errors import LineageKitError, NotALineageStore, SchemaVersionError, StoreNotFound
-from .schema import APPLICATION_ID, MIGRATIONS, READABLE_VERSION, SCHEMA_V1, SCHEMA_VERSION
+from .schema import (
+    APPLICATION_ID,
+    CLAIMS_V3,
+    MIGRATIONS,
+    READABLE_VERSION,
+    SCHEMA_V1,
+    SCHEMA_VERSION,
+)
 from .transaction import transaction
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -198,6 +205,16 @@ def _migrate(con: sqlite3.Connection) -> None:
             _run_script(con, MIGRATIONS[version + 1])
             version += 1
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+
+
+def _ensure_claims(con: sqlite3.Connection) -> None:
+    """Create the chunk claims table of a v3 store if it is missing."""
+    present = con.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks'"
+    ).fetchone()
+    if present is None:
+        with transaction(con):
+            con.execute(CLAIMS_V3)
 
 
 def _cannot_write(exc: sqlite3.Error) -> bool:
@@ -399,6 +416,7 @@ def open_connection(
             _configure(con)
             _initialise(con)
             _enable_wal(con)
+        _ensure_claims(con)
     except BaseException:
         con.close()
         raise

@@ -105,3 +105,18 @@ CREATE TABLE entry_ids (next_id INTEGER NOT NULL);
 INSERT INTO entry_ids (next_id) SELECT coalesce(max(entry_id), 0) + 1 FROM lineage;
 """,
 }
+
+#: The chunk claims of a v3 store (``Backend.write_chunk``): created on a write-open
+#: when missing. Additive, so lineage_kit releases that know only v3 ignore it.
+#: ``counts`` is the JSON of ``[[position, ok, rejected, failed], ...]``.
+CLAIMS_V3 = """
+CREATE TABLE IF NOT EXISTS chunks (
+    run_id      TEXT NOT NULL,
+    chunk_no    INTEGER NOT NULL,
+    first_entry INTEGER NOT NULL,
+    last_entry  INTEGER NOT NULL,
+    counts      TEXT NOT NULL,
+    written_at  TEXT NOT NULL,
+    PRIMARY KEY (run_id, chunk_no)
+) WITHOUT ROWID
+"""

@@ -11,19 +11,24 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreClosed
 from ..model import RunEnd, RunStart, StepRow, StepTiming
 from . import integrity, queries, writer
-from .backend import Backend, Chunk, Hasher, Ids, Span, Writer
+from .backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Span, Writer
 from .connection import open_connection
 from .transaction import transaction
 
 #: The driver's errors a damaged or unreadable store can raise (the CLI turns them
 #: into a one-line message).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class SQLiteBackend(Backend):
@@ -104,8 +109,16 @@ class SQLiteBackend(Backend):
     def reserve_ids(self, n: int) -> int:
         return writer.reserve_ids(self.con, n)
 
-    def write_chunk(self, first_id: int, chunk: Chunk) -> None:
-        writer.write_chunk(self.con, first_id, chunk.entries, chunk.values, chunk.links(first_id))
+    def write_chunk(self, first_id: int, chunk: Chunk) -> bool:
+        return writer.write_chunk(self.con, first_id, chunk, _now())
+
+    def chunk_counts(self, run_id: str) -> ChunkCounts:
+        has_claims = self.con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks'"
+        ).fetchone()
+        if has_claims is None:  # a v3 store opened read-only, never written by this code
+            return ChunkCounts({}, 0)
+        return writer.chunk_counts(self.con, run_id)
 
     def finish_run(self, run_id: str, end: RunEnd, timings: Sequence[StepTiming]) -> None:
         writer.finish_run(self.con, run_id, end, timings)

@@ -14,7 +14,8 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from ..model import EntryRow, RunEnd, RunStart, RunStatus, StepRow, StepTiming
+from ..model import RunEnd, RunStart, RunStatus, StepRow, StepTiming
+from .backend import Chunk, ChunkCounts
 from .transaction import transaction
 
 _INSERT_RUN = """
@@ -79,21 +80,48 @@ def reserve_ids(con: sqlite3.Connection, n: int) -> int:
     return first
 
 
-def write_chunk(
-    con: sqlite3.Connection,
-    first_id: int,
-    entries: Sequence[EntryRow],
-    values: Sequence[str],
-    links: Iterable[tuple[int, int]],
-) -> None:
-    """Write one chunk's entries, values and ``(child_id, parent_id)`` links in one
-    transaction; the entries get the ids ``first_id`` onwards, in order."""
+_CLAIM = """
+INSERT INTO chunks (run_id, chunk_no, first_entry, last_entry, counts, written_at)
+VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+"""
+
+
+def write_chunk(con: sqlite3.Connection, first_id: int, chunk: Chunk, written_at: str) -> bool:
+    """Claim ``(run, chunk_no)``, then write the chunk's entries (ids ``first_id``
+    onwards, in order), values and parent links, all in one transaction.
+
+    Returns False, having written nothing, when the chunk was claimed before (or
+    has no entries); True when it was written.
+    """
+    entries = chunk.entries
+    if not entries:
+        return False
     ids = range(first_id, first_id + len(entries))
+    counts = json.dumps([[p, *c] for p, c in chunk.status_counts().items()])
+    claim = (entries[0].run_id, chunk.chunk_no, first_id, ids[-1], counts, written_at)
+    values = chunk.resolved_values()
+    links = chunk.links(first_id)
     with transaction(con):
+        if con.execute(_CLAIM, claim).rowcount == 0:
+            return False
         # the ids zipped onto the transposed columns: no Python call per row
         con.executemany(_INSERT_ENTRY, zip(ids, *zip(*entries, strict=True), strict=False))
         con.executemany(_INSERT_VALUE, zip(ids, values, strict=True))
         con.executemany(_INSERT_PARENT, links)
+    return True
+
+
+def chunk_counts(con: sqlite3.Connection, run_id: str) -> ChunkCounts:
+    """The run's per-position ``(ok, rejected, failed)`` sums over its chunks' claims."""
+    sums: dict[int, list[int]] = {}
+    n = 0
+    for (text,) in con.execute("SELECT counts FROM chunks WHERE run_id = ?", (run_id,)):
+        n += 1
+        for position, *c in json.loads(text):
+            total = sums.setdefault(position, [0, 0, 0])
+            for i in range(3):
+                total[i] += c[i]
+    return ChunkCounts({p: tuple(c) for p, c in sorted(sums.items())}, n)
 
 
 def finish_run(
@@ -120,6 +148,7 @@ def discard_run(con: sqlite3.Connection, run_id: str) -> None:
             (run_id,),
         )
         con.execute("DELETE FROM lineage WHERE run_id = ?", (run_id,))
+        con.execute("DELETE FROM chunks WHERE run_id = ?", (run_id,))
         con.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
         con.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 

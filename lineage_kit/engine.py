@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import key_or_reason
 from .errors import Reject
-from .frame_steps import FrameItems, apply_frame
+from .frame_steps import FrameItems
 from .model import EntryRow, EntryStatus, RunEnd, RunStatus, StepKind, StepTiming
 from .store import Backend, Chunk
 from .values import UNSTORABLE, stored_form, to_json, value_hash
@@ -241,10 +241,26 @@ class Run:
     def apply(self, position: int, items: list[Item], chunk: _Chunk) -> list[Item]:
         st = self.steps[position]
         with self._timing(position) as stamp:
+            if isinstance(items, FrameItems) and items.rows is not None:
+                from . import frame_rows  # rows held as arrays since a frame step
+
+                if st.frame:
+                    return frame_rows.apply(self, st, position, items, chunk, stamp)
+                if st.identity:
+                    return frame_rows.identity(self, position, items, chunk, stamp)
+                items.sync()
             if not st.pure:
                 items = self._guard(position, items)
             if st.frame:
-                return apply_frame(self, st, position, items, chunk, stamp)
+                from . import frame_rows
+
+                return frame_rows.apply(self, st, position, items, chunk, stamp)
+            if st.identity and self._feeds_frame(position, items):
+                from . import frame_rows
+
+                held = frame_rows.into_frame(self, position, items, chunk, stamp)
+                if held is not None:
+                    return held
             if st.identity and isinstance(items, FrameItems):  # keep the DataFrame on
                 out = FrameItems(self._map(st, position, items, chunk, stamp))
                 out.frame = items.frame if len(out) == len(items) else None
@@ -254,6 +270,11 @@ class Run:
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
             return self._map(st, position, items, chunk, stamp)
+
+    def _feeds_frame(self, position: int, items: list[Item]) -> bool:
+        """Does identity step ``position`` hand plain items on to a frame step?"""
+        following = position + 1 < len(self.steps) and self.steps[position + 1].frame
+        return following and bool(items) and not isinstance(items, FrameItems)
 
     def source_frame_for(self, position: int) -> Any:
         """The input DataFrame, when the records reach ``position`` as they were read."""
@@ -667,6 +688,11 @@ class Run:
     ) -> None:
         """Write the chunk; records past the last step are published, others wait."""
         base = self.flush(chunk)
+        if isinstance(reached, FrameItems):
+            if end == len(self.steps) and reached.plain():
+                self.counts[_OK] += len(reached)  # one input record each, no split
+                return
+            reached.sync()
         if end == len(self.steps):
             for item in reached:
                 self.end(item.roots, item.split, _OK)

@@ -21,6 +21,8 @@ CAPTURE = {
     "lineage_kit.pipeline",
     "lineage_kit.engine",
     "lineage_kit.frame_steps",
+    "lineage_kit.frame_rows",
+    "lineage_kit.frame_values",
     "lineage_kit.steps",
     "lineage_kit.sources",
     "lineage_kit.distributed",

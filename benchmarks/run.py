@@ -62,6 +62,9 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "pg_load_records": (1_000_000, 3_000),
     "pg_trace_entries": (10_000_000, 60_000),
     "pg_reps": (3, 1),
+    "dask_records": (200_000, 2_000),
+    "dask_reps": (3, 1),
+    "dask_memory_pair": ((100_000, 1_000_000), (2_000, 20_000)),
 }
 #: Sizes and repetitions per mode, as the sections read them.
 CONFIG = {mode: {k: v[i] for k, v in SETTINGS.items()} for i, mode in enumerate(("full", "quick"))}
@@ -83,6 +86,7 @@ SECTIONS = (
     "frames",
     "export",
     "postgres",
+    "dask",
 )
 
 
@@ -91,6 +95,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import exports
     import frames
     import inputs
+    import on_dask
     import plots
     import postgres
     import queries
@@ -123,6 +128,9 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
             *exports.graphml(cfg["export_records"], cfg["export_reps"]),
         ],
         "postgres": lambda: postgres.postgres(cfg),
+        "dask": lambda: on_dask.dask_figures(
+            cfg["dask_records"], cfg["dask_reps"], cfg["dask_memory_pair"]
+        ),
     }
     figures: list[Figure] = []
     for name in SECTIONS:
@@ -172,6 +180,10 @@ def child(args: list[str]) -> None:
         import inputs
 
         out = inputs.child_input(rest[0], rest[1])
+    elif kind == "dask_memory":
+        import on_dask
+
+        out = on_dask.child_dask_memory(int(rest[0]), rest[1])
     elif kind == "imports":
         import startup
 

@@ -46,6 +46,10 @@ EXPECTED = {
     "graphml_vs_networkx",
     "dask_cpu_speedup",
     "dask_driver_memory_ratio",
+    "pg_capture_vs_sqlite",
+    "pg_four_writers",
+    "pg_load_vs_read_sql",
+    "pg_trace_median_ms",
 }
 
 

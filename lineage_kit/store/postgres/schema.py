@@ -33,6 +33,9 @@ _STEP_KINDS = ", ".join(f"'{k.value}'" for k in StepKind)
 #: ISO-8601 UTC text of a ``timestamptz`` column, as the writer's stamps are in SQLite.
 ISO = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
+#: A ``timestamptz`` as integer microseconds since the epoch.
+MICROS = "(extract(epoch FROM {}) * 1000000)::bigint"
+
 #: Entry status codes (index = code), the texts readers see.
 STATUS_TEXT = "(ARRAY['ok','rejected','failed'])[{} + 1]"
 

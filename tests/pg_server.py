@@ -64,6 +64,15 @@ class Cluster:
     def dsn(self) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
 
+    def crash(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: every
+        server process ends at once, no checkpoint; recovery runs at the next start)."""
+        _pg_ctl(self.directory, "-m", "immediate", "-w", "stop")
+
+    def restart(self) -> None:
+        """Start the server again after :meth:`crash`, on the same port."""
+        self.pid = _launch(self.directory, self.port)
+
     def stop(self) -> None:
         """Stop the server by its pid (fast shutdown), then remove its directory."""
         with contextlib.suppress(ProcessLookupError):
@@ -84,6 +93,32 @@ def _as_user(user: str | None) -> list[str]:
     return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
 
 
+def _pg_ctl(directory: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    run_as = "postgres" if os.geteuid() == 0 else None
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+    return subprocess.run(
+        [*_as_user(run_as), str(pg_bin() / "pg_ctl"), "-D", str(directory / "data"), *command],
+        capture_output=True,
+        env=env,
+        text=True,
+    )
+
+
+def _launch(directory: Path, port: int) -> int:
+    """Start the server of ``directory`` on ``port``; return the postmaster's pid."""
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        "-c max_connections=60 -c shared_buffers=128MB"
+    )
+    log = directory / "server.log"
+    started = _pg_ctl(directory, "-l", str(log), "-o", options, "-w", "-t", "60", "start")
+    if started.returncode != 0:
+        text = log.read_text() if log.exists() else started.stderr
+        raise RuntimeError(f"PostgreSQL did not start: {text[-2000:]}")
+    return int((directory / "data" / "postmaster.pid").read_text().split()[0])
+
+
 def start_cluster() -> Cluster:
     """Create and start a cluster; return it once it accepts connections.
 
@@ -100,10 +135,10 @@ def start_cluster() -> Cluster:
         entry = pwd.getpwnam(run_as)
         os.chown(directory, entry.pw_uid, entry.pw_gid)
     user = run_as or pwd.getpwuid(os.geteuid()).pw_name
-    prefix = _as_user(run_as)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8"]
     subprocess.run(
-        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8"],
+        [*_as_user(run_as), *initdb],
         check=True,
         capture_output=True,
         env=env,
@@ -113,34 +148,9 @@ def start_cluster() -> Cluster:
     hba = data / "pg_hba.conf"
     hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
     port = free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-        "-c max_connections=60 -c shared_buffers=128MB"
-    )
-    log = directory / "server.log"
-    started = subprocess.run(
-        [
-            *prefix,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(log),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
-        capture_output=True,
-        env=env,
-        text=True,
-    )
-    if started.returncode != 0:
-        text = log.read_text() if log.exists() else started.stderr
+    try:
+        pid = _launch(directory, port)
+    except RuntimeError:
         shutil.rmtree(directory, ignore_errors=True)
-        raise RuntimeError(f"PostgreSQL did not start: {text[-2000:]}")
-    pid = int((data / "postmaster.pid").read_text().split()[0])
+        raise
     return Cluster(directory, port, pid, user)

@@ -167,3 +167,36 @@ def test_a_killed_writer_is_reported_interrupted_and_marked_by_the_next(pg_url, 
         lk.run_pipeline(records(3), db=pg_url, progress=False)
         stored = con.execute(f"SELECT status FROM {schema}.runs ORDER BY run_no").fetchall()
         assert stored == [("completed",), ("interrupted",), ("completed",)]
+
+
+def test_a_crashed_server_fails_the_run_cleanly_and_the_next_run_works(tmp_path):
+    """The whole server stops mid-run as in a crash, then comes back: every chunk it
+    committed is whole, the run failed with one line, and is interrupted since."""
+    from .pg_server import start_cluster
+
+    cluster = start_cluster()  # its own server: the others' is not crashed
+    try:
+        url = f"{cluster.dsn}?schema=crash"
+        lk.run_pipeline(records(1), db=url, progress=False)
+        proc = _start_run(_big_input(tmp_path, 200_000), url)
+        with psycopg.connect(cluster.dsn, autocommit=True) as con:
+            _wait_for_chunks(con, "crash", proc, 3)
+        cluster.crash()
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        assert err.startswith("lineage-kit: error: lost the connection to the lineage store")
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        cluster.restart()
+        with psycopg.connect(cluster.dsn, autocommit=True) as con:
+            # whole chunks only; the test server runs synchronous_commit=off, so the
+            # last commits before the crash may be gone, never part of one
+            chunks, _entries = _whole_chunks(con, "crash")
+            assert chunks >= 1
+        with lk.connect(url) as store:
+            latest = store.run_rows()[0]
+            assert latest["status"] == "interrupted"
+            assert latest["n_input"] % 500 == 0 and latest["n_input"] < 200_000
+            assert set(store.check("latest").violations["code"]) == {"run_interrupted"}
+        assert lk.run_pipeline(records(10), db=url, progress=False).status == "completed"
+    finally:
+        cluster.stop()

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from ...errors import StoreClosed
+from ...errors import RunNotFound, StoreClosed
 from ...model import RunEnd, RunStart, RunStatus, StepRow, StepTiming
 from ..backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Span, Writer
 from . import integrity, queries, writer
@@ -147,6 +147,8 @@ class PostgresBackend(Backend):
         if not chunk.entries:
             return False
         run_id = chunk.entries[0].run_id
+        if self._run_no(run_id) == -1:
+            raise RunNotFound(f"no run {run_id} in {self.location} to write a chunk of")
         stamp = datetime.now(UTC).isoformat(timespec="microseconds")
         return self._call(
             writer.write_chunk, self._run_no(run_id), chunk.chunk_no, first_id, chunk, stamp

@@ -15,10 +15,12 @@ from typing import Any
 from common import (
     WORK,
     Figure,
+    compared,
     fresh_db,
     interleaved,
     orders,
     peak_rss_mib,
+    ratio_figure,
     run_child,
     timed,
 )
@@ -275,13 +277,11 @@ def throughput_and_memory(sizes: list[int], reps: dict[int, int], mem_pair: tupl
     small, large = mem_pair
     ratio = per_size[large]["rss"] / per_size[small]["rss"]
     figures.append(
-        Figure(
+        ratio_figure(
             "memory_ratio",
             f"peak RSS at {large:,} / at {small:,} records",
             ratio,
-            "x",
             goal="<= 1.5",
-            met=ratio <= 1.5,
             detail={
                 f"peak_rss_mib_{small}": per_size[small]["rss"],
                 f"peak_rss_mib_{large}": per_size[large]["rss"],
@@ -312,40 +312,29 @@ def overhead_and_raw_limit(n: int, reps: int) -> list[Figure]:
         setup=lambda name: fresh_db(paths[name]),
     )
     ours, base, bare = t["lineage"], t["values_only"], t["bare"]
-    overhead = ours.median / base.median
-    fraction = bare.median / ours.median
     n_rows = len(rows["entries"]) + len(rows["vals"]) + len(rows["extra_parents"])
-    print(
-        f"  overhead {overhead:.2f}x, raw-write fraction {fraction:.2f} at {n:,} records",
-        flush=True,
-    )
     return [
-        Figure(
+        compared(
             "capture_overhead",
             f"capture overhead vs steps + value storage only, {n:,} records",
-            overhead,
-            "x",
+            t,
+            "lineage",
+            "values_only",
             goal="<= 1.3",
-            met=overhead <= 1.3,
             detail={
-                "lineage_seconds": ours.median,
-                "values_only_seconds": base.median,
                 "ratio_cpu": ours.median_cpu / base.median_cpu,
                 # the SQLite floor: writing the lineage rows alone, with no Python work
                 "bare_write_over_values_only": bare.median / base.median,
-                "samples": {"lineage": ours.wall, "values_only": base.wall},
             },
         ),
-        Figure(
+        compared(
             "raw_write_fraction",
             f"throughput as a fraction of bare executemany of the same rows, {n:,} records",
-            fraction,
-            "x",
+            t,
+            "bare",
+            "lineage",
             goal=">= 0.5",
-            met=fraction >= 0.5,
             detail={
-                "bare_seconds": bare.median,
-                "lineage_seconds": ours.median,
                 "rows_written": n_rows,
                 "bare_rows_per_s": n_rows / bare.median,
                 "fraction_cpu": bare.median_cpu / ours.median_cpu,
@@ -366,22 +355,15 @@ def against_naive(sizes: list[int], reps: int, headline: int) -> list[Figure]:
             },
             reps,
         )
-        speedup = t["naive"].median / t["lineage"].median
-        print(f"  naive design at {n:,}: {speedup:,.0f}x slower", flush=True)
         at_headline = n == headline
         figures.append(
-            Figure(
+            compared(
                 f"naive_speedup_{n}",
                 f"speed-up over the naive design (SELECT parent + commit per row), {n:,} records",
-                speedup,
-                "x",
+                t,
+                "naive",
+                "lineage",
                 goal="> 100" if at_headline else None,
-                met=speedup > 100 if at_headline else None,
-                detail={
-                    "naive_seconds": t["naive"].median,
-                    "lineage_seconds": t["lineage"].median,
-                    "samples": {"naive": t["naive"].wall, "lineage": t["lineage"].wall},
-                },
             )
         )
         if at_headline:
@@ -441,17 +423,16 @@ def write_limit(n: int, reps: int) -> list[Figure]:
         flush=True,
     )
     return [
-        Figure(
+        compared(  # the same record-steps on both sides: the ratio of the times
             "write_limit_fraction",
             f"record-steps/s as a fraction of the plain-Python write probe, {n:,} records",
-            fraction,
-            "x",
+            t,
+            "probe",
+            "lineage",
             goal=">= 0.8",
-            met=fraction >= 0.8,
             detail={
                 "record_steps_per_s": ours,
                 "probe_record_steps_per_s": probe,
-                "samples": {"lineage": t["lineage"].wall, "probe": t["probe"].wall},
                 "fraction_cpu": t["probe"].median_cpu / t["lineage"].median_cpu,
             },
         ),
@@ -462,13 +443,11 @@ def write_limit(n: int, reps: int) -> list[Figure]:
             " B",
             detail={"store_bytes": size, "per_table_bytes": per_table},
         ),
-        Figure(
+        ratio_figure(
             "store_size_ratio",
             f"store size / input size (JSON Lines), {n:,} records",
             size / raw,
-            "x",
             goal="<= 4",
-            met=size / raw <= 4,
             detail={"input_bytes": raw, "probe_store_bytes": probe_size},
         ),
     ]

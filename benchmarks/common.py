@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import resource
 import statistics
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Scratch directory for benchmark databases (git-ignored); the tests point it elsewhere.
 WORK = Path(os.environ.get("LINEAGE_KIT_BENCH_WORK") or ROOT / "benchmarks" / "_work")
 
+_BOUNDS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _CURRENCIES = ("EUR", "USD", "JPY", "GBP")
 _REGIONS = ("EMEA", "AMER", "APAC")
 _STATUSES = ("paid", "shipped", "pending", "refunded")
@@ -139,7 +141,31 @@ class Figure:
         return asdict(self)
 
 
-def not_available(fid: str, label: str, why: str, goal: str | None = None) -> Figure:
-    """A figure that could not be measured in this checkout, and why."""
-    print(f"  not available: {label}: {why}", flush=True)
-    return Figure(fid, label, None, "", goal=goal, met=None, note=f"not available: {why}")
+def ratio_figure(
+    fid: str, label: str, value: float, goal: str | None = None, detail: dict | None = None
+) -> Figure:
+    """A ratio (unit ``x``); a ``goal`` such as ``"<= 1.5"`` or ``">= 1 (2 is the target)"``
+    (an operator and a bound first) says whether it is met."""
+    met = None
+    if goal:
+        op, bound = goal.split()[:2]
+        met = _BOUNDS[op](value, float(bound))
+    return Figure(fid, label, value, "x", goal=goal, met=met, detail=detail or {})
+
+
+def compared(
+    fid: str,
+    label: str,
+    t: dict[str, Timing],
+    over: str,
+    under: str,
+    goal: str | None = None,
+    detail: dict | None = None,
+) -> Figure:
+    """``t[over]`` / ``t[under]`` (median wall seconds) as a :func:`ratio_figure`, printed;
+    both medians and samples go into its detail, beside ``detail``."""
+    value = t[over].median / t[under].median
+    print(f"  {fid}: {value:.3f}x ({over} / {under})", flush=True)
+    timings = {f"{name}_seconds": t[name].median for name in (over, under)}
+    samples = {name: t[name].wall for name in (over, under)}
+    return ratio_figure(fid, label, value, goal, {**timings, "samples": samples, **(detail or {})})

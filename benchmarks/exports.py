@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import networkx as nx
-from common import WORK, Figure, fresh_db, interleaved, orders
+from common import WORK, Figure, compared, fresh_db, interleaved, orders
 from queries import pipeline_store
 
 import lineage_kit as lk
@@ -18,21 +18,10 @@ def openlineage_events(n: int, reps: int) -> list[Figure]:
     with lk.connect(path) as store:
         t = interleaved({"events": store.openlineage_events, "steps": store.steps}, reps)
         size = len(json.dumps(store.openlineage_events()))
-    ratio = t["events"].median / t["steps"].median
-    print(f"  openlineage_events: {ratio:.2f}x steps() ({size:,} bytes of events)", flush=True)
+    label = f"store.openlineage_events() / store.steps(), {n:,}-record run"
     return [
-        Figure(
-            "openlineage_vs_steps",
-            f"store.openlineage_events() / store.steps(), {n:,}-record run",
-            ratio,
-            "x",
-            goal="<= 5",
-            met=ratio <= 5,
-            detail={
-                "events_seconds": t["events"].median,
-                "steps_seconds": t["steps"].median,
-                "bytes": size,
-            },
+        compared(
+            "openlineage_vs_steps", label, t, "events", "steps", goal="<= 5", detail={"bytes": size}
         )
     ]
 
@@ -51,19 +40,8 @@ def live_overhead(n: int, reps: int) -> list[Figure]:
         },
         reps,
     )
-    ratio = t["live"].median / t["plain"].median
-    print(f"  live emission: {ratio:.3f}x a run without it", flush=True)
-    return [
-        Figure(
-            "live_emission_overhead",
-            f"run time with live OpenLineage events / without, {n:,} records",
-            ratio,
-            "x",
-            goal="<= 1.10",
-            met=ratio <= 1.10,
-            detail={"live_seconds": t["live"].median, "plain_seconds": t["plain"].median},
-        )
-    ]
+    label = f"run time with live OpenLineage events / without, {n:,} records"
+    return [compared("live_emission_overhead", label, t, "live", "plain", goal="<= 1.10")]
 
 
 def graphml(n: int, reps: int) -> list[Figure]:
@@ -76,24 +54,20 @@ def graphml(n: int, reps: int) -> list[Figure]:
     t = interleaved(
         {
             "ours": lambda: lk.write_graphml(graph, out),
-            "bare": lambda: nx.write_graphml(ready, out),
+            "networkx": lambda: nx.write_graphml(ready, out),
         },
         reps,
     )
-    ratio = t["ours"].median / t["bare"].median
-    print(f"  write_graphml: {ratio:.2f}x networkx's own write", flush=True)
+    label = f"lk.write_graphml / nx.write_graphml of the converted graph, {n:,}-record run"
+    nodes = graph.number_of_nodes()
     return [
-        Figure(
+        compared(
             "graphml_vs_networkx",
-            f"lk.write_graphml / nx.write_graphml of the converted graph, {n:,}-record run",
-            ratio,
-            "x",
+            label,
+            t,
+            "ours",
+            "networkx",
             goal="<= 1.5",
-            met=ratio <= 1.5,
-            detail={
-                "nodes": graph.number_of_nodes(),
-                "ours_seconds": t["ours"].median,
-                "networkx_seconds": t["bare"].median,
-            },
+            detail={"nodes": nodes},
         )
     ]

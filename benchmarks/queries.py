@@ -1,8 +1,4 @@
-"""Query benchmarks (issue 7, items 6-9): trace, upstream/downstream, load, graph, check.
-
-Each function checks first that the store method it measures exists in this
-checkout; if not, the figure is reported as "not available" and the harness goes on.
-"""
+"""Query benchmarks (issue 7, items 6-9): trace, upstream/downstream, load, graph, check."""
 
 from __future__ import annotations
 
@@ -14,18 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import Figure, fresh_db, interleaved, not_available, orders
+from common import Figure, compared, fresh_db, interleaved, orders
 
 import lineage_kit as lk
 
 _STORES: dict[str, Path] = {}
-
-
-def _has(*methods: str) -> str | None:
-    missing = [m for m in methods if not hasattr(lk.LineageStore, m)]
-    if missing:
-        return f"LineageStore has no {', '.join(missing)} in this checkout (branch not merged)"
-    return None
 
 
 def pipeline_store(n: int) -> Path:
@@ -128,10 +117,6 @@ def build_trace_store(total_entries: int, real_records: int) -> Path:
 
 def trace_latency(total_entries: int, n_queries: int, reps: int) -> list[Figure]:
     """Item 6a: ``store.trace(key)`` median and p95 over random keys of the latest run."""
-    why = _has("trace")
-    goal = "< 2 ms median"
-    if why:
-        return [not_available("trace_median_ms", "trace latency (median)", why, goal)]
     real = min(100_000, max(1_000, total_entries // 100))
     path = build_trace_store(total_entries, real)
     rng = random.Random(7)
@@ -167,7 +152,7 @@ def trace_latency(total_entries: int, n_queries: int, reps: int) -> list[Figure]
             f"store.trace(key) median at {n_entries / 1e6:.1f}M entries",
             median,
             "ms",
-            goal=goal,
+            goal="< 2 ms median",
             met=median < 2,
             detail=detail,
         ),
@@ -207,12 +192,6 @@ _BARE_DOWN = _BARE_UP.replace("p.parent_id, up.depth", "p.entry_id, up.depth").r
 
 def walks(hops: int, reps: int) -> list[Figure]:
     """Item 6b: upstream and downstream over a ``hops``-step chain, vs a bare recursive CTE."""
-    why = _has("upstream", "downstream")
-    if why:
-        return [
-            not_available("upstream_ms", f"upstream over a {hops:,}-hop chain", why),
-            not_available("downstream_ms", f"downstream over a {hops:,}-hop chain", why),
-        ]
     chain = [lk.step(f"hop{i:04d}")(lambda record, i=i: {**record, "hop": i}) for i in range(hops)]
     path = fresh_db("chain.db")
     lk.Pipeline(chain, name="chain").run(orders(5), db=path, progress=False)
@@ -273,93 +252,48 @@ WHERE ch.run_no = (SELECT run_no FROM runs WHERE run_id = ?)
 
 def load(n: int, reps: int) -> list[Figure]:
     """Item 7: ``store.lineage()`` against ``pandas.read_sql`` of the same rows."""
-    why = _has("lineage")
-    goal = ">= 1 (2 is the target)"
-    if why:
-        return [not_available("load_vs_read_sql", "store.lineage() vs pandas.read_sql", why, goal)]
     import pandas as pd
 
-    path = pipeline_store(n)
-    with lk.connect(path) as store:
-        run_id = store.resolve_run()
+    with lk.connect(pipeline_store(n)) as store:
+        sql, params = READ_SQL_BASELINE, (store.resolve_run(),)
         rows = len(store.lineage())
         t = interleaved(
             {
-                "ours": lambda: store.lineage(),
-                "read_sql": lambda: pd.read_sql(
-                    READ_SQL_BASELINE, store.backend.con, params=(run_id,)
-                ),
+                "ours": store.lineage,
+                "read_sql": lambda: pd.read_sql(sql, store.backend.con, params=params),
             },
             reps,
         )
-    ratio = t["read_sql"].median / t["ours"].median
-    print(f"  load: {rows / t['ours'].median:,.0f} rows/s, {ratio:.2f}x read_sql", flush=True)
-    return [
-        Figure(
-            "load_vs_read_sql",
-            f"store.lineage() speed / pandas.read_sql of the same rows ({rows:,} rows)",
-            ratio,
-            "x",
-            goal=goal,
-            met=ratio >= 1,
-            detail={
-                "rows": rows,
-                "ours_rows_per_s": rows / t["ours"].median,
-                "read_sql_rows_per_s": rows / t["read_sql"].median,
-            },
-        )
-    ]
+    label = f"store.lineage() speed / pandas.read_sql of the same rows ({rows:,} rows)"
+    goal = ">= 1 (2 is the target)"
+    return [compared("load_vs_read_sql", label, t, "read_sql", "ours", goal=goal)]
 
 
 def graph(n: int, reps: int) -> list[Figure]:
     """Item 8: ``store.graph()`` against ``nx.DiGraph.add_edges_from`` on the same edges."""
-    why = _has("graph")
-    goal = "<= 1.5"
-    if why:
-        return [not_available("graph_vs_add_edges", "store.graph() vs add_edges_from", why, goal)]
     import networkx as nx
 
-    path = pipeline_store(n)
-    with lk.connect(path) as store:
-        run_id = store.resolve_run()
+    with lk.connect(pipeline_store(n)) as store:
         edges = store.backend.con.execute(
             "SELECT e.parent_id, e.entry_id FROM chunks ch CROSS JOIN entries e "
             "ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry "
             "WHERE ch.run_no = (SELECT run_no FROM runs WHERE run_id = ?) "
             "AND e.parent_id IS NOT NULL",
-            (run_id,),
+            (store.resolve_run(),),
         ).fetchall()
         t = interleaved(
-            {"ours": lambda: store.graph(), "bare": lambda: nx.DiGraph().add_edges_from(edges)},
-            reps,
+            {"ours": store.graph, "add_edges": lambda: nx.DiGraph().add_edges_from(edges)}, reps
         )
-        n_nodes = store.graph().number_of_nodes()
-    ratio = t["ours"].median / t["bare"].median
-    print(f"  graph: {ratio:.2f}x add_edges_from ({len(edges):,} edges)", flush=True)
+        nodes = store.graph().number_of_nodes()
+    label = f"store.graph() time / nx.DiGraph.add_edges_from, {n:,}-record run"
+    detail = {"edges": len(edges), "nodes": nodes}
     return [
-        Figure(
-            "graph_vs_add_edges",
-            f"store.graph() time / nx.DiGraph.add_edges_from, {n:,}-record run",
-            ratio,
-            "x",
-            goal=goal,
-            met=ratio <= 1.5,
-            detail={
-                "edges": len(edges),
-                "nodes": n_nodes,
-                "graph_seconds": t["ours"].median,
-                "add_edges_seconds": t["bare"].median,
-            },
-        )
+        compared("graph_vs_add_edges", label, t, "ours", "add_edges", goal="<= 1.5", detail=detail)
     ]
 
 
 def check(n: int, reps: int) -> list[Figure]:
     """Item 9: ``store.check()`` on an ``n``-record run."""
-    why = _has("check")
-    goal = "< 10 s"
-    if why:
-        return [not_available("check_seconds", f"store.check() on a {n:,}-record run", why, goal)]
     path = pipeline_store(n)
     with lk.connect(path) as store:
         t = interleaved({"check": lambda: store.check()}, max(1, min(reps, 3)))
@@ -372,7 +306,7 @@ def check(n: int, reps: int) -> list[Figure]:
             f"store.check() on a {n:,}-record run",
             seconds,
             "s",
-            goal=goal,
+            goal="< 10 s",
             met=seconds < 10,
             detail={"us_per_record": 1e6 * seconds / n, "clean": ok},
         )
@@ -390,11 +324,7 @@ def _half_in_one_group(key: str, record: dict) -> str:
 def merge_graph(n: int, reps: int) -> list[Figure]:
     """Issue 11, defect 1: ``store.graph(key=...)`` of an ``n // 2``-record merge group,
     against ``store.graph()`` of the whole ``n``-record run."""
-    why = _has("graph")
-    group = n // 2
-    label = f"store.graph(key=...) of a {group:,}-record merge group"
-    if why:
-        return [not_available("merge_graph_seconds", label, why)]
+    label = f"store.graph(key=...) of a {n // 2:,}-record merge group"
     merge = lk.step("by_group", kind="merge", group_by=_half_in_one_group)(
         lambda records: {**records[0], "merged": len(records)}
     )
@@ -409,9 +339,9 @@ def merge_graph(n: int, reps: int) -> list[Figure]:
         t = interleaved(
             {"key": lambda: store.graph(key="ALL"), "run": lambda: store.graph()}, max(1, reps)
         )
-    seconds, ratio = t["key"].median, t["key"].median / t["run"].median
-    print(f"  graph(key='ALL'): {seconds:.3f} s, {ratio:.2f}x graph() of the run", flush=True)
-    detail = {"group_nodes": nodes, "run_graph_seconds": t["run"].median, "records": n}
+    seconds = t["key"].median
+    print(f"  graph(key='ALL'): {seconds:.3f} s", flush=True)
+    detail = {"group_nodes": nodes, "records": n}
     return [
         Figure(
             "merge_graph_seconds",
@@ -422,13 +352,13 @@ def merge_graph(n: int, reps: int) -> list[Figure]:
             met=seconds < 5,
             detail=detail,
         ),
-        Figure(
+        compared(
             "merge_graph_vs_run_graph",
             f"{label} / store.graph() of the whole {n:,}-record run",
-            ratio,
-            "x",
+            t,
+            "key",
+            "run",
             goal="<= 1",
-            met=ratio <= 1,
             detail=detail,
         ),
     ]

@@ -22,71 +22,47 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # this checkout's lineage_kit, then ours
 
 from common import Figure  # noqa: E402
 
-#: Sizes and repetitions per mode.
-CONFIG = {
-    "full": {
-        "capture_sizes": [10_000, 100_000, 1_000_000],
-        "capture_reps": {10_000: 5, 100_000: 3, 1_000_000: 3},
-        "memory_pair": (100_000, 1_000_000),
-        "input_pair": (100_000, 1_000_000),
-        "overhead_n": 100_000,
-        "overhead_reps": 5,
-        "limit_n": 200_000,
-        "limit_reps": 3,
-        "naive_sizes": [2_000, 8_000],
-        "naive_reps": 3,
-        "naive_headline": 8_000,
-        "startup_reps": 10,
-        "trace_entries": 10_000_000,
-        "trace_queries": 500,
-        "chain_hops": 1_000,
-        "load_records": 100_000,
-        "graph_records": 100_000,
-        "check_records": 1_000_000,
-        "merge_records": 100_000,
-        "plot_parents": 2_000,
-        "frame_records": 1_000_000,
-        "frame_reps": 3,
-        "query_reps": 5,
-        "export_records": 100_000,
-        "live_records": 100_000,
-        "export_reps": 3,
-    },
-    "quick": {
-        "capture_sizes": [2_000, 20_000],
-        "capture_reps": {2_000: 1, 20_000: 1},
-        "memory_pair": (2_000, 20_000),
-        "input_pair": (2_000, 20_000),
-        "overhead_n": 3_000,
-        "overhead_reps": 2,
-        "limit_n": 3_000,
-        "limit_reps": 2,
-        "naive_sizes": [100, 400],
-        "naive_reps": 1,
-        "naive_headline": 400,
-        "startup_reps": 3,
-        "trace_entries": 60_000,
-        "trace_queries": 50,
-        "chain_hops": 50,
-        "load_records": 3_000,
-        "graph_records": 3_000,
-        "check_records": 3_000,
-        "merge_records": 4_000,
-        "plot_parents": 200,
-        "frame_records": 3_000,
-        "frame_reps": 1,
-        "query_reps": 2,
-        "export_records": 3_000,
-        "live_records": 3_000,
-        "export_reps": 1,
-    },
+#: Each setting in a full run and in a --quick one (small sizes, run by the tests).
+SETTINGS: dict[str, tuple[Any, Any]] = {
+    "capture_sizes": ([10_000, 100_000, 1_000_000], [2_000, 20_000]),
+    "capture_reps": ({10_000: 5, 100_000: 3, 1_000_000: 3}, {2_000: 1, 20_000: 1}),
+    "memory_pair": ((100_000, 1_000_000), (2_000, 20_000)),
+    "input_pair": ((100_000, 1_000_000), (2_000, 20_000)),
+    "overhead_n": (100_000, 3_000),
+    "overhead_reps": (5, 2),
+    "limit_n": (200_000, 3_000),
+    "limit_reps": (3, 2),
+    "naive_sizes": ([2_000, 8_000], [100, 400]),
+    "naive_reps": (3, 1),
+    "naive_headline": (8_000, 400),
+    "startup_reps": (10, 3),
+    "trace_entries": (10_000_000, 60_000),
+    "trace_queries": (500, 50),
+    "chain_hops": (1_000, 50),
+    "load_records": (100_000, 3_000),
+    "graph_records": (100_000, 3_000),
+    "check_records": (1_000_000, 3_000),
+    "merge_records": (100_000, 4_000),
+    "plot_parents": (2_000, 200),
+    "frame_records": (1_000_000, 3_000),
+    "frame_reps": (3, 1),
+    "query_reps": (5, 2),
+    "export_records": (100_000, 3_000),
+    "live_records": (100_000, 3_000),
+    "export_reps": (3, 1),
+    "dask_records": (200_000, 2_000),
+    "dask_reps": (3, 1),
+    "dask_memory_pair": ((100_000, 1_000_000), (2_000, 20_000)),
 }
+#: Sizes and repetitions per mode, as the sections read them.
+CONFIG = {mode: {k: v[i] for k, v in SETTINGS.items()} for i, mode in enumerate(("full", "quick"))}
 
 SECTIONS = (
     "capture",
@@ -104,6 +80,7 @@ SECTIONS = (
     "check",
     "frames",
     "export",
+    "dask",
 )
 
 
@@ -112,6 +89,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import exports
     import frames
     import inputs
+    import on_dask
     import plots
     import queries
     import startup
@@ -142,6 +120,9 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
             *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),
             *exports.graphml(cfg["export_records"], cfg["export_reps"]),
         ],
+        "dask": lambda: on_dask.dask_figures(
+            cfg["dask_records"], cfg["dask_reps"], cfg["dask_memory_pair"]
+        ),
     }
     figures: list[Figure] = []
     for name in SECTIONS:
@@ -191,6 +172,10 @@ def child(args: list[str]) -> None:
         import inputs
 
         out = inputs.child_input(rest[0], rest[1])
+    elif kind == "dask_memory":
+        import on_dask
+
+        out = on_dask.child_dask_memory(int(rest[0]), rest[1])
     elif kind == "imports":
         import startup
 

@@ -696,41 +696,40 @@ class _ChainRow(NamedTuple):
     has_child: int
 
 
+def _once_per_child(
+    ctx: _Context, rows: Iterable[_ChainRow], code: str, message: str
+) -> list[dict[str, Any]]:
+    """A violation ``code`` for each child among ``rows`` (a child has a row per parent),
+    its ``message`` formatted with the child's step name."""
+    seen: set[int] = set()
+    out = []
+    for r in rows:
+        if r.child_id not in seen:
+            seen.add(r.child_id)
+            out.append(_at(r, code, message.format(ctx.steps.name(r.run_id, r.position))))
+    return out
+
+
 @_builtin("chains")
 def _chains(ctx: _Context) -> list[dict[str, Any]]:
-    finished = ctx.finished
-    if not finished:
+    if not ctx.finished:
         return []
-    steps = ctx.steps
-    out = []
-    seen: set[int] = set()
-    for r in ctx.chain_rows:
-        if (
-            r.has_child
-            or r.status != EntryStatus.OK
-            or r.last_position is None
-            or r.position >= r.last_position
-            or r.child_id in seen
-        ):
-            continue
-        seen.add(r.child_id)
-        stopped = f"ok at step {steps.name(r.run_id, r.position)} but never reached the next step"
-        out.append(_at(r, "incomplete_chain", stopped))
-    return out
+    stopped = (
+        r
+        for r in ctx.chain_rows
+        if not r.has_child
+        and r.status == EntryStatus.OK
+        and r.last_position is not None
+        and r.position < r.last_position
+    )
+    stop = "ok at step {} but never reached the next step"
+    return _once_per_child(ctx, stopped, "incomplete_chain", stop)
 
 
 @_builtin("missing_parents")
 def _missing_parents(ctx: _Context) -> list[dict[str, Any]]:
-    steps = ctx.steps
-    out = []
-    seen: set[int] = set()
-    for r in ctx.chain_rows:
-        if r.parent_id is not None or r.position <= 0 or r.child_id in seen:
-            continue
-        seen.add(r.child_id)
-        orphan = f"entry at step {steps.name(r.run_id, r.position)} has no parent link"
-        out.append(_at(r, "missing_parent", orphan))
-    return out
+    orphans = (r for r in ctx.chain_rows if r.parent_id is None and r.position > 0)
+    return _once_per_child(ctx, orphans, "missing_parent", "entry at step {} has no parent link")
 
 
 @_builtin("links")
@@ -769,18 +768,9 @@ def _links(ctx: _Context) -> list[dict[str, Any]]:
         if key != r.parent_key and steps.kind(run_id, r.position) == StepKind.MAP:
             became = f"key {r.parent_key!r} of parent {parent} became {key!r} at map step {here}"
             out.append(_at(r, "key_changed", became))
-    for child, parent, parent_run, parent_key in ctx.backend.check_links_from_missing_children(
-        ctx.run_ids
-    ):
-        out.append(
-            _v(
-                "orphan_parent",
-                parent_run,
-                parent_key,
-                parent,
-                f"a link from entry {child}, which does not exist, to parent {parent}",
-            )
-        )
+    for child, parent, run, key in ctx.backend.check_links_from_missing_children(ctx.run_ids):
+        missing = f"a link from entry {child}, which does not exist, to parent {parent}"
+        out.append(_v("orphan_parent", run, key, parent, missing))
     return out
 
 
@@ -850,16 +840,11 @@ def _values(ctx: _Context) -> list[dict[str, Any]]:
                     f"stored value hashes to {actual}, the entry records {stored}",
                 )
             )
-    for (entry_id,) in ctx.backend.check_values_without_entry():
-        out.append(
-            _v(
-                "orphan_value",
-                None,
-                None,
-                entry_id,
-                f"a value is stored for entry {entry_id}, which does not exist",
-            )
-        )
+    strays = ctx.backend.check_values_without_entry()
+    out.extend(
+        _v("orphan_value", None, None, i, f"a value is stored for entry {i}, which does not exist")
+        for (i,) in strays
+    )
     return out
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .base import key_text
 from .errors import InvalidArgument, InvalidEntryId, KeyNotFound
-from .model import EntryStatus, RunStatus, StepKind
+from .model import ENTRY_OUTCOME, EntryStatus, RunStatus, StepKind
 from .store import RUN_COLUMNS
 from .store import queries as q
 from .store.queries import STEP_META_COLUMNS, parse_id_list, parse_parameters
@@ -151,11 +151,7 @@ LINEAGE_COLUMNS = (
     "position",
     "step",
     "key",
-    "status",
-    "reason",
-    "error",
-    "created_at",
-    "value_hash",
+    *ENTRY_OUTCOME,
     "parent_id",
     "n_parents",
 )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from .base import stage_of  # the stage naming rule; the OpenLineage events use it too
+from .model import ENTRY_OUTCOME
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,17 +28,7 @@ STEP_FIELDS = ("position", "name", "kind", "source", "destination", "description
 
 
 #: The columns :func:`entry_graph` reads (``value`` only with ``with_values``).
-ENTRY_FIELDS = (
-    "entry_id",
-    "run",
-    "position",
-    "key",
-    "status",
-    "reason",
-    "error",
-    "created_at",
-    "value_hash",
-)
+ENTRY_FIELDS = ("entry_id", "run", "position", "key", *ENTRY_OUTCOME)
 
 
 def entry_graph(

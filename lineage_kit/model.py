@@ -97,6 +97,11 @@ class EntryRow(NamedTuple):
     value_hash: str | None
 
 
+#: What an entry says after its key, as stored and as the frames and graphs name it:
+#: ``status``, ``reason``, ``error``, ``created_at``, ``value_hash``.
+ENTRY_OUTCOME: tuple[str, ...] = EntryRow._fields[3:]
+
+
 class RunStart(NamedTuple):
     """The row that opens a run (status ``running``), with who writes it."""
 
@@ -332,6 +337,7 @@ class RunResult:
 
 
 __all__ = [
+    "ENTRY_OUTCOME",
     "FINISHED_STATUSES",
     "UNFINISHED_STATUSES",
     "EntryRow",

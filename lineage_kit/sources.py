@@ -293,11 +293,7 @@ def _decode_error(path: Path, data: bytes, exc: UnicodeDecodeError) -> InputErro
 
 
 def _locate_invalid_utf8(path: Path) -> InputError:
-    fh, _ = _open_binary(path)
-    try:
-        data = _read_all(fh, path)
-    finally:
-        fh.close()
+    data = _read_whole(path)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -360,11 +356,7 @@ def _read_json_array(path: Path, source: Source) -> Iterator[Any]:
 def _json_document_error(path: Path) -> InputError:
     """Why a JSON file that does not start with ``[`` is refused (read whole: it is
     not an array of records, so it is short or an error anyway)."""
-    fh, _ = _open_binary(path)
-    try:
-        data = _read_all(fh, path)
-    finally:
-        fh.close()
+    data = _read_whole(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -382,11 +374,15 @@ def _json_document_error(path: Path) -> InputError:
     )
 
 
-def _read_all(fh: io.BufferedIOBase, path: Path) -> bytes:
+def _read_whole(path: Path) -> bytes:
+    """All of a file (decompressed), for the error messages that need all of it."""
+    fh, _ = _open_binary(path)
     try:
         return fh.read()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"cannot be read: {exc}", path=str(path)) from None
+    finally:
+        fh.close()
 
 
 def _read_json_lines(path: Path, source: Source) -> Iterator[Any]:

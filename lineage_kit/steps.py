@@ -18,26 +18,26 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-# ``identity=True`` tells the pipeline the step returns its input object unchanged,
-# so the JSON and hash computed for the previous entry are reused, not recomputed.
-ingest: Step = replace(
-    step(
-        "ingest",
-        source="input_file",
-        destination="staging",
-        description="store the record exactly as received",
-    )(_identity),
-    identity=True,
-    pure=True,
-)
+def _passthrough(name: str, description: str, **stages: str) -> Step:
+    """A step returning its record unchanged. ``identity=True`` tells the pipeline so:
+    the JSON and hash computed for the previous entry are reused, not recomputed."""
+    step_ = step(name, description=description, **stages)(_identity)
+    return replace(step_, identity=True, pure=True)
 
 
-@step(
-    "normalize",
-    source="staging",
-    destination="normalized",
-    description="lowercase and strip field names",
+ingest: Step = _passthrough(
+    "ingest", "store the record exactly as received", source="input_file", destination="staging"
 )
+
+#: Where both forms of normalize read and write, and what they do.
+_NORMALIZE = {
+    "source": "staging",
+    "destination": "normalized",
+    "description": "lowercase and strip field names",
+}
+
+
+@step("normalize", **_NORMALIZE)
 def normalize(record: dict[str, Any]) -> dict[str, Any]:
     """Lowercase and strip the record's top-level field names.
 
@@ -68,24 +68,10 @@ def normalize(record: dict[str, Any]) -> dict[str, Any]:
 normalize = replace(normalize, pure=True)
 
 # No fixed source: publish reads from whatever step comes before it.
-publish: Step = replace(
-    step(
-        "publish",
-        destination="output",
-        description="deliver the final record",
-    )(_identity),
-    identity=True,
-    pure=True,
-)
+publish: Step = _passthrough("publish", "deliver the final record", destination="output")
 
 
-@step(
-    "normalize",
-    source="staging",
-    destination="normalized",
-    description="lowercase and strip field names",
-    frame=True,
-)
+@step("normalize", frame=True, **_NORMALIZE)
 def normalize_frame(df: Any) -> Any:
     """:func:`normalize` as a frame step: the same values, one rename per chunk.
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +66,31 @@ def unwritable(*paths: Path):
                 p.chmod(mode)
 
 
+def fresh_process(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``args`` run in a new process that imports this checkout's lineage_kit, its
+    output captured as text (``env`` entries are added to the environment)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **kwargs.pop("env", {})}
+    kwargs.setdefault("timeout", 300)
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, env=env, check=False, **kwargs
+    )
+
+
+def run_killed_writer(script: str, *args: str | Path) -> None:
+    """Run the Python ``script`` in a new process, which must end killed by SIGKILL."""
+    child = fresh_process(sys.executable, "-c", script, *args, cwd=ROOT)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def copy_with_wal(db: Path, folder: Path) -> Path:
+    """Copy ``db`` and its ``-wal`` and ``-shm`` files into a new ``folder`` (as a
+    backup of a live store would); return the copy's path."""
+    folder.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copyfile(f"{db}{suffix}", folder / f"store.db{suffix}")
+    return folder / "store.db"
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """A path for a new store (nothing exists there yet)."""
@@ -92,3 +120,22 @@ def fan(db: Path):
     run1, run2 = build(db)
     with lk.connect(db) as store:
         yield store, run1, run2
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real Dask LocalCluster of 2 worker processes (one thread each), shared by the
+    session and stopped at its end; the Dask tests' steps are pickled by value."""
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    from . import dask_pipelines
+
+    cloudpickle.register_pickle_by_value(dask_pipelines)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

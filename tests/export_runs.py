@@ -10,10 +10,6 @@ while the run is still going; see :data:`RUNNING_EVENTS`), and the shapes ``merg
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +17,7 @@ import pytest
 
 import lineage_kit as lk
 
-from .conftest import MESSY_JSON, ROOT, SAMPLE_JSON, records
+from .conftest import MESSY_JSON, SAMPLE_JSON, records, run_killed_writer
 
 KINDS = (
     "completed",
@@ -119,13 +115,7 @@ def make_run(kind: str, db: Path) -> str:
         with lk.connect(db) as store:
             return store.resolve_run("latest")
     if kind == "killed":
-        child = subprocess.run(
-            [sys.executable, "-c", _KILLED_WRITER, str(SAMPLE_JSON), str(db)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-        )
-        assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+        run_killed_writer(_KILLED_WRITER, SAMPLE_JSON, db)
         with lk.connect(db) as store:
             return store.resolve_run("latest")
     if kind == "running":

@@ -82,13 +82,22 @@ def test_value_hash_bytes_matches_the_pipeline_hash():
 # ---------------------------------------------------------- one test per code
 
 
-def test_incomplete_chain(clean_split, tmp_path):
+@pytest.mark.parametrize(
+    ("deleted", "reported", "code"),
+    [
+        # split child #2's chain stops at explode: its publish entry is gone
+        ("publish", "explode", "incomplete_chain"),
+        # the split child is lost; order-110 still continues through #1, #3, #4
+        ("explode", "publish", "missing_parent"),
+    ],
+)
+def test_a_split_child_losing_an_entry(clean_split, tmp_path, deleted, reported, code):
     db = _copy(clean_split, tmp_path)
-    child = _entry(db, f"{KEY}#2", "explode")
-    _corrupt(db, *_delete_entry(_entry(db, f"{KEY}#2", "publish")))
-    v = _only(_check(db), "incomplete_chain")
-    assert (v.record_key, v.entry_id) == (f"{KEY}#2", child)
-    assert "'explode'" in v.message
+    at = _entry(db, f"{KEY}#2", reported)
+    _corrupt(db, *_delete_entry(_entry(db, f"{KEY}#2", deleted)))
+    v = _only(_check(db), code)
+    assert (v.record_key, v.entry_id) == (f"{KEY}#2", at)
+    assert f"'{reported}'" in v.message  # the step of the entry reported
 
 
 def test_incomplete_chain_in_a_map_only_run_also_breaks_its_counts(clean_default, tmp_path):
@@ -111,15 +120,6 @@ def test_chain_gap(clean_default, tmp_path):
     )
     v = _only(_check(db), "chain_gap")
     assert (v.record_key, v.entry_id) == (KEY, publish)
-
-
-def test_missing_parent(clean_split, tmp_path):
-    db = _copy(clean_split, tmp_path)
-    publish = _entry(db, f"{KEY}#2", "publish")
-    # The split child is lost; order-110 still continues through #1, #3, #4.
-    _corrupt(db, *_delete_entry(_entry(db, f"{KEY}#2", "explode")))
-    v = _only(_check(db), "missing_parent")
-    assert (v.record_key, v.entry_id) == (f"{KEY}#2", publish)
 
 
 def test_a_lost_link_shows_at_both_ends(clean_default, tmp_path):
@@ -257,17 +257,30 @@ def test_key_changed(clean_default, tmp_path):
     assert KEY in v.message
 
 
-def test_missing_value(clean_default, tmp_path):
+@pytest.mark.parametrize(
+    ("corruption", "code", "step"),
+    [
+        ("DELETE FROM vals WHERE value_id = ?", "missing_value", "ingest"),
+        (
+            "UPDATE vals SET json = '{\"amount\": 0}' WHERE value_id = ?",
+            "hash_mismatch",
+            "normalize",
+        ),
+    ],
+)
+def test_a_broken_value_is_reported_at_its_entry(clean_default, tmp_path, corruption, code, step):
     db = _copy(clean_default, tmp_path)
-    ingest, normalized = _entry(db, KEY, "ingest"), _entry(db, KEY, "normalize")
-    publish = _entry(db, KEY, "publish")
-    _corrupt(db, ("DELETE FROM vals WHERE value_id = ?", ingest))
-    v = _only(_check(db), "missing_value")
-    assert (v.record_key, v.entry_id) == (KEY, ingest)
+    entry = _entry(db, KEY, step)
+    _corrupt(db, (corruption, entry))
+    v = _only(_check(db), code)
+    assert (v.record_key, v.entry_id) == (KEY, entry)
+
+
+def test_a_lost_shared_value_is_missing_at_every_entry_that_had_it(clean_default, tmp_path):
     # publish stored no value of its own (it did not change normalize's): losing
     # normalize's value loses both entries' values, and both are reported
-    (tmp_path / "shared").mkdir()
-    db = _copy(clean_default, tmp_path / "shared")
+    db = _copy(clean_default, tmp_path)
+    normalized, publish = _entry(db, KEY, "normalize"), _entry(db, KEY, "publish")
     _corrupt(db, ("DELETE FROM vals WHERE value_id = ?", normalized))
     v = _check(db).violations
     assert list(zip(v["code"], v["entry_id"], strict=True)) == [
@@ -282,14 +295,6 @@ def test_orphan_value(clean_default, tmp_path):
     v = _only(_check(db), "orphan_value")
     assert v.entry_id == 999_999
     assert v.run_id is None and v.record_key is None
-
-
-def test_hash_mismatch(clean_default, tmp_path):
-    db = _copy(clean_default, tmp_path)
-    normalized = _entry(db, KEY, "normalize")
-    _corrupt(db, ("UPDATE vals SET json = '{\"amount\": 0}' WHERE value_id = ?", normalized))
-    v = _only(_check(db), "hash_mismatch")
-    assert (v.record_key, v.entry_id) == (KEY, normalized)
 
 
 @pytest.mark.parametrize("how", ["stored", "writer_gone"])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from lineage_kit.cli import main
 
-from .conftest import MESSY_JSON, ROOT, SAMPLE_JSON, sha256
+from .conftest import MESSY_JSON, SAMPLE_JSON, fresh_process, sha256
 
 
 def cli(*argv):
@@ -168,24 +166,10 @@ def test_installed_script_and_module_run_the_sample(tmp_path):
     script = str(beside) if beside.exists() else shutil.which("lineage-kit")
     assert script, "the lineage-kit script is missing: install the package (pip install -e .)"
     db = tmp_path / "x.db"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [script, "run", str(SAMPLE_JSON), "--db", str(db)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    done = fresh_process(script, "run", SAMPLE_JSON, "--db", db, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "published  30" in done.stdout
-    done = subprocess.run(
-        [sys.executable, "-m", "lineage_kit", "runs", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    done = fresh_process(sys.executable, "-m", "lineage_kit", "runs", "--db", db, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "completed" in done.stdout
 

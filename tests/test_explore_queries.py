@@ -79,43 +79,57 @@ def test_trace_failed_and_runs(fan):
         store.trace("o1", run="nope")
 
 
-def test_upstream_over_fan_in(fan):
+@pytest.mark.parametrize(
+    ("walk", "start", "expected"),
+    [
+        # fan-in: o1's entries are reached along two paths, each listed once
+        (
+            "upstream",
+            ("A", "deliver"),
+            [
+                (0, "deliver", "A"),
+                (1, "by_customer", "A"),
+                (2, "explode", "o1/x"),
+                (2, "explode", "o1/y"),
+                (2, "explode", "o2/z"),
+                (3, "validate", "o1"),
+                (3, "validate", "o2"),
+                (4, "ingest", "o1"),
+                (4, "ingest", "o2"),
+            ],
+        ),
+        # fan-out: the merged entry is reached from both children, listed once
+        (
+            "downstream",
+            ("o1", "ingest"),
+            [
+                (0, "ingest", "o1"),
+                (1, "validate", "o1"),
+                (2, "explode", "o1/x"),
+                (2, "explode", "o1/y"),
+                (3, "by_customer", "A"),
+                (4, "deliver", "A"),
+            ],
+        ),
+    ],
+)
+def test_walks_reach_each_entry_once_by_depth(fan, walk, start, expected):
+    store, run1, _ = fan
+    found = getattr(store, walk)(_entry(store, run1, *start))
+    assert sorted(_triples(found, "depth", "step", "key")) == sorted(expected)
+    assert found["entry_id"].is_unique
+    assert found["depth"].is_monotonic_increasing
+
+
+def test_upstream_depth_limit(fan):
     store, run1, _ = fan
     delivered = _entry(store, run1, "A", "deliver")
-    up = store.upstream(delivered)
-    assert sorted(_triples(up, "depth", "step", "key")) == sorted(
-        [
-            (0, "deliver", "A"),
-            (1, "by_customer", "A"),
-            (2, "explode", "o1/x"),
-            (2, "explode", "o1/y"),
-            (2, "explode", "o2/z"),
-            (3, "validate", "o1"),
-            (3, "validate", "o2"),
-            (4, "ingest", "o1"),
-            (4, "ingest", "o2"),
-        ]
-    )
-    assert up["entry_id"].is_unique  # o1's entries are reached along two paths
-    assert up["depth"].is_monotonic_increasing
-    assert len(store.upstream(delivered, depth=2)) == 5
+    assert len(store.upstream(delivered, depth=2)) == 5  # deliver, by_customer, 3 children
     assert store.upstream(delivered, depth=0)["entry_id"].tolist() == [delivered]
 
 
-def test_downstream_over_fan_out(fan):
+def test_downstream_stops_at_a_rejection(fan):
     store, run1, _ = fan
-    o1 = _entry(store, run1, "o1", "ingest")
-    down = store.downstream(o1)
-    assert sorted(_triples(down, "depth", "step", "key")) == sorted(
-        [
-            (0, "ingest", "o1"),
-            (1, "validate", "o1"),
-            (2, "explode", "o1/x"),
-            (2, "explode", "o1/y"),
-            (3, "by_customer", "A"),  # reached from both children, listed once
-            (4, "deliver", "A"),
-        ]
-    )
     rejected = _entry(store, run1, "o3", "validate", "rejected")
     assert store.downstream(rejected)["entry_id"].tolist() == [rejected]
     o3 = _entry(store, run1, "o3", "ingest")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 
 import lineage_kit as lk
 from lineage_kit.cli import main
 
-from .conftest import MESSY_JSON, ROOT, SAMPLE_JSON
+from .conftest import MESSY_JSON, SAMPLE_JSON, run_killed_writer
 
 # A writer killed in its third chunk of 10: the first two chunks are committed.
 # In chunk one, order-103 fails and order-104 is rejected at the 'check' step.
@@ -39,13 +35,7 @@ COUNTS = ("n_input", "n_published", "n_rejected", "n_failed")
 
 def test_a_killed_run_is_counted_from_its_entries(db):
     lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)  # a finished run beside it
-    child = subprocess.run(
-        [sys.executable, "-c", _KILLED_WRITER, str(SAMPLE_JSON), str(db)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    run_killed_writer(_KILLED_WRITER, SAMPLE_JSON, db)
     with lk.connect(db) as store:
         killed, finished = store.run_rows()
     assert killed["status"] == "interrupted"

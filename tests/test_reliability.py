@@ -32,6 +32,8 @@ import lineage_kit.store as lk_store
 from lineage_kit.cli import main
 from lineage_kit.values import value_hash
 
+from .conftest import copy_with_wal
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LONG = os.environ.get("LINEAGE_KIT_LONG") == "1"
@@ -1019,12 +1021,8 @@ def test_newer_store_with_an_unfinished_wal_is_left_unchanged(tmp_path):
     raw.execute("PRAGMA wal_autocheckpoint = 0")
     raw.execute("PRAGMA user_version = 99")
     raw.execute("UPDATE runs SET pipeline = 'from the future'")
-    crashed = tmp_path / "crashed"
-    crashed.mkdir()
-    for suffix in ("", "-wal", "-shm"):
-        shutil.copyfile(f"{db}{suffix}", crashed / f"store.db{suffix}")
+    copy = copy_with_wal(db, tmp_path / "crashed")
     raw.close()
-    copy = crashed / "store.db"
     before = _files(copy)
     assert before["-wal"] is not None
     with pytest.raises(lk.SchemaVersionError, match="99"):

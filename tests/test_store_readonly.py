@@ -13,7 +13,7 @@ import lineage_kit as lk
 from lineage_kit.cli import main
 from lineage_kit.store import SCHEMA_VERSION
 
-from .conftest import SAMPLE_JSON, sha256, unwritable
+from .conftest import SAMPLE_JSON, copy_with_wal, sha256, unwritable
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -85,11 +85,8 @@ def test_read_only_media_with_wal_files_present_is_readable(tmp_path):
     writer.execute("PRAGMA wal_autocheckpoint = 0")
     writer.execute("UPDATE runs SET pipeline = 'in the WAL'")
     media = tmp_path / "media"
-    media.mkdir()
-    for suffix in ("", "-wal", "-shm"):
-        shutil.copyfile(f"{src}{suffix}", media / f"store.db{suffix}")
+    db = copy_with_wal(src, media)
     writer.close()
-    db = media / "store.db"
     files = [media / f"store.db{s}" for s in ("", "-wal", "-shm")]
     with unwritable(*files, media):
         with lk.connect(db) as store:

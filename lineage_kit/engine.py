@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import key_or_reason
 from .errors import Reject
-from .frame_steps import FrameItems, apply_frame
+from .frame_steps import FrameItems
 from .model import EntryRow, EntryStatus, RunEnd, RunStatus, StepKind, StepTiming
 from .store import Backend, Chunk
 from .values import UNSTORABLE, stored_form, to_json, value_hash
@@ -174,6 +174,9 @@ class Run:
         self.child_holders: dict[str, int] = {}
         self.input_holders: dict[str, int] | None = None
         self.written: dict[str, int] = {}
+        # The source items come with duplicates already refused (reason set) by a
+        # driver that knows every key admitted so far (lineage_kit.distributed).
+        self.admitted = False
 
     # -- outcomes
 
@@ -238,10 +241,26 @@ class Run:
     def apply(self, position: int, items: list[Item], chunk: _Chunk) -> list[Item]:
         st = self.steps[position]
         with self._timing(position) as stamp:
+            if isinstance(items, FrameItems) and items.rows is not None:
+                from . import frame_rows  # rows held as arrays since a frame step
+
+                if st.frame:
+                    return frame_rows.apply(self, st, position, items, chunk, stamp)
+                if st.identity:
+                    return frame_rows.identity(self, position, items, chunk, stamp)
+                items.sync()
             if not st.pure:
                 items = self._guard(position, items)
             if st.frame:
-                return apply_frame(self, st, position, items, chunk, stamp)
+                from . import frame_rows
+
+                return frame_rows.apply(self, st, position, items, chunk, stamp)
+            if st.identity and self._feeds_frame(position, items):
+                from . import frame_rows
+
+                held = frame_rows.into_frame(self, position, items, chunk, stamp)
+                if held is not None:
+                    return held
             if st.identity and isinstance(items, FrameItems):  # keep the DataFrame on
                 out = FrameItems(self._map(st, position, items, chunk, stamp))
                 out.frame = items.frame if len(out) == len(items) else None
@@ -251,6 +270,11 @@ class Run:
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
             return self._map(st, position, items, chunk, stamp)
+
+    def _feeds_frame(self, position: int, items: list[Item]) -> bool:
+        """Does identity step ``position`` hand plain items on to a frame step?"""
+        following = position + 1 < len(self.steps) and self.steps[position + 1].frame
+        return following and bool(items) and not isinstance(items, FrameItems)
 
     def source_frame_for(self, position: int) -> Any:
         """The input DataFrame, when the records reach ``position`` as they were read."""
@@ -575,8 +599,7 @@ class Run:
                     try:
                         self._run_chunk(part, start, end, barrier)
                     except _Recut as cut:
-                        n = cut.ordinal - start
-                        parts[:0] = [(part[:n], start), (part[n:], cut.ordinal)]
+                        parts[:0] = cut_at(part, start, cut.ordinal)
                 if bar is not None:
                     bar.update(len(block))
             self.block = None
@@ -627,7 +650,7 @@ class Run:
         query per chunk for earlier chunks: input records and split children), are
         refused.
         """
-        keys = [it.key for it in block if it.reason is None]
+        keys = [it.key for it in block if it.reason is None and not self.admitted]
         seen = self.backend.existing_keys(self.run_id, keys) if keys else {}
         items, refused = [], []
         for i, it in enumerate(block, start=ordinal):
@@ -665,6 +688,11 @@ class Run:
     ) -> None:
         """Write the chunk; records past the last step are published, others wait."""
         base = self.flush(chunk)
+        if isinstance(reached, FrameItems):
+            if end == len(self.steps) and reached.plain():
+                self.counts[_OK] += len(reached)  # one input record each, no split
+                return
+            reached.sync()
         if end == len(self.steps):
             for item in reached:
                 self.end(item.roots, item.split, _OK)
@@ -674,50 +702,67 @@ class Run:
     def _after_merges(self, merges: list[int], barrier: list[Item], chunk_size: int) -> None:
         for n, position in enumerate(merges):
             end = merges[n + 1] if n + 1 < len(merges) else len(self.steps)
-            group_by = self.steps[position].group_by
-            groups: dict[str, list[Item]] = {}
-            chunk = _Chunk()
-            stamp = now()
-            if self.copy_input[position]:
-                for item in barrier:
-                    item.value = json.loads(item.vjson)
-            for item in barrier:
-                try:
-                    group = group_by(item.key, item.value)
-                except Exception as exc:
-                    try:
-                        self._terminal_group_error(position, item, chunk, stamp, exc)
-                    except Abort:
-                        self.flush(chunk)  # keep the failed entry (fail_fast)
-                        raise
-                    continue
-                # Group keys follow the sources' key rule: 1 and "1" are one key, as
-                # they are for trace(); None, bools and containers reject the record.
-                text, reason, message = key_or_reason(group, "group")
-                if text is None:
-                    message = f"group_by gave no usable group key: {message}"
-                    self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
-                    continue
-                groups.setdefault(text, []).append(item)
-            self._unique_groups(position, groups, chunk, stamp)
+            groups, chunk = self.group(position, barrier)
             barrier = []
             for block in chunked(groups.values(), chunk_size):
-                try:
-                    for members in block:
-                        merged = self.merge(position, members, chunk)
-                        barrier.extend(self._through(merged, position + 1, end, chunk))
-                except Abort:
-                    self.flush(chunk)
-                    raise
-                base = self.flush(chunk)
-                if end == len(self.steps):
-                    for item in barrier:
-                        self.end(item.roots, item.split, _OK)
-                    barrier = []
-                else:
-                    barrier = _absolute(barrier, base)
+                barrier.extend(self.merge_chunk(position, end, block, chunk))
                 chunk = _Chunk()
             self.flush(chunk)
+
+    def group(self, position: int, barrier: list[Item]) -> tuple[dict[str, list[Item]], _Chunk]:
+        """Group the records waiting at the merge step ``position`` by group key.
+
+        Returns the groups (members in barrier order, keyed by the group key) and a
+        chunk holding the entries of records that could not be grouped (written with
+        the first merge chunk).
+        """
+        group_by = self.steps[position].group_by
+        groups: dict[str, list[Item]] = {}
+        chunk = _Chunk()
+        stamp = now()
+        if self.copy_input[position]:
+            for item in barrier:
+                item.value = json.loads(item.vjson)
+        for item in barrier:
+            try:
+                group = group_by(item.key, item.value)
+            except Exception as exc:
+                try:
+                    self._terminal_group_error(position, item, chunk, stamp, exc)
+                except Abort:
+                    self.flush(chunk)  # keep the failed entry (fail_fast)
+                    raise
+                continue
+            # Group keys follow the sources' key rule: 1 and "1" are one key, as
+            # they are for trace(); None, bools and containers reject the record.
+            text, reason, message = key_or_reason(group, "group")
+            if text is None:
+                message = f"group_by gave no usable group key: {message}"
+                self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
+                continue
+            groups.setdefault(text, []).append(item)
+        self._unique_groups(position, groups, chunk, stamp)
+        return groups, chunk
+
+    def merge_chunk(
+        self, position: int, end: int, block: list[list[Item]], chunk: _Chunk
+    ) -> list[Item]:
+        """Merge each group of ``block``, run the merged records through the steps up to
+        ``end`` and write the chunk; return the records waiting at the merge ``end``."""
+        out: list[Item] = []
+        try:
+            for members in block:
+                merged = self.merge(position, members, chunk)
+                out.extend(self._through(merged, position + 1, end, chunk))
+        except Abort:
+            self.flush(chunk)
+            raise
+        base = self.flush(chunk)
+        if end < len(self.steps):
+            return _absolute(out, base)
+        for item in out:
+            self.end(item.roots, item.split, _OK)
+        return []
 
     def _unique_groups(
         self, position: int, groups: dict[str, list[Item]], chunk: _Chunk, stamp: str
@@ -749,6 +794,13 @@ class Run:
             chunk, position, stamp, item, _FAILED, None, f"group_by raised {error_text(exc)}"
         )
         self._stop(position, item.key, error_text(exc))
+
+
+def cut_at(part: list[SourceItem], start: int, ordinal: int) -> list[tuple[list, int]]:
+    """A chunk's source items (the first at ``start``) as two parts, cut before
+    ``ordinal`` (see :class:`_Recut`), each with its first ordinal."""
+    n = ordinal - start
+    return [(part[:n], start), (part[n:], ordinal)]
 
 
 def _absolute(items: list[Item], base: int) -> list[Item]:

@@ -28,7 +28,11 @@ pandas is imported only here, when a frame step runs.
 from __future__ import annotations
 
 import copy
+import json
 import math
+import operator
+from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from .errors import Reject
@@ -44,6 +48,7 @@ Run = _Chunk = Item = Any
 _OK, _REJECTED, _FAILED = 0, 1, 2
 _ABSENT = object()
 _entry = tuple.__new__  # an EntryRow without the Python-level __new__ (once per row)
+_split, _roots = attrgetter("split"), attrgetter("roots")
 
 #: ``DataFrame.attrs`` key of a step's ``{new column: input column}`` renames: a
 #: renamed cell the step did not change keeps the record's own value (the built-in
@@ -57,9 +62,29 @@ class FrameItems(list):
 
     ``frame`` holds one row per item, in the same order, indexed by the items' keys;
     a following frame step starts from it instead of rebuilding it from dicts.
+    ``rows``: while set (a :class:`lineage_kit.frame_rows.Rows`), the rows' keys,
+    entry indexes, JSON and hashes are held there, not yet in the items, whose values
+    are not loaded either; :meth:`sync` brings the items up to date.
     """
 
     frame: Any = None
+    rows: Any = None
+
+    def plain(self) -> bool:
+        """Is each item one input record (not a split's child, not a merge)?"""
+        return not any(map(_split, self)) and all(map(isinstance, map(_roots, self), repeat(int)))
+
+    def sync(self) -> FrameItems:
+        """Set each item's parent, JSON, hash and value (a dict loaded from its JSON)."""
+        rows = self.rows
+        if rows is None:
+            return self
+        loads = json.loads
+        parents, texts, hashes = rows.parents.tolist(), rows.texts.tolist(), rows.hashes.tolist()
+        for item, parent, text, vhash in zip(self, parents, texts, hashes, strict=True):
+            item.parent, item.vjson, item.vhash, item.value = parent, text, vhash, loads(text)
+        self.rows = None
+        return self
 
 
 def _pandas() -> Any:
@@ -110,6 +135,17 @@ def apply_frame(
 ) -> list[Item]:
     """Run frame step ``st`` over the chunk's ``items``; record one outcome per record."""
     frame = input_frame(items, run.source_frame_for(position))
+    outcome = run_step(run, st, position, items, chunk, stamp, frame)
+    if outcome is None:
+        return []
+    return _record(run, st, position, items, chunk, stamp, frame, *outcome)
+
+
+def run_step(
+    run: Run, st: Step, position: int, items: list[Item], chunk: _Chunk, stamp: str, frame: Any
+) -> tuple[Any, Any] | None:
+    """Call the step on ``frame``: its ``(kept, rejected)``, or None when every record
+    of the chunk was rejected or failed (and recorded so)."""
     try:
         # A shallow copy is enough: pandas copies on write, so nothing the step does
         # to its DataFrame reaches ours, and the columns it leaves alone stay shared.
@@ -117,18 +153,22 @@ def apply_frame(
         kept, rejected = _unpack(result)
         problem = _problem(kept, rejected, frame, st)
     except Reject as exc:
-        for item in items:
+        for item in _synced(items):
             run._terminal(chunk, position, stamp, item, _REJECTED, exc.reason, exc.message)
-        return []
+        return None
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
     if problem is not None:
-        for item in items:
+        for item in _synced(items):
             run._terminal(chunk, position, stamp, item, _FAILED, None, problem)
         if items:
             run._stop(position, items[0].key, problem)
-        return []
-    return _record(run, st, position, items, chunk, stamp, frame, kept, rejected)
+        return None
+    return kept, rejected
+
+
+def _synced(items: list[Item]) -> list[Item]:
+    return items.sync() if isinstance(items, FrameItems) else items
 
 
 def _unpack(result: Any) -> tuple[Any, Any]:
@@ -426,11 +466,12 @@ def _unchanged(before: Any, after: Any, parents: Any, in_place: bool) -> Any:
             old.isna().to_numpy() & after.isna().to_numpy()
         )
     else:
-        same = np.fromiter(
-            (x is y or (type(x) is type(y) and _equal(x, y)) for x, y in zip(a, b, strict=True)),
-            dtype=bool,
-            count=len(a),
-        )
+        # the very same objects (a filter, a column left alone) compared without a
+        # Python call per cell; the others one by one
+        same = np.fromiter(map(operator.is_, a, b), dtype=bool, count=len(a))
+        for i in np.flatnonzero(~same).tolist():
+            x, y = a[i], b[i]
+            same[i] = type(x) is type(y) and _equal(x, y)
     return np.asarray(same, dtype=bool)
 
 
@@ -473,9 +514,13 @@ def _python_values(column: Any) -> list[Any]:
     if mask.any():
         values = values.where(~mask, None)
     out = values.tolist()
-    if plain_objects:
+    if plain_objects and not set(map(type, out)) <= _PLAIN:
         out = [_clean(v) for v in out]
     return out
+
+
+# cells :func:`_clean` returns as they are (NaN is gone: missing cells became None)
+_PLAIN = {str, int, bool, float, dict, list, type(None)}
 
 
 def _clean(value: Any) -> Any:

@@ -405,3 +405,33 @@ def test_a_frame_step_changing_its_dataframe_in_place_changes_nothing_recorded_b
         {**DATA[2], "amount": 600},
     ]
     assert [v["twice"] for *_, v in entries(db, 2)] == [200, 600, 1200]
+
+
+def test_records_of_one_shape_go_through_frame_steps_without_a_call_per_row(db, monkeypatch):
+    # the per-row ways (a record's JSON from its dict, the per-row frame recording,
+    # items brought up to date from arrays) are not taken for records of one shape
+    import lineage_kit.engine
+    import lineage_kit.frame_rows
+    from lineage_kit.frame_steps import FrameItems
+
+    def per_row(*args, **kwargs):
+        raise AssertionError("a per-row way was taken")
+
+    data = [{"key": k, "Amount": a, "Items": i} for k, a, i in [("a", 50, 2), ("b", 150, 3)]]
+
+    for name in ("_record", "apply_frame"):
+        monkeypatch.setattr(lineage_kit.frame_rows, name, per_row)
+    monkeypatch.setattr(FrameItems, "sync", per_row)
+    with monkeypatch.context() as patched:
+        patched.setattr(lineage_kit.engine, "to_json", per_row)
+        steps = [lk.steps.ingest, lk.steps.normalize_frame, big, double, lk.steps.publish]
+        result = run(steps, data=data, db=db)
+    assert (result.n_published, result.n_rejected) == (1, 1)
+    assert [e[5] for e in entries(db, 3)] == [{"key": "b", "amount": 150, "items": 3, "twice": 300}]
+    # a frame step after a record step starts from the record step's JSON
+    other = db.with_name("other.db")
+    run([lk.steps.ingest, lk.steps.normalize, big, lk.steps.publish], data=data, db=other)
+    assert [e[5] for e in entries(other, 2)] == [
+        {"key": "b", "amount": 150, "items": 3},
+        {"key": "a", "amount": 50, "items": 2},
+    ]

@@ -107,3 +107,6 @@ def by_n(records: list[dict]) -> dict:
 
 #: Two merges, the first with more groups than a chunk holds.
 TWO_MERGES = [lk.steps.ingest, check, tens, double, by_n]
+
+#: The built-in frame steps (a DataFrame per chunk, on the worker).
+FRAME = [lk.steps.ingest, lk.steps.normalize_frame, lk.steps.publish]

@@ -76,8 +76,8 @@ def both(tmp_path: Path, client, steps, source, **options) -> tuple:
 
 @pytest.mark.parametrize(
     "steps",
-    [P.MAP, P.SPLIT, P.MERGE, P.SPLIT_MERGE, P.TWO_MERGES],
-    ids=["map", "split", "merge", "split+merge", "two merges"],
+    [P.MAP, P.SPLIT, P.MERGE, P.SPLIT_MERGE, P.TWO_MERGES, P.FRAME],
+    ids=["map", "split", "merge", "split+merge", "two merges", "frame"],
 )
 def test_a_cluster_run_stores_what_a_local_run_stores(tmp_path, dask_client, steps):
     (local_db, local), (dask_db, remote) = both(
@@ -119,6 +119,15 @@ def test_two_merges_with_more_groups_than_a_chunk(tmp_path):
     assert (result.n_published, result.n_rejected, result.n_failed) == (298, 3, 1)
     with lk.connect(tmp_path / "m.db") as store:
         assert store.check().ok
+
+
+def test_frame_steps_from_a_dataframe_on_the_cluster(tmp_path, dask_client):
+    import pandas as pd
+
+    frame = pd.read_json(MESSY_JSON.parent / "sample_input.json")
+    (local_db, local), (dask_db, remote) = both(tmp_path, dask_client, P.FRAME, frame, chunk_size=7)
+    assert counts(remote) == counts(local)
+    assert lineage_rows(dask_db, remote.run_id) == lineage_rows(local_db, local.run_id)
 
 
 def test_messy_input_on_the_default_pipeline(tmp_path, dask_client):

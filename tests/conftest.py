@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@contextmanager
+def unwritable(*paths: Path):
+    """Make files and directories unwritable, as on read-only media.
+
+    root ignores permission bits, so as root the paths are made immutable
+    (``chattr +i``, which root cannot write through either).
+    """
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: cannot make a file unwritable")
+        done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True)
+        if done.returncode != 0:
+            subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True)
+            pytest.skip(f"chattr +i is not supported here: {done.stderr.decode().strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+    else:
+        modes = {p: p.stat().st_mode for p in paths}
+        for p in paths:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
 
 
 def fresh_process(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,9 @@ combined from several.
 
 from __future__ import annotations
 
+import functools
+import gc
+from collections.abc import Callable
 from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
@@ -75,6 +78,27 @@ class Rows:
     def __init__(self, keys, parents, texts, hashes, names, fragments) -> None:
         self.keys, self.parents, self.texts, self.hashes = keys, parents, texts, hashes
         self.names, self.fragments = names, fragments
+
+
+def _collector_paused(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` run with Python's cyclic garbage collector paused; it runs after.
+
+    These builders allocate a tuple or two per row (entries, parent links) and run
+    no user code: left on, the collector walks every live object again and again
+    each chunk (measured: 4x the time of building the entries themselves).
+    """
+
+    @functools.wraps(func)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return func(*args, **kwargs)
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
 
 
 # ------------------------------------------------------------------ entry points
@@ -154,6 +178,7 @@ def _prepared(run: Run, position: int, items: list[Item]) -> FrameItems | None:
     return held
 
 
+@_collector_paused
 def _held(run: Run, position: int, items: list[Item], texts: list[str] | None) -> Any:
     """FrameItems holding the items' rows for frame step ``position``; None if the
     records differ in fields or a value is not covered. ``texts``: their stored JSON,
@@ -216,6 +241,7 @@ def _objects(values: list[Any]) -> np.ndarray:
 # ------------------------------------------------------------------ recording a step
 
 
+@_collector_paused
 def _record_rows(
     run: Run,
     st: Step,
@@ -305,6 +331,7 @@ def _encode(column: Any) -> np.ndarray | None:
     return fragments(_python_values(column))
 
 
+@_collector_paused
 def _add(
     chunk: _Chunk,
     run_id: str,

@@ -57,6 +57,9 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "export_records": (100_000, 3_000),
     "live_records": (100_000, 3_000),
     "export_reps": (3, 1),
+    "dask_records": (200_000, 2_000),
+    "dask_reps": (3, 1),
+    "dask_memory_pair": ((100_000, 1_000_000), (2_000, 20_000)),
 }
 #: Sizes and repetitions per mode, as the sections read them.
 CONFIG = {mode: {k: v[i] for k, v in SETTINGS.items()} for i, mode in enumerate(("full", "quick"))}
@@ -77,6 +80,7 @@ SECTIONS = (
     "check",
     "frames",
     "export",
+    "dask",
 )
 
 
@@ -85,6 +89,7 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
     import exports
     import frames
     import inputs
+    import on_dask
     import plots
     import queries
     import startup
@@ -115,6 +120,9 @@ def run_sections(cfg: dict, only: set[str]) -> list[Figure]:
             *exports.live_overhead(cfg["live_records"], cfg["export_reps"]),
             *exports.graphml(cfg["export_records"], cfg["export_reps"]),
         ],
+        "dask": lambda: on_dask.dask_figures(
+            cfg["dask_records"], cfg["dask_reps"], cfg["dask_memory_pair"]
+        ),
     }
     figures: list[Figure] = []
     for name in SECTIONS:
@@ -164,6 +172,10 @@ def child(args: list[str]) -> None:
         import inputs
 
         out = inputs.child_input(rest[0], rest[1])
+    elif kind == "dask_memory":
+        import on_dask
+
+        out = on_dask.child_dask_memory(int(rest[0]), rest[1])
     elif kind == "imports":
         import startup
 

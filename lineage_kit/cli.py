@@ -13,7 +13,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -78,6 +79,13 @@ def _add_run(sub: Any) -> None:
         help="send OpenLineage events as the client is configured (OPENLINEAGE_URL, "
         "openlineage.yml)",
     )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS|local[:N]",
+        help="run the chunks on a Dask cluster: a scheduler address (tcp://host:8786), or "
+        "'local:N' to start a LocalCluster of N worker processes (default 2); needs "
+        "lineage_kit[dask]",
+    )
     p.set_defaults(func=_cmd_run)
 
 
@@ -102,6 +110,33 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             raise _UsageError("--delimiter applies to CSV input only")
     if args.report:
         check_output_path(args.report, "--report")
+    with _executor(args.dask, args.db) as executor:
+        return _run(args, out, run_pipeline, key, delimiter, executor)
+
+
+@contextmanager
+def _executor(spec: str | None, db: str) -> Iterator[Any]:
+    """The Dask client for ``--dask`` (None without it), closed afterwards; a started
+    LocalCluster's dashboard link goes to stderr."""
+    if not spec:
+        yield None
+        return
+    from .distributed import refuse_unreachable_sqlite, start_client
+
+    if not spec.startswith("local"):
+        refuse_unreachable_sqlite(db, [spec])  # before connecting: no store, no wait
+    client, cluster = start_client(spec)
+    try:
+        if cluster is not None:
+            print(f"lineage-kit: Dask dashboard {cluster.dashboard_link}", file=sys.stderr)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run(args: argparse.Namespace, out: TextIO, run_pipeline, key, delimiter, executor) -> int:
     try:
         result = run_pipeline(
             args.input,
@@ -113,6 +148,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             fail_fast=args.fail_fast,
             progress=False if args.quiet else None,
             openlineage=args.openlineage_url or args.openlineage or None,
+            executor=executor,
         )
     except StepError as exc:
         # The stopped run is committed: report it like any other, then say why it stopped.

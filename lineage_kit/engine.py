@@ -174,6 +174,9 @@ class Run:
         self.child_holders: dict[str, int] = {}
         self.input_holders: dict[str, int] | None = None
         self.written: dict[str, int] = {}
+        # The source items come with duplicates already refused (reason set) by a
+        # driver that knows every key admitted so far (lineage_kit.distributed).
+        self.admitted = False
 
     # -- outcomes
 
@@ -596,8 +599,7 @@ class Run:
                     try:
                         self._run_chunk(part, start, end, barrier)
                     except _Recut as cut:
-                        n = cut.ordinal - start
-                        parts[:0] = [(part[:n], start), (part[n:], cut.ordinal)]
+                        parts[:0] = cut_at(part, start, cut.ordinal)
                 if bar is not None:
                     bar.update(len(block))
             self.block = None
@@ -648,7 +650,7 @@ class Run:
         query per chunk for earlier chunks: input records and split children), are
         refused.
         """
-        keys = [it.key for it in block if it.reason is None]
+        keys = [it.key for it in block if it.reason is None and not self.admitted]
         seen = self.backend.existing_keys(self.run_id, keys) if keys else {}
         items, refused = [], []
         for i, it in enumerate(block, start=ordinal):
@@ -700,50 +702,67 @@ class Run:
     def _after_merges(self, merges: list[int], barrier: list[Item], chunk_size: int) -> None:
         for n, position in enumerate(merges):
             end = merges[n + 1] if n + 1 < len(merges) else len(self.steps)
-            group_by = self.steps[position].group_by
-            groups: dict[str, list[Item]] = {}
-            chunk = _Chunk()
-            stamp = now()
-            if self.copy_input[position]:
-                for item in barrier:
-                    item.value = json.loads(item.vjson)
-            for item in barrier:
-                try:
-                    group = group_by(item.key, item.value)
-                except Exception as exc:
-                    try:
-                        self._terminal_group_error(position, item, chunk, stamp, exc)
-                    except Abort:
-                        self.flush(chunk)  # keep the failed entry (fail_fast)
-                        raise
-                    continue
-                # Group keys follow the sources' key rule: 1 and "1" are one key, as
-                # they are for trace(); None, bools and containers reject the record.
-                text, reason, message = key_or_reason(group, "group")
-                if text is None:
-                    message = f"group_by gave no usable group key: {message}"
-                    self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
-                    continue
-                groups.setdefault(text, []).append(item)
-            self._unique_groups(position, groups, chunk, stamp)
+            groups, chunk = self.group(position, barrier)
             barrier = []
             for block in chunked(groups.values(), chunk_size):
-                try:
-                    for members in block:
-                        merged = self.merge(position, members, chunk)
-                        barrier.extend(self._through(merged, position + 1, end, chunk))
-                except Abort:
-                    self.flush(chunk)
-                    raise
-                base = self.flush(chunk)
-                if end == len(self.steps):
-                    for item in barrier:
-                        self.end(item.roots, item.split, _OK)
-                    barrier = []
-                else:
-                    barrier = _absolute(barrier, base)
+                barrier.extend(self.merge_chunk(position, end, block, chunk))
                 chunk = _Chunk()
             self.flush(chunk)
+
+    def group(self, position: int, barrier: list[Item]) -> tuple[dict[str, list[Item]], _Chunk]:
+        """Group the records waiting at the merge step ``position`` by group key.
+
+        Returns the groups (members in barrier order, keyed by the group key) and a
+        chunk holding the entries of records that could not be grouped (written with
+        the first merge chunk).
+        """
+        group_by = self.steps[position].group_by
+        groups: dict[str, list[Item]] = {}
+        chunk = _Chunk()
+        stamp = now()
+        if self.copy_input[position]:
+            for item in barrier:
+                item.value = json.loads(item.vjson)
+        for item in barrier:
+            try:
+                group = group_by(item.key, item.value)
+            except Exception as exc:
+                try:
+                    self._terminal_group_error(position, item, chunk, stamp, exc)
+                except Abort:
+                    self.flush(chunk)  # keep the failed entry (fail_fast)
+                    raise
+                continue
+            # Group keys follow the sources' key rule: 1 and "1" are one key, as
+            # they are for trace(); None, bools and containers reject the record.
+            text, reason, message = key_or_reason(group, "group")
+            if text is None:
+                message = f"group_by gave no usable group key: {message}"
+                self._terminal(chunk, position, stamp, item, _REJECTED, reason, message)
+                continue
+            groups.setdefault(text, []).append(item)
+        self._unique_groups(position, groups, chunk, stamp)
+        return groups, chunk
+
+    def merge_chunk(
+        self, position: int, end: int, block: list[list[Item]], chunk: _Chunk
+    ) -> list[Item]:
+        """Merge each group of ``block``, run the merged records through the steps up to
+        ``end`` and write the chunk; return the records waiting at the merge ``end``."""
+        out: list[Item] = []
+        try:
+            for members in block:
+                merged = self.merge(position, members, chunk)
+                out.extend(self._through(merged, position + 1, end, chunk))
+        except Abort:
+            self.flush(chunk)
+            raise
+        base = self.flush(chunk)
+        if end < len(self.steps):
+            return _absolute(out, base)
+        for item in out:
+            self.end(item.roots, item.split, _OK)
+        return []
 
     def _unique_groups(
         self, position: int, groups: dict[str, list[Item]], chunk: _Chunk, stamp: str
@@ -775,6 +794,13 @@ class Run:
             chunk, position, stamp, item, _FAILED, None, f"group_by raised {error_text(exc)}"
         )
         self._stop(position, item.key, error_text(exc))
+
+
+def cut_at(part: list[SourceItem], start: int, ordinal: int) -> list[tuple[list, int]]:
+    """A chunk's source items (the first at ``start``) as two parts, cut before
+    ``ordinal`` (see :class:`_Recut`), each with its first ordinal."""
+    n = ordinal - start
+    return [(part[:n], start), (part[n:], ordinal)]
 
 
 def _absolute(items: list[Item], base: int) -> list[Item]:

@@ -96,6 +96,7 @@ class Pipeline:
         progress: bool | None = None,
         parameters: dict[str, Any] | None = None,
         openlineage: Any = None,
+        executor: Any = None,
     ) -> RunResult:
         """Run the pipeline over ``source`` and record lineage into the store ``db``.
 
@@ -126,6 +127,12 @@ class Pipeline:
             ``openlineage.yml``), a string is a backend URL, a dict a client config;
             see :class:`lineage_kit.export.emit.OpenLineageEmitter`. A backend that is
             down or slow never fails the run: it warns once.
+        executor : distributed.Client, optional
+            Run the chunks on this Dask cluster (extra ``lineage_kit[dask]``): workers
+            run the steps and write each chunk, exactly once, into ``db`` (a
+            PostgreSQL URL; a SQLite file only for workers on this machine). The same
+            input gives the same lineage as without it; see
+            :mod:`lineage_kit.distributed` for what the driver keeps exact.
 
         Returns
         -------
@@ -140,10 +147,12 @@ class Pipeline:
         NotALineageStore
             ``db`` is some other file; it is left unchanged.
         ValueError
-            A bad argument (``chunk_size`` < 1, an unusable ``key``).
+            A bad argument (``chunk_size`` < 1, an unusable ``key``, a SQLite ``db``
+            with an ``executor`` whose workers are on another host).
         """
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise InvalidArgument(f"chunk_size must be a positive integer, not {chunk_size!r}")
+        cluster = _cluster(executor, db)
         src = (
             source
             if isinstance(source, Source)
@@ -153,6 +162,7 @@ class Pipeline:
             "key": key if not callable(key) else getattr(key, "__name__", "callable"),
             "chunk_size": chunk_size,
             "fail_fast": fail_fast,
+            **(cluster.executor_parameters(executor) if cluster else {}),
             **(parameters or {}),
         }
         try:
@@ -184,15 +194,27 @@ class Pipeline:
             )
             if listener is not None:
                 listener.run_started(backend, run_id)
-            state = Run(
-                self.steps,
-                backend,
-                run_id,
-                fail_fast,
-                fresh_input=src.fresh,
-                source_frame=src.frame,
-                listener=listener,
-            )
+            if cluster is None:
+                state = Run(
+                    self.steps,
+                    backend,
+                    run_id,
+                    fail_fast,
+                    fresh_input=src.fresh,
+                    source_frame=src.frame,
+                    listener=listener,
+                )
+            else:
+                state = cluster.DaskRun(
+                    self.steps,
+                    backend,
+                    run_id,
+                    fail_fast,
+                    client=executor,
+                    db=cluster.worker_location(db),
+                    fresh_input=src.fresh,
+                    listener=listener,
+                )
             status, error = RunStatus.COMPLETED, None
             try:
                 state.execute(blocks, chunk_size, progress)
@@ -232,6 +254,22 @@ class Pipeline:
         return result
 
 
+def _cluster(executor: Any, db: Any) -> Any:
+    """The Dask runner module for ``executor=`` (None: a local run, nothing imported).
+
+    Raises
+    ------
+    InvalidArgument
+        A SQLite ``db`` with a scheduler or workers on another host.
+    """
+    if executor is None:
+        return None
+    from . import distributed
+
+    distributed.refuse_unreachable_sqlite(db, distributed.cluster_addresses(executor))
+    return distributed
+
+
 def _listener(openlineage: Any) -> Any:
     """The run listener for ``openlineage=`` (None: no events)."""
     if openlineage is None or openlineage is False:
@@ -268,7 +306,7 @@ def run_pipeline(
         Defaults to :data:`lineage_kit.steps.DEFAULT_STEPS`.
     **options
         Passed to :meth:`Pipeline.run` (``format``, ``delimiter``, ``chunk_size``,
-        ``fail_fast``, ``progress``, ``parameters``, ``openlineage``).
+        ``fail_fast``, ``progress``, ``parameters``, ``openlineage``, ``executor``).
 
     Returns
     -------

@@ -90,3 +90,22 @@ def fan(db: Path):
     run1, run2 = build(db)
     with lk.connect(db) as store:
         yield store, run1, run2
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real Dask LocalCluster of 2 worker processes (one thread each), shared by the
+    session and stopped at its end; the Dask tests' steps are pickled by value."""
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    from . import dask_pipelines
+
+    cloudpickle.register_pickle_by_value(dask_pipelines)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

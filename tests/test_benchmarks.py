@@ -44,6 +44,8 @@ EXPECTED = {
     "openlineage_vs_steps",
     "live_emission_overhead",
     "graphml_vs_networkx",
+    "dask_cpu_speedup",
+    "dask_driver_memory_ratio",
 }
 
 

@@ -25,6 +25,7 @@ CAPTURE = {
     "lineage_kit.frame_values",
     "lineage_kit.steps",
     "lineage_kit.sources",
+    "lineage_kit.distributed",
 }
 ANALYSIS_NAMES = ("frames", "graph", "plot", "checks", "summary", "report", "export")
 #: Analysis modules the capture side may call: the live OpenLineage emitter, which the

@@ -1,0 +1,151 @@
+"""Dask benchmarks (issue 14): a CPU-heavy step on a 2-worker LocalCluster against one
+process, and the driver's peak memory as the input grows.
+
+- **speed-up**: ingest -> ``burn`` (about 200 us of Python per record) -> publish
+  over synthetic orders into SQLite, on a LocalCluster of 2 worker processes (one
+  thread each) and in one process, taking turns (A, B, A, B...); the median wall
+  times' ratio. The cluster is started once, outside the timings (its start-up is
+  reported apart). The machine has 2 cores, so 2 workers plus the driver share them:
+  0.5 is the floor, and another process on the machine raises it.
+- **driver memory**: the default pipeline on a LocalCluster, in a fresh driver process
+  per size (records streamed from a generator); the driver's peak RSS (the workers
+  are other processes) at the larger size over the smaller one.
+
+Named ``on_dask`` so that it never shadows the ``dask`` package on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any
+
+from common import (
+    Figure,
+    compared,
+    fresh_db,
+    interleaved,
+    orders,
+    peak_rss_mib,
+    ratio_figure,
+    run_child,
+    timed,
+)
+
+import lineage_kit as lk
+
+CHUNK = 2_000
+#: Iterations of the busy loop: about 200 us of Python per record on this machine
+#: (the figure's detail reports the cost measured in the run).
+BURN_LOOPS = 2_600
+
+
+def _burn(record: dict) -> dict:
+    x = 7
+    for i in range(BURN_LOOPS):
+        x = (x * 31 + i) % 1_000_003
+    return {**record, "burn": x}
+
+
+burn = lk.step("burn", description="about 200 us of Python per record")(_burn)
+HEAVY = lk.Pipeline([lk.steps.ingest, burn, lk.steps.publish], name="heavy")
+
+
+def _cluster(workers: int = 2) -> tuple[Any, Any]:
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    # the workers need not find this file: its steps travel by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return Client(cluster), cluster
+
+
+def burn_cost_us(n: int = 2_000) -> float:
+    """Measured microseconds of ``burn`` per record (median of three)."""
+    samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for record in orders(n):
+            _burn(record)
+        samples.append(1e6 * (time.perf_counter() - started) / n)
+    return statistics.median(samples)
+
+
+def speedup(n: int, reps: int) -> list[Figure]:
+    """Wall time of the CPU-heavy pipeline on a 2-worker LocalCluster / in one process."""
+    cost = burn_cost_us()
+    wall, _, (client, cluster) = timed(_cluster)
+    db = {"cluster": "dask_cluster.db", "local": "dask_local.db"}
+    try:
+        HEAVY.run(
+            orders(min(n, 4_000)),
+            fresh_db(db["cluster"]),
+            progress=False,
+            chunk_size=CHUNK,
+            executor=client,
+        )  # warm up: workers import lineage_kit
+        t = interleaved(
+            {
+                "cluster": lambda: HEAVY.run(
+                    orders(n), db["cluster"], progress=False, chunk_size=CHUNK, executor=client
+                ),
+                "local": lambda: HEAVY.run(
+                    orders(n), db["local"], progress=False, chunk_size=CHUNK
+                ),
+            },
+            reps,
+            setup=lambda name: fresh_db(db[name]),
+        )
+    finally:
+        client.close()
+        cluster.close()
+    label = (
+        f"CPU-heavy step ({cost:.0f} us/record), {n:,} records: 2-worker LocalCluster / "
+        "one process, wall time (SQLite)"
+    )
+    detail = {"burn_us_per_record": cost, "cluster_start_seconds": wall}
+    return [compared("dask_cpu_speedup", label, t, "cluster", "local", "<= 0.6", detail)]
+
+
+def child_dask_memory(n: int, db: str) -> dict[str, Any]:
+    """In a fresh process: the default pipeline over ``n`` records on a 2-worker
+    LocalCluster; the driver's wall time and peak RSS."""
+    client, cluster = _cluster()
+    try:
+        before = peak_rss_mib()
+        path = fresh_db(db)
+        wall, _, result = timed(
+            lambda: lk.run_pipeline(
+                orders(n), db=path, progress=False, chunk_size=CHUNK, executor=client
+            )
+        )
+    finally:
+        client.close()
+        cluster.close()
+    return {
+        "n": n,
+        "wall": wall,
+        "entries": result.n_entries,
+        "rss_before_mib": before,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def driver_memory(pair: tuple[int, int]) -> list[Figure]:
+    small, large = (run_child("dask_memory", str(n), f"dask_memory_{n}.db") for n in pair)
+    label = (
+        f"driver peak RSS on a LocalCluster, {pair[1]:,} / {pair[0]:,} records "
+        "(default pipeline, SQLite)"
+    )
+    ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
+    detail = {"small": small, "large": large, "large_records_per_s": large["n"] / large["wall"]}
+    print(f"  dask_driver_memory_ratio: {ratio:.3f}x", flush=True)
+    return [ratio_figure("dask_driver_memory_ratio", label, ratio, "<= 1.5", detail)]
+
+
+def dask_figures(n: int, reps: int, pair: tuple[int, int]) -> list[Figure]:
+    return [*speedup(n, reps), *driver_memory(pair)]

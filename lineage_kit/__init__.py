@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import steps
 from .base import __version__
 from .errors import (
     EntryNotFound,
@@ -32,32 +31,49 @@ from .errors import (
     StoreNotFound,
     StoreWriteError,
 )
-from .lineage_store import LineageStore, connect
-from .model import RunResult, Step, step
-from .pipeline import Pipeline, run_pipeline
-from .plot import plot_chain, plot_run, plot_runs, plot_timeline
-from .summary import RunSummary
 
 if TYPE_CHECKING:
+    from . import steps
     from .checks import CheckReport, register_check, unregister_check
     from .export.graphml import write_graphml
+    from .lineage_store import LineageStore, connect
+    from .model import RunResult, Step, step
+    from .pipeline import Pipeline, run_pipeline
+    from .plot import plot_chain, plot_run, plot_runs, plot_timeline
+    from .summary import RunSummary
 
-# lineage_kit.checks imports pandas; loading it lazily keeps `import lineage_kit` (and
-# so `lineage-kit run` and `--help`) free of pandas.
+# Everything else is imported on first use, so that `lineage-kit --help` and any
+# module of the package (the CLI, the storage layer) load only what they need;
+# lineage_kit.checks and the plots import pandas.
 _LAZY = {
-    "CheckReport": "checks",
-    "register_check": "checks",
-    "unregister_check": "checks",
+    **dict.fromkeys(("LineageStore", "connect"), "lineage_store"),
+    **dict.fromkeys(("RunResult", "Step", "step"), "model"),
+    **dict.fromkeys(("Pipeline", "run_pipeline"), "pipeline"),
+    **dict.fromkeys(("plot_chain", "plot_run", "plot_runs", "plot_timeline"), "plot"),
+    **dict.fromkeys(("CheckReport", "register_check", "unregister_check"), "checks"),
+    "RunSummary": "summary",
     "write_graphml": "export.graphml",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from importlib import import_module
+    from importlib import import_module
 
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    else:  # a submodule, as `lk.steps.ingest` and `lk.plot.STATUS_COLORS` read it
+        try:
+            value = import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value  # later look-ups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

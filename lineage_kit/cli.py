@@ -20,10 +20,18 @@ from typing import Any, TextIO
 
 from .base import __version__
 from .errors import InputError, KeyNotFound, LineageKitError, OutputError, StepError
-from .store import DATABASE_ERRORS
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """What the storage layer raises for a damaged store. Called only in ``except``
+    clauses, so ``--help`` never imports the storage layer (a command that met such
+    an error has imported it already)."""
+    from .store import DATABASE_ERRORS
+
+    return DATABASE_ERRORS
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -220,7 +228,7 @@ def _report_and_summary(args: argparse.Namespace, result: Any, out: TextIO) -> b
 
         try:
             write_report(args.db, result.run_id, args.report)
-        except (OSError, *DATABASE_ERRORS, LineageKitError) as exc:
+        except (OSError, *_database_errors(), LineageKitError) as exc:
             error = exc
     if not args.quiet:
         print(result.summary(), file=out)
@@ -685,7 +693,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (InputError, LineageKitError) as exc:
         print(f"lineage-kit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except DATABASE_ERRORS as exc:  # a damaged store (the file checks passed)
+    except _database_errors() as exc:  # a damaged store (the file checks passed)
         print(f"lineage-kit: error: {args.db}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `lineage-kit runs | head`

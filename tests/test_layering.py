@@ -67,6 +67,18 @@ def _resolve(current: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _import_module_call(node: ast.AST) -> str | None:
+    """The module named by ``import_module("literal", ...)``, a lazy import."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    first = node.args[0]
+    if name == "import_module" and isinstance(first, ast.Constant):
+        return first.value if isinstance(first.value, str) else None
+    return None
+
+
 def imports(root: Path) -> dict[str, list[tuple[str, int]]]:
     """Every module of the package -> ``(imported module, line)`` for every import
     anywhere in it; names imported with ``from x import name`` count as the module
@@ -78,6 +90,14 @@ def imports(root: Path) -> dict[str, list[tuple[str, int]]]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 found.extend((alias.name, node.lineno) for alias in node.names)
+            elif literal := _import_module_call(node):
+                package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                target = literal
+                if literal.startswith("."):  # relative to the module's package
+                    dots = len(literal) - len(literal.lstrip("."))
+                    base = package.split(".")[: len(package.split(".")) - (dots - 1)]
+                    target = ".".join([*base, literal.lstrip(".")])
+                found.append((target, node.lineno))
             elif isinstance(node, ast.ImportFrom):
                 target = _resolve(name, path.name == "__init__.py", node)
                 for alias in node.names:
@@ -189,8 +209,9 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         "from ..frames import x\n",
         "def f():\n    from .. import frames\n",
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..frames import Frame\n",
+        "import importlib\n\ndef f():\n    return importlib.import_module('..frames', __name__)\n",
     ],
-    ids=["module level", "in a function", "TYPE_CHECKING"],
+    ids=["module level", "in a function", "TYPE_CHECKING", "import_module"],
 )
 def test_a_cycle_is_found_however_it_is_imported(tmp_path, importer):
     root = _tree(

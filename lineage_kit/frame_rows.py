@@ -125,8 +125,9 @@ def identity(run: Run, position: int, items: FrameItems, chunk: _Chunk, stamp: s
     """An identity step over held rows: one entry each, JSON and hash as they were."""
     rows_ = items.rows
     rows_.parents = _add(
-        chunk, run.run_id, position, stamp, rows_.keys, rows_.hashes, rows_.texts, rows_.parents
-    )
+        chunk, run.run_id, position, stamp, rows_.keys, rows_.hashes, rows_.texts, rows_.parents,
+        unchanged=True,
+    )  # fmt: skip
     return items
 
 
@@ -156,6 +157,7 @@ def into_frame(
         rows_.hashes,
         rows_.texts,
         None if fresh else parents,
+        unchanged=not fresh,
     )
     return held
 
@@ -303,7 +305,10 @@ def _record_rows(
         new_rows = np.flatnonzero(~same)
         row_hashes[new_rows] = hashes(texts[new_rows].tolist())
     keys = held.keys[parents]
-    index = _add(chunk, run.run_id, position, stamp, keys, row_hashes, texts, held.parents[parents])
+    index = _add(
+        chunk, run.run_id, position, stamp, keys, row_hashes, texts, held.parents[parents],
+        unchanged=same,
+    )  # fmt: skip
     # the records the step dropped or rejected, after the kept ones (as per row)
     gone = np.ones(len(frame), dtype=bool)
     gone[parents] = False
@@ -341,9 +346,14 @@ def _add(
     row_hashes: np.ndarray,
     texts: np.ndarray,
     parents: Any,
+    unchanged: Any = False,
 ) -> np.ndarray:
     """Append one ``ok`` entry per row to the chunk; return their indexes in it.
-    ``parents``: each row's parent index in the chunk, or None (no parent)."""
+
+    ``parents``: each row's parent index in the chunk, or None (no parent).
+    ``unchanged`` (True, False or a mask of the rows): the row's JSON is its
+    parent's, so the chunk holds None for it (the backend stores no new value).
+    """
     n = len(keys)
     base = len(chunk.entries)
     fields = zip(
@@ -358,7 +368,12 @@ def _add(
         strict=False,  # the repeats are as long as the rows
     )
     chunk.entries.extend(map(_entry, repeat(EntryRow, n), fields))
-    chunk.values.extend(_list(texts))
+    if unchanged is True:
+        chunk.values.extend(repeat(None, n))
+    elif unchanged is False or not unchanged.any():
+        chunk.values.extend(_list(texts))
+    else:
+        chunk.values.extend(np.where(unchanged, None, texts).tolist())
     if parents is not None:
         chunk.local_parents.extend(zip(range(base, base + n), _list(parents), strict=True))
     return np.arange(base, base + n, dtype=np.int64)

@@ -82,20 +82,15 @@ def values_only(n: int, db: Path, chunk_size: int = 2_000) -> int:
     return written
 
 
+#: The tables a pipeline run writes, in an order their foreign keys accept.
+_TABLES = ("runs", "steps", "chunks", "entries", "vals", "extra_parents")
+
+
 def prebuilt_rows(db: Path) -> dict[str, list[tuple]]:
     """Every row a pipeline run wrote, read back into memory (for the raw-write limit)."""
     con = sqlite3.connect(db)
     try:
-        return {
-            "runs": con.execute("SELECT * FROM runs").fetchall(),
-            "steps": con.execute("SELECT * FROM steps").fetchall(),
-            "lineage": con.execute(
-                "SELECT run_id, position, record_key, status, reason, error, created_at, "
-                "value_hash FROM lineage ORDER BY entry_id"
-            ).fetchall(),
-            "records": con.execute("SELECT value FROM records ORDER BY entry_id").fetchall(),
-            "parents": con.execute("SELECT child_id, parent_id FROM parents").fetchall(),
-        }
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in _TABLES}
     finally:
         con.close()
 
@@ -104,24 +99,15 @@ def bare_executemany(rows: dict[str, list[tuple]], db: Path) -> None:
     """The raw write limit: the same rows, into the same schema, in one transaction.
 
     Runs and steps are inserted first (they are a handful of rows the foreign keys
-    need); lineage entries, values and parent links are bare ``executemany``.
+    need); chunks, entries, values and extra parent links are bare ``executemany``.
     """
     store = lk.LineageStore(db, create=True)  # same schema, pragmas and indexes
     con = store.backend.con
     con.execute("BEGIN IMMEDIATE")
-    for table in ("runs", "steps"):
-        width = len(rows[table][0])
-        con.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * width)})", rows[table])
-    con.executemany(
-        "INSERT INTO lineage (run_id, position, record_key, status, reason, error, created_at, "
-        "value_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        rows["lineage"],
-    )
-    con.executemany(
-        "INSERT INTO records (entry_id, value) VALUES (?, ?)",
-        ((i, v) for i, (v,) in enumerate(rows["records"], start=1)),
-    )
-    con.executemany("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", rows["parents"])
+    for table in _TABLES:
+        if rows[table]:
+            width = len(rows[table][0])
+            con.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * width)})", rows[table])
     con.execute("COMMIT")
     store.close()
 
@@ -326,7 +312,7 @@ def overhead_and_raw_limit(n: int, reps: int) -> list[Figure]:
         setup=lambda name: fresh_db(paths[name]),
     )
     ours, base, bare = t["lineage"], t["values_only"], t["bare"]
-    n_rows = len(rows["lineage"]) + len(rows["records"]) + len(rows["parents"])
+    n_rows = len(rows["entries"]) + len(rows["vals"]) + len(rows["extra_parents"])
     return [
         compared(
             "capture_overhead",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import time
@@ -40,41 +41,47 @@ def _add_filler_run(con: Any, n_records: int, started_at: str) -> None:
     """One completed default-pipeline-shaped run of ``n_records``, inserted with SQL.
 
     Entries are inserted record by record, step by step, so each record's entries
-    get consecutive ids and each entry's parent is the entry just before it.
+    get consecutive ids and each entry's parent is the entry just before it; every
+    entry stores a value of its own, and the run is one chunk.
     """
     run_id = str(uuid.uuid4())
     con.execute("BEGIN IMMEDIATE")
-    con.execute(
+    (run_no,) = con.execute(
         "INSERT INTO runs (run_id, pipeline, started_at, finished_at, status, n_input, "
-        "n_published, package_version) VALUES (?, 'filler', ?, ?, 'completed', ?, ?, ?)",
+        "n_published, package_version) VALUES (?, 'filler', ?, ?, 'completed', ?, ?, ?) "
+        "RETURNING run_no",
         (run_id, started_at, started_at, n_records, n_records, lk.__version__),
-    )
+    ).fetchone()
     con.executemany(
-        "INSERT INTO steps (run_id, position, name, source, destination, description) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO steps (run_no, run_id, position, name, source, destination, description) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (run_id, i, s.name, s.source, s.destination, s.description)
+            (run_no, run_id, i, s.name, s.source, s.destination, s.description)
             for i, s in enumerate(lk.steps.DEFAULT_STEPS)
         ],
     )
+    (first,) = con.execute("SELECT coalesce(max(entry_id), 0) + 1 FROM entries").fetchone()
     con.execute(
         """
-        WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ? - 1)
-        INSERT INTO lineage (run_id, position, record_key, status, created_at, value_hash)
-        SELECT ?, p.pos, printf('order-%08d', c.x), 'ok', ?, lower(hex(randomblob(16)))
+        WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?1 - 1)
+        INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id, value_id)
+        SELECT ?2 + 3 * c.x + p.pos, ?3, p.pos, printf('order-%08d', c.x), 0,
+               CASE WHEN p.pos > 0 THEN ?2 + 3 * c.x + p.pos - 1 END, ?2 + 3 * c.x + p.pos
         FROM c CROSS JOIN (SELECT 0 AS pos UNION ALL SELECT 1 UNION ALL SELECT 2) AS p
         """,
-        (n_records, run_id, started_at),
+        (n_records, first, run_no),
     )
+    last = first + 3 * n_records - 1
     con.execute(
-        "INSERT INTO parents (child_id, parent_id) "
-        "SELECT entry_id, entry_id - 1 FROM lineage WHERE run_id = ? AND position > 0",
-        (run_id,),
+        "INSERT INTO vals (value_id, hash, json) SELECT entry_id, randomblob(16), "
+        "'{\"filler\":true}' FROM entries WHERE entry_id BETWEEN ? AND ?",
+        (first, last),
     )
+    counts = json.dumps([[p, n_records, 0, 0] for p in range(3)])
     con.execute(
-        "INSERT INTO records (entry_id, value) "
-        "SELECT entry_id, '{\"filler\":true}' FROM lineage WHERE run_id = ?",
-        (run_id,),
+        "INSERT INTO chunks (run_no, chunk_no, first_entry, last_entry, counts, written_at) "
+        "VALUES (?, 0, ?, ?, ?, ?)",
+        (run_no, first, last, counts, started_at),
     )
     con.execute("COMMIT")
 
@@ -103,7 +110,7 @@ def build_trace_store(total_entries: int, real_records: int) -> Path:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     lk.run_pipeline(orders(real_records), db=path, progress=False)
     with lk.LineageStore(path) as store:
-        n = store.backend.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
+        n = store.backend.con.execute("SELECT count(*) FROM entries").fetchone()[0]
     print(f"  built a {n:,}-entry store in {time.perf_counter() - started:.1f} s", flush=True)
     return path
 
@@ -115,14 +122,14 @@ def trace_latency(total_entries: int, n_queries: int, reps: int) -> list[Figure]
     rng = random.Random(7)
     keys = [f"order-{rng.randrange(real):08d}" for _ in range(n_queries)]
     bare_sql = (
-        "SELECT l.entry_id, l.position, l.status, l.value_hash, l.created_at FROM lineage l "
-        "WHERE l.record_key = ? AND l.run_id = (SELECT run_id FROM runs ORDER BY started_at "
-        "DESC, rowid DESC LIMIT 1) ORDER BY l.position"
+        "SELECT e.entry_id, e.position, e.status, e.value_id FROM entries e "
+        "WHERE e.record_key = ? AND e.run_no = (SELECT run_no FROM runs ORDER BY started_at "
+        "DESC, run_no DESC LIMIT 1) ORDER BY e.position"
     )
     ours: list[float] = []
     bare: list[float] = []
     with lk.connect(path) as store:
-        n_entries = store.backend.con.execute("SELECT count(*) FROM lineage").fetchone()[0]
+        n_entries = store.backend.con.execute("SELECT count(*) FROM entries").fetchone()[0]
         rows = len(store.trace(keys[0]))
         for key in keys[:20]:  # warm up
             store.trace(key)
@@ -172,13 +179,14 @@ _BARE_UP = """
 WITH RECURSIVE up(id, depth) AS (
     SELECT ?, 0
     UNION ALL
-    SELECT p.parent_id, up.depth + 1 FROM parents p JOIN up ON p.child_id = up.id
+    SELECT p.parent_id, up.depth + 1 FROM entries p JOIN up ON p.entry_id = up.id
+    WHERE p.parent_id IS NOT NULL
 )
 SELECT l.entry_id, l.record_key, l.position, l.status, up.depth
-FROM up JOIN lineage l ON l.entry_id = up.id
+FROM up JOIN entries l ON l.entry_id = up.id
 """
-_BARE_DOWN = _BARE_UP.replace("p.parent_id, up.depth", "p.child_id, up.depth").replace(
-    "p.child_id = up.id", "p.parent_id = up.id"
+_BARE_DOWN = _BARE_UP.replace("p.parent_id, up.depth", "p.entry_id, up.depth").replace(
+    "p.entry_id = up.id\n    WHERE p.parent_id IS NOT NULL", "p.parent_id = up.id"
 )
 
 
@@ -190,7 +198,7 @@ def walks(hops: int, reps: int) -> list[Figure]:
     figures = []
     with lk.connect(path) as store:
         first, last = store.backend.con.execute(
-            "SELECT min(entry_id), max(entry_id) FROM lineage WHERE record_key = ?",
+            "SELECT min(entry_id), max(entry_id) FROM entries WHERE record_key = ?",
             (next(orders(1))["key"],),
         ).fetchone()
         for name, method, sql, entry in (
@@ -229,12 +237,25 @@ def walks(hops: int, reps: int) -> list[Figure]:
 # ------------------------------------------------------------------ load, graph, check
 
 
+#: What ``pandas.read_sql`` reads for the load figure: the run's entries with their time
+#: and value hash as text, by the best plan (the chunks' rowid ranges), status codes as
+#: stored; the same rows and columns ``store.lineage()`` gives, short of step names
+#: and parent columns.
+READ_SQL_BASELINE = """
+SELECT e.entry_id, e.run_no, e.position, e.record_key, e.status, e.reason, e.error,
+       ch.written_at AS created_at, lower(hex(v.hash)) AS value_hash
+FROM chunks ch CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+LEFT JOIN vals v ON v.value_id = e.value_id
+WHERE ch.run_no = (SELECT run_no FROM runs WHERE run_id = ?)
+"""
+
+
 def load(n: int, reps: int) -> list[Figure]:
     """Item 7: ``store.lineage()`` against ``pandas.read_sql`` of the same rows."""
     import pandas as pd
 
     with lk.connect(pipeline_store(n)) as store:
-        sql, params = "SELECT * FROM lineage WHERE run_id = ?", (store.resolve_run(),)
+        sql, params = READ_SQL_BASELINE, (store.resolve_run(),)
         rows = len(store.lineage())
         t = interleaved(
             {
@@ -254,8 +275,10 @@ def graph(n: int, reps: int) -> list[Figure]:
 
     with lk.connect(pipeline_store(n)) as store:
         edges = store.backend.con.execute(
-            "SELECT p.parent_id, p.child_id FROM parents p JOIN lineage l "
-            "ON l.entry_id = p.child_id WHERE l.run_id = ?",
+            "SELECT e.parent_id, e.entry_id FROM chunks ch CROSS JOIN entries e "
+            "ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry "
+            "WHERE ch.run_no = (SELECT run_no FROM runs WHERE run_id = ?) "
+            "AND e.parent_id IS NOT NULL",
             (store.resolve_run(),),
         ).fetchall()
         t = interleaved(

@@ -107,7 +107,8 @@ def codes(report: lk.CheckReport) -> dict[str, int]:
 # ### 1. A skipped step
 #
 # order-101's normalize entry is deleted and its publish entry re-linked straight to
-# its ingest entry: the chain now jumps from step 0 to step 2.
+# its ingest entry: the chain now jumps from step 0 to step 2. (The normalize entry's
+# value stays: publish did not change it, so publish points at the same stored value.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -115,10 +116,8 @@ con = broken_copy("skipped_step")
 ingest_id, normalize_id, publish_id = chain_of(con, "order-101")
 with con:
     con.execute("BEGIN")
-    con.execute("DELETE FROM parents WHERE child_id = ? OR parent_id = ?", (normalize_id,) * 2)
-    con.execute("DELETE FROM records WHERE entry_id = ?", (normalize_id,))
-    con.execute("DELETE FROM lineage WHERE entry_id = ?", (normalize_id,))
-    con.execute("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", (publish_id, ingest_id))
+    con.execute("DELETE FROM entries WHERE entry_id = ?", (normalize_id,))
+    con.execute("UPDATE entries SET parent_id = ? WHERE entry_id = ?", (ingest_id, publish_id))
 con.close()
 
 report = check("skipped_step")
@@ -138,8 +137,10 @@ report.violations[["code", "severity", "record_key", "entry_id", "message"]]
 # NBVAL_CHECK_OUTPUT
 con = broken_copy("orphan_link")
 ingest_id, normalize_id, publish_id = chain_of(con, "order-103")
-(max_id,) = con.execute("SELECT max(entry_id) FROM lineage").fetchone()
-con.execute("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", (publish_id, max_id + 100))
+(max_id,) = con.execute("SELECT max(entry_id) FROM entries").fetchone()
+con.execute(  # a second parent (a merge's further parents live in extra_parents)
+    "INSERT INTO extra_parents (child_id, parent_id) VALUES (?, ?)", (publish_id, max_id + 100)
+)
 con.close()
 
 report = check("orphan_link")
@@ -151,7 +152,8 @@ report.violations[["code", "severity", "record_key", "entry_id", "message"]]
 # ### 3. A record processed twice
 #
 # order-104 goes through normalize a second time: a second entry at the same step,
-# for the same key, in the same run, with its value and its link to the ingest entry.
+# for the same key, in the same run, with its value and its link to the ingest entry,
+# written as a chunk of its own (as a retried write that was not refused would be).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -159,18 +161,22 @@ con = broken_copy("processed_twice")
 ingest_id, normalize_id, publish_id = chain_of(con, "order-104")
 with con:
     con.execute("BEGIN")
-    cur = con.execute(
-        "INSERT INTO lineage (run_id, position, record_key, status, reason, error, created_at,"
-        " value_hash) SELECT run_id, position, record_key, status, reason, error, created_at,"
-        " value_hash FROM lineage WHERE entry_id = ?",
-        (normalize_id,),
-    )
-    twin = cur.lastrowid
+    (twin,) = con.execute("SELECT max(entry_id) + 1 FROM entries").fetchone()
     con.execute(
-        "INSERT INTO records (entry_id, value) SELECT ?, value FROM records WHERE entry_id = ?",
+        "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id,"
+        " value_id) SELECT ?1, run_no, position, record_key, status, ?2, ?1"
+        " FROM entries WHERE entry_id = ?3",
+        (twin, ingest_id, normalize_id),
+    )
+    con.execute(
+        "INSERT INTO vals (value_id, hash, json) SELECT ?, hash, json FROM vals WHERE value_id = ?",
         (twin, normalize_id),
     )
-    con.execute("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", (twin, ingest_id))
+    con.execute(
+        "INSERT INTO chunks (run_no, chunk_no, first_entry, last_entry, counts, written_at)"
+        " SELECT run_no, 1, ?1, ?1, '[]', written_at FROM chunks WHERE chunk_no = 0",
+        (twin,),
+    )
 con.close()
 
 report = check("processed_twice")
@@ -205,14 +211,9 @@ with con:
         "UPDATE runs SET status = 'running', finished_at = NULL, writer_pid = ? WHERE run_id = ?",
         (dead_pid, run_id),
     )
-    # the last step never finished writing: drop its entries
-    con.execute(
-        "DELETE FROM parents WHERE child_id IN (SELECT entry_id FROM lineage WHERE position = 2)"
-    )
-    con.execute(
-        "DELETE FROM records WHERE entry_id IN (SELECT entry_id FROM lineage WHERE position = 2)"
-    )
-    con.execute("DELETE FROM lineage WHERE position = 2")
+    # the last step never finished writing: drop its entries (publish stored no
+    # values of its own: it points at normalize's)
+    con.execute("DELETE FROM entries WHERE position = 2")
 con.close()
 
 report = check("interrupted_run")

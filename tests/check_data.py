@@ -91,10 +91,63 @@ def _dead_pid() -> int:
 
 
 def _delete_entry(entry_id: int) -> list[tuple]:
+    """An entry lost with its links (both ends) and its value, unless another entry
+    shares that value (an identity step's entry points at its parent's)."""
     return [
-        ("DELETE FROM parents WHERE child_id = ? OR parent_id = ?", entry_id, entry_id),
-        ("DELETE FROM records WHERE entry_id = ?", entry_id),
-        ("DELETE FROM lineage WHERE entry_id = ?", entry_id),
+        ("DELETE FROM extra_parents WHERE child_id = ?1 OR parent_id = ?1", entry_id),
+        ("UPDATE entries SET parent_id = NULL WHERE parent_id = ?1", entry_id),
+        (
+            "DELETE FROM vals WHERE value_id = ?1 "
+            "AND NOT EXISTS (SELECT 1 FROM entries WHERE value_id = ?1 AND entry_id <> ?1)",
+            entry_id,
+        ),
+        ("DELETE FROM entries WHERE entry_id = ?1", entry_id),
+    ]
+
+
+def _link(child: int, parent: int) -> list[tuple]:
+    """A parent link added: the child's first parent if it has none, else an extra one
+    (a child that does not exist gets an extra link too)."""
+    return [
+        (
+            "INSERT INTO extra_parents (child_id, parent_id) SELECT ?1, ?2 "
+            "WHERE NOT EXISTS (SELECT 1 FROM entries WHERE entry_id = ?1 AND parent_id IS NULL)",
+            child,
+            parent,
+        ),
+        (
+            "UPDATE entries SET parent_id = ?2 WHERE entry_id = ?1 AND parent_id IS NULL",
+            child,
+            parent,
+        ),
+    ]
+
+
+def _restamp(entry_id: int, written_at: str) -> list[tuple]:
+    """An entry given another time: entries take their chunk's, so its chunk is cut
+    in three, the entry alone in the middle one, written at ``written_at``."""
+    holds = "?1 BETWEEN first_entry AND last_entry AND chunk_no < 1000"
+    return [
+        (
+            "INSERT INTO chunks (run_no, chunk_no, first_entry, last_entry, counts, written_at) "
+            f"SELECT run_no, 1000, ?1 + 1, last_entry, '[]', written_at FROM chunks WHERE {holds}",
+            entry_id,
+        ),
+        (
+            "INSERT INTO chunks (run_no, chunk_no, first_entry, last_entry, counts, written_at) "
+            f"SELECT run_no, 1001, ?1, ?1, '[]', ?2 FROM chunks WHERE {holds}",
+            entry_id,
+            written_at,
+        ),
+        (f"UPDATE chunks SET last_entry = ?1 - 1 WHERE {holds}", entry_id),
+    ]
+
+
+def _unlink(child: int) -> list[tuple]:
+    """Every parent link of an entry lost."""
+    return [
+        ("UPDATE entries SET parent_id = NULL WHERE entry_id = ?", child),
+        ("DELETE FROM extra_parents WHERE child_id = ?", child),
     ]
 
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,35 @@ def records(n: int, start: int = 0) -> list[dict]:
         {"key": f"k{i}", " Amount ": float(i), "Customer Name": f"c{i % 7}", "REGION": "EMEA"}
         for i in range(start, start + n)
     ]
+
+
+@contextmanager
+def unwritable(*paths: Path):
+    """Make files and directories unwritable, as on read-only media.
+
+    root ignores permission bits, so as root the paths are made immutable
+    (``chattr +i``, which root cannot write through either).
+    """
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: cannot make a file unwritable")
+        done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True)
+        if done.returncode != 0:
+            subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True)
+            pytest.skip(f"chattr +i is not supported here: {done.stderr.decode().strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+    else:
+        modes = {p: p.stat().st_mode for p in paths}
+        for p in paths:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
 
 
 def fresh_process(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:

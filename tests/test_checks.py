@@ -31,7 +31,10 @@ from .check_data import (
     _dead_pid,
     _delete_entry,
     _entry,
+    _link,
     _only,
+    _restamp,
+    _unlink,
 )
 
 # ------------------------------------------------------------------------ helpers
@@ -113,7 +116,7 @@ def test_chain_gap(clean_default, tmp_path):
     _corrupt(
         db,
         *_delete_entry(_entry(db, KEY, "normalize")),
-        ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", publish, ingest),
+        *_link(publish, ingest),
     )
     v = _only(_check(db), "chain_gap")
     assert (v.record_key, v.entry_id) == (KEY, publish)
@@ -122,7 +125,7 @@ def test_chain_gap(clean_default, tmp_path):
 def test_a_lost_link_shows_at_both_ends(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     normalized, publish = _entry(db, KEY, "normalize"), _entry(db, KEY, "publish")
-    _corrupt(db, ("DELETE FROM parents WHERE child_id = ?", publish))
+    _corrupt(db, *_unlink(publish))
     v = _check(db).violations.set_index("code")
     assert sorted(v.index) == ["incomplete_chain", "missing_parent"]
     assert v.loc["incomplete_chain", "entry_id"] == normalized
@@ -132,7 +135,7 @@ def test_a_lost_link_shows_at_both_ends(clean_default, tmp_path):
 def test_orphan_parent(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     publish = _entry(db, KEY, "publish")
-    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", publish, 999_999))
+    _corrupt(db, *_link(publish, 999_999))
     v = _only(_check(db), "orphan_parent")
     assert (v.record_key, v.entry_id) == (KEY, publish)
     assert "999999" in v.message
@@ -141,7 +144,7 @@ def test_orphan_parent(clean_default, tmp_path):
 def test_orphan_parent_from_a_missing_child(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     normalized = _entry(db, KEY, "normalize")
-    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", 999_999, normalized))
+    _corrupt(db, *_link(999_999, normalized))
     v = _only(_check(db), "orphan_parent")
     assert (v.record_key, v.entry_id) == (KEY, normalized)
 
@@ -152,9 +155,7 @@ def test_cross_run_parent(clean_default, tmp_path):
     _build(db)  # a second, clean run
     assert _check(db, run="all").violations.empty
     new_normalize = _entry(db, KEY, "normalize")
-    _corrupt(
-        db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", new_normalize, old_ingest)
-    )
+    _corrupt(db, *_link(new_normalize, old_ingest))
     report = _check(db)
     v = _only(report, "cross_run_parent")
     assert (v.run_id, v.record_key, v.entry_id) == (report.run_ids[0], KEY, new_normalize)
@@ -164,7 +165,7 @@ def test_cross_run_parent(clean_default, tmp_path):
 def test_cycle(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     publish = _entry(db, KEY, "publish")
-    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", publish, publish))
+    _corrupt(db, *_link(publish, publish))
     v = _only(_check(db), "cycle")
     assert (v.record_key, v.entry_id) == (KEY, publish)
 
@@ -172,7 +173,7 @@ def test_cycle(clean_default, tmp_path):
 def test_a_longer_cycle_is_found_at_the_link_that_closes_it(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     ingest, publish = _entry(db, KEY, "ingest"), _entry(db, KEY, "publish")
-    _corrupt(db, ("INSERT INTO parents (child_id, parent_id) VALUES (?, ?)", ingest, publish))
+    _corrupt(db, *_link(ingest, publish))
     v = _check(db).violations
     cycles = v[v["code"] == "cycle"]
     assert list(cycles["entry_id"]) == [ingest]
@@ -183,13 +184,7 @@ def test_a_longer_cycle_is_found_at_the_link_that_closes_it(clean_default, tmp_p
 def test_step_order_created_after_child(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     normalized, publish = _entry(db, KEY, "normalize"), _entry(db, KEY, "publish")
-    _corrupt(
-        db,
-        (
-            "UPDATE lineage SET created_at = '2999-01-01T00:00:00.000000+00:00' WHERE entry_id = ?",
-            normalized,
-        ),
-    )
+    _corrupt(db, *_restamp(normalized, "2999-01-01T00:00:00.000000+00:00"))
     v = _only(_check(db), "step_order")
     assert (v.record_key, v.entry_id) == (KEY, publish)
     assert "created" in v.message
@@ -199,7 +194,7 @@ def test_step_order_parent_at_a_later_step(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     ingest, normalized = _entry(db, KEY, "ingest"), _entry(db, KEY, "normalize")
     # The normalize entry claims to be an ingest entry: its parent is now at the same step.
-    _corrupt(db, ("UPDATE lineage SET position = 0 WHERE entry_id = ?", normalized))
+    _corrupt(db, ("UPDATE entries SET position = 0 WHERE entry_id = ?", normalized))
     v = _check(db).violations
     order = v[v["code"] == "step_order"]
     assert list(order["entry_id"]) == [normalized]
@@ -212,24 +207,34 @@ def test_duplicate_processing(clean_split, tmp_path):
     publish = _entry(db, f"{KEY}#1", "publish")
     con = sqlite3.connect(db)
     (value,) = con.execute("SELECT value FROM records WHERE entry_id = ?", (publish,)).fetchone()
-    (run_id, position, created) = con.execute(
-        "SELECT run_id, position, created_at FROM lineage WHERE entry_id = ?", (publish,)
+    (run_no, position, created) = con.execute(
+        "SELECT e.run_no, e.position, c.written_at FROM entries e, chunks c "
+        "WHERE e.entry_id = ? AND c.chunk_no = 0",
+        (publish,),
     ).fetchone()
     con.close()
     # The same record published a second time (a retried chunk that was not rolled back).
     _corrupt(
         db,
         (
-            "INSERT INTO lineage (entry_id, run_id, position, record_key, status, created_at,"
-            " value_hash) VALUES (900000, ?, ?, ?, 'ok', ?, ?)",
-            run_id,
+            "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id,"
+            " value_id) VALUES (900000, ?, ?, ?, 0, ?, 900000)",
+            run_no,
             position,
             f"{KEY}#1",
-            created,
-            value_hash(value),
+            split_child,
         ),
-        ("INSERT INTO records (entry_id, value) VALUES (900000, ?)", value),
-        ("INSERT INTO parents (child_id, parent_id) VALUES (900000, ?)", split_child),
+        (
+            "INSERT INTO vals (value_id, hash, json) VALUES (900000, ?, ?)",
+            bytes.fromhex(value_hash(value)),
+            value,
+        ),
+        (
+            "INSERT INTO chunks (run_no, chunk_no, first_entry, last_entry, counts, written_at)"
+            " VALUES (?, 99, 900000, 900000, '[]', ?)",
+            run_no,
+            created,
+        ),
     )
     v = _only(_check(db), "duplicate_processing")
     assert (v.record_key, v.entry_id) == (f"{KEY}#1", 900000)
@@ -246,30 +251,47 @@ def test_rejected_duplicate_keys_are_not_duplicate_processing(db):
 def test_key_changed(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
     publish = _entry(db, KEY, "publish")
-    _corrupt(db, ("UPDATE lineage SET record_key = 'order-999' WHERE entry_id = ?", publish))
+    _corrupt(db, ("UPDATE entries SET record_key = 'order-999' WHERE entry_id = ?", publish))
     v = _only(_check(db), "key_changed")
     assert (v.record_key, v.entry_id) == ("order-999", publish)
     assert KEY in v.message
 
 
 @pytest.mark.parametrize(
-    ("corruption", "code"),
+    ("corruption", "code", "step"),
     [
-        ("DELETE FROM records WHERE entry_id = ?", "missing_value"),
-        ("UPDATE records SET value = '{\"amount\": 0}' WHERE entry_id = ?", "hash_mismatch"),
+        ("DELETE FROM vals WHERE value_id = ?", "missing_value", "ingest"),
+        (
+            "UPDATE vals SET json = '{\"amount\": 0}' WHERE value_id = ?",
+            "hash_mismatch",
+            "normalize",
+        ),
     ],
 )
-def test_a_broken_value_is_reported_at_its_entry(clean_default, tmp_path, corruption, code):
+def test_a_broken_value_is_reported_at_its_entry(clean_default, tmp_path, corruption, code, step):
     db = _copy(clean_default, tmp_path)
-    normalized = _entry(db, KEY, "normalize")
-    _corrupt(db, (corruption, normalized))
+    entry = _entry(db, KEY, step)
+    _corrupt(db, (corruption, entry))
     v = _only(_check(db), code)
-    assert (v.record_key, v.entry_id) == (KEY, normalized)
+    assert (v.record_key, v.entry_id) == (KEY, entry)
+
+
+def test_a_lost_shared_value_is_missing_at_every_entry_that_had_it(clean_default, tmp_path):
+    # publish stored no value of its own (it did not change normalize's): losing
+    # normalize's value loses both entries' values, and both are reported
+    db = _copy(clean_default, tmp_path)
+    normalized, publish = _entry(db, KEY, "normalize"), _entry(db, KEY, "publish")
+    _corrupt(db, ("DELETE FROM vals WHERE value_id = ?", normalized))
+    v = _check(db).violations
+    assert list(zip(v["code"], v["entry_id"], strict=True)) == [
+        ("missing_value", normalized),
+        ("missing_value", publish),
+    ]
 
 
 def test_orphan_value(clean_default, tmp_path):
     db = _copy(clean_default, tmp_path)
-    _corrupt(db, ("INSERT INTO records (entry_id, value) VALUES (?, '{}')", 999_999))
+    _corrupt(db, ("INSERT INTO vals (value_id, json) VALUES (?, '{}')", 999_999))
     v = _only(_check(db), "orphan_value")
     assert v.entry_id == 999_999
     assert v.run_id is None and v.record_key is None
@@ -397,8 +419,8 @@ def test_report_summary_and_raise(clean_default, tmp_path):
     _corrupt(
         db,
         ("UPDATE runs SET status = 'failed'",),
-        ("INSERT INTO records (entry_id, value) VALUES (999998, '{}')",),
-        ("INSERT INTO records (entry_id, value) VALUES (999999, '{}')",),
+        ("INSERT INTO vals (value_id, json) VALUES (999998, '{}')",),
+        ("INSERT INTO vals (value_id, json) VALUES (999999, '{}')",),
     )
     report = _check(db)
     summary = report.summary()

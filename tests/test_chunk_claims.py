@@ -19,8 +19,8 @@ from .explore_data import PIPELINE, RUN1
 def _claims(db, run_id):
     with open_backend(db, read_only=True) as backend:
         return backend.con.execute(
-            "SELECT chunk_no, first_entry, last_entry FROM chunks WHERE run_id = ? "
-            "ORDER BY chunk_no",
+            "SELECT chunk_no, first_entry, last_entry FROM chunks JOIN runs USING (run_no) "
+            "WHERE run_id = ? ORDER BY chunk_no",
             (run_id,),
         ).fetchall()
 
@@ -61,7 +61,7 @@ def test_a_chunk_written_twice_is_stored_once(db):
     with open_backend(db) as backend:
         before = backend.count_entries(run_id)
         (n_chunks,) = backend.con.execute(
-            "SELECT count(*) FROM chunks WHERE run_id = ?", (run_id,)
+            "SELECT count(*) FROM chunks JOIN runs USING (run_no) WHERE run_id = ?", (run_id,)
         ).fetchone()
         # a retried task: the same chunk number, under a range reserved again
         retried = _chunk(run_id, n_chunks - 1)
@@ -127,7 +127,7 @@ def test_a_runs_counts_are_the_sums_of_its_chunks(db):
         for position, status, n in backend.step_status_counts(run_id):
             expected.setdefault(position, [0, 0, 0])[["ok", "rejected", "failed"].index(status)] = n
         stored = backend.con.execute(
-            "SELECT counts FROM chunks WHERE run_id = ?", (run_id,)
+            "SELECT counts FROM chunks JOIN runs USING (run_no) WHERE run_id = ?", (run_id,)
         ).fetchall()
     assert counts == ChunkCounts({p: tuple(c) for p, c in expected.items()}, 4)
     assert all(json.loads(text) for (text,) in stored)

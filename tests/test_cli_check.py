@@ -36,7 +36,7 @@ def test_clean_store_exits_0(db):
 
 def test_errors_exit_1_and_are_listed(db):
     lk.run_pipeline(DATA / "sample_input.json", db=db, progress=False)
-    _raw(db, "UPDATE records SET value = '{}' WHERE entry_id = 2")
+    _raw(db, "UPDATE vals SET json = '{}' WHERE value_id = 2")
     code, text = _run("--db", str(db), "--run", "latest")
     assert code == 1
     assert text.startswith("FAILED: 1 error(s)")
@@ -63,7 +63,7 @@ def test_strict_passes_a_clean_store(db):
 def test_json_output(db):
     lk.run_pipeline(DATA / "sample_input.json", db=db, progress=False)
     lk.run_pipeline(DATA / "sample_input.json", db=db, progress=False)
-    _raw(db, "DELETE FROM records WHERE entry_id = 1")
+    _raw(db, "DELETE FROM vals WHERE value_id = 1")
     code, text = _run("--db", str(db), "--run", "all", "--json")
     assert code == 1
     payload = json.loads(text)

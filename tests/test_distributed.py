@@ -264,7 +264,11 @@ def test_ctrl_c_on_the_driver_marks_the_run_interrupted(tmp_path):
         while written < 3 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
             if db.exists():
-                with open_backend(db, read_only=True) as backend:
+                try:
+                    backend = open_backend(db, read_only=True)
+                except lk.NotALineageStore:  # still being created (0 bytes until commit)
+                    continue
+                with backend:
                     runs = backend.all_run_ids()
                     written = backend.chunk_counts(runs[0]).chunks if runs else 0
         assert written >= 3, "the run did not get going"

@@ -145,15 +145,14 @@ def test_lineage_and_graph_read_stamps_of_other_widths(fan, tmp_path):
     wrote them) still loads: the stamps are then read as JSON and parsed by pandas."""
     store, run1, _ = fan
     entry_ids = store.lineage(run1)["entry_id"].tolist()
-    stamps = {
-        entry_ids[0]: "2026-03-01T10:00:00Z",
-        entry_ids[1]: "2026-03-01T10:00:00.5+02:00",
-    }
+    # an entry's time is its chunk's: run 1 wrote two (before the merge, and after)
+    stamps = {0: "2026-03-01T10:00:00Z", 1: "2026-03-01T10:00:00.5+02:00"}
     writer = sqlite3.connect(store.path)  # the test, not the package, edits the file
     with writer:
         writer.executemany(
-            "UPDATE lineage SET created_at = ? WHERE entry_id = ?",
-            [(text, entry_id) for entry_id, text in stamps.items()],
+            "UPDATE chunks SET written_at = ? WHERE chunk_no = ? "
+            "AND run_no = (SELECT run_no FROM runs WHERE run_id = ?)",
+            [(text, chunk_no, run1) for chunk_no, text in stamps.items()],
         )
     writer.close()
     con = store.backend.con
@@ -166,6 +165,7 @@ def test_lineage_and_graph_read_stamps_of_other_widths(fan, tmp_path):
     ]
     want = pd.to_datetime(texts, utc=True, format="ISO8601")
     assert list(frame["created_at"]) == list(want)
-    assert frame["created_at"].iloc[1] == pd.Timestamp("2026-03-01T08:00:00.5", tz="UTC")
+    assert frame["created_at"].iloc[-1] == pd.Timestamp("2026-03-01T08:00:00.5", tz="UTC")
+    assert frame["created_at"].iloc[0] == pd.Timestamp("2026-03-01T10:00:00", tz="UTC")
     graph = store.graph(run1)
     assert [pd.Timestamp(graph.nodes[i]["created_at"]) for i in entry_ids] == list(want)

@@ -43,36 +43,86 @@ def test_trace_plan(store):
     plan = _plan(s, q.TRACE, ("o1", run1, "o1"))
     _assert_indexed(plan)
     text = "\n".join(plan)
-    assert "USING COVERING INDEX lineage_key (record_key=? AND run_id=?)" in text
-    assert "SEARCH p USING PRIMARY KEY (child_id=?)" in text  # up the parents
-    assert "SEARCH p USING COVERING INDEX parents_parent (parent_id=?)" in text  # down
+    assert "USING COVERING INDEX entries_key (record_key=? AND run_no=?)" in text
+    assert "SEARCH p USING INTEGER PRIMARY KEY (rowid=?)" in text  # up: the first parent
+    assert "SEARCH x USING PRIMARY KEY (child_id=?)" in text  # up: a merge's other parents
+    assert "SEARCH d USING COVERING INDEX entries_parent (parent_id=?)" in text  # down
+    assert "SEARCH x USING COVERING INDEX extra_parents_parent (parent_id=?)" in text
+    assert "SEARCH ch USING INDEX chunks_first (first_entry<?)" in text  # the entry's time
 
 
 @pytest.mark.parametrize(
-    ("sql", "index"),
+    ("sql", "indexes"),
     [
-        (q.UPSTREAM, "SEARCH p USING PRIMARY KEY (child_id=?)"),
-        (q.DOWNSTREAM, "SEARCH p USING COVERING INDEX parents_parent (parent_id=?)"),
+        (
+            q.UPSTREAM,
+            (
+                "SEARCH p USING INTEGER PRIMARY KEY (rowid=?)",
+                "SEARCH x USING PRIMARY KEY (child_id=?)",
+            ),
+        ),
+        (
+            q.DOWNSTREAM,
+            (
+                "SEARCH d USING COVERING INDEX entries_parent (parent_id=?)",
+                "SEARCH x USING COVERING INDEX extra_parents_parent (parent_id=?)",
+            ),
+        ),
     ],
 )
-def test_walk_plans(store, sql, index):
+def test_walk_plans(store, sql, indexes):
     s, _ = store
     for depth in (None, 2):
         plan = _plan(s, sql, (depth, 5))
         _assert_indexed(plan)
-        assert index in plan
-        assert "SEARCH l USING INTEGER PRIMARY KEY (rowid=?)" in plan
+        assert set(indexes) <= set(plan)
+        assert "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)" in plan
 
 
 def test_other_explore_plans(store):
     s, run1 = store
-    connected = q.CONNECTED_ENTRIES.format(columns="l.entry_id")
+    connected = q.CONNECTED_ENTRIES.format(columns="e.entry_id")
     _assert_indexed(_plan(s, connected, ("o1", run1)))
     _assert_indexed(_plan(s, q.SOURCES, ("[5]",)))
-    _assert_indexed(_plan(s, q._RUN_RANGE, (run1,)))
-    # a whole run is read as a rowid range, not through a scan or a sort
-    where, params = q._selection(s.backend.con, run1, None, None)
-    plan = _plan(s, q._COLUMNS_SELECT + where, params)
-    assert plan == ["SEARCH l USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]
-    plan = _plan(s, q._COLUMNS_SELECT + q._entry_filter(True, False), ("o1", run1))
-    assert plan == ["SEARCH l USING INDEX lineage_key (record_key=? AND run_id=?)"]
+    whole = {"run": run1, "key": None, "position": None}
+    # a whole run (or one step of it) is read as the rowid ranges of its chunks
+    for position in (None, 1):
+        plan = _plan(s, q.columns_select(None, position), {**whole, "position": position})
+        assert plan == [
+            "SEARCH ch USING PRIMARY KEY (run_no=?)",
+            "SCALAR SUBQUERY 1",
+            "SEARCH runs USING COVERING INDEX sqlite_autoindex_runs_1 (run_id=?)",
+            "SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+            "SEARCH v USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
+        ]
+    plan = _plan(s, q.columns_select("o1", None), {**whole, "key": "o1"})
+    _assert_indexed(plan)
+    assert plan[0] == "SEARCH e USING INDEX entries_key (record_key=? AND run_no=?)"
+    for sql, params in [
+        (q.LIVE_COUNTS, ("[]",)),
+        (q.LINKS_AMONG, ("[1, 2]",)),
+        (q.VALUES_OF, ("[1, 2]",)),
+    ]:
+        _assert_indexed(_plan(s, sql, params))
+
+
+def test_outcome_counts_read_only_the_non_ok_entries(store):
+    s, run1 = store
+    seen: list[str] = []
+    s.backend.con.set_trace_callback(seen.append)
+    try:
+        rows = s.backend.outcome_reason_counts(run1)
+    finally:
+        s.backend.con.set_trace_callback(None)
+    (sql,) = seen  # as run, with its parameters in the text
+    plan = _plan(s, sql, ())
+    assert "SEARCH entries USING INDEX entries_outcome (run_no=?)" in plan
+    # o3 rejected at validate, o4 failed there, o6's split empty, and the two
+    # refused at ingest (no key, the repeated o1)
+    assert sorted(rows) == [
+        (0, "rejected", "duplicate_key", 1),
+        (0, "rejected", "missing_key", 1),
+        (1, "failed", None, 1),
+        (1, "rejected", "negative_amount", 1),
+        (2, "rejected", "split_empty", 1),
+    ]

@@ -930,14 +930,17 @@ def test_version_1_store_is_migrated_to_the_current_schema(tmp_path):
     assert "writer_started" not in [r[1] for r in raw.execute("PRAGMA table_info(runs)")]
     raw.close()
     with lk.connect(db) as store:
-        assert store.schema_version == lk_store.SCHEMA_VERSION == 3
+        assert store.schema_version == lk_store.SCHEMA_VERSION == 4
         con = store.backend.con
         assert [r[1] for r in con.execute("PRAGMA table_info(runs)")][-1] == "writer_started"
         for table, rows in before.items():
             after = con.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-            if table == "runs":  # the new column is NULL for runs written by v1
-                assert [r[:-1] for r in after] == rows and {r[-1] for r in after} == {None}
-            else:
+            if table == "runs":  # v4's run_no first; v2's column is NULL for v1's runs
+                assert [r[1:-1] for r in after] == rows and {r[-1] for r in after} == {None}
+                assert [r[0] for r in after] == [1]
+            elif table == "steps":  # v4's run_no first
+                assert [r[1:] for r in after] == rows
+            else:  # lineage, parents and records are v4's views, with v3's columns
                 assert after == rows
 
 
@@ -975,7 +978,7 @@ def test_older_store_is_migrated_forward_in_one_transaction(tmp_path, monkeypatc
         {
             **connection.MIGRATIONS,
             future: "ALTER TABLE runs ADD COLUMN note TEXT; "
-            "CREATE INDEX lineage_st ON lineage (status)",
+            "CREATE INDEX entries_st ON entries (status)",
         },
     )
     with lk.connect(db) as store:

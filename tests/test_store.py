@@ -127,7 +127,8 @@ def test_key_lookup_uses_the_key_index(sample_store):
         "SELECT entry_id FROM lineage WHERE record_key = ? AND run_id = ?",
         ("order-101", "x"),
     )
-    assert "USING INDEX lineage_key" in plan or "USING COVERING INDEX lineage_key" in plan
+    # user SQL on the lineage view: the key's entries from entries_key, its run by id
+    assert "USING INDEX entries_key" in plan or "USING COVERING INDEX entries_key" in plan
     assert "SCAN" not in plan
 
 
@@ -135,8 +136,8 @@ def test_duplicate_key_lookup_per_chunk_uses_an_index(sample_store):
     from lineage_kit.store.writer import _EXISTING_KEYS
 
     plan = _plan(sample_store.backend.con, _EXISTING_KEYS, ('["a"]', "run"))
-    assert "lineage_key" in plan
-    assert "SCAN lineage" not in plan and "SCAN l" not in plan
+    assert "entries_key" in plan
+    assert "SCAN entries" not in plan and "SCAN e" not in plan
     run_id = sample_store.resolve_run()
     found = sample_store.backend.existing_keys(run_id, ["order-101", "nope", "order-130"])
     assert found == {"order-101": 0, "order-130": 0}
@@ -150,9 +151,14 @@ def test_parent_walks_use_indexes(sample_store):
     assert "SCAN" not in up
 
 
-def test_run_filter_uses_an_index(sample_store):
-    plan = _plan(sample_store.backend.con, "SELECT count(*) FROM lineage WHERE run_id = ?", ("x",))
-    assert "lineage_run" in plan
+def test_run_filter_reads_the_runs_chunk_ranges(sample_store):
+    from lineage_kit.store.queries import RUN_ENTRIES, RUN_NO
+
+    sql = f"SELECT count(*) FROM {RUN_ENTRIES} WHERE ch.run_no = {RUN_NO.format('?')}"
+    plan = _plan(sample_store.backend.con, sql, ("x",))
+    assert "SEARCH ch USING PRIMARY KEY (run_no=?)" in plan
+    assert "SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in plan
+    assert sample_store.backend.count_entries(sample_store.resolve_run()) == 90
 
 
 def test_resolve_run_by_prefix_latest_and_errors(db, monkeypatch):
@@ -201,13 +207,17 @@ def test_every_statement_is_parameterised():
                         for v in sql.values
                         if isinstance(v, ast.FormattedValue)
                     }
-                    # `where` in queries.py is assembled from literal clauses with ? placeholders
+                    # `where`, `source`, `extra_source` and `stamp` in queries.py are
+                    # chosen from literal clauses with placeholders (queries._scope)
                     allowed = {
                         "APPLICATION_ID",
                         "SCHEMA_VERSION",
                         "BUSY_TIMEOUT_MS",
                         "version",
                         "where",
+                        "source",
+                        "extra_source",
+                        "stamp",
                     }
                     # module constants (SQL fragments, column lists), possibly .format()ted
                     # with literals; never a value that came from a caller

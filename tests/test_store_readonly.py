@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import sqlite3
-import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,38 +13,9 @@ import lineage_kit as lk
 from lineage_kit.cli import main
 from lineage_kit.store import SCHEMA_VERSION
 
-from .conftest import SAMPLE_JSON, copy_with_wal, sha256
+from .conftest import SAMPLE_JSON, copy_with_wal, sha256, unwritable
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-@contextmanager
-def unwritable(*paths: Path):
-    """Make files and directories unwritable, as on read-only media.
-
-    root ignores permission bits, so as root the paths are made immutable
-    (``chattr +i``, which root cannot write through either).
-    """
-    if os.geteuid() == 0:
-        if shutil.which("chattr") is None:
-            pytest.skip("running as root without chattr: cannot make a file unwritable")
-        done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True)
-        if done.returncode != 0:
-            subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True)
-            pytest.skip(f"chattr +i is not supported here: {done.stderr.decode().strip()}")
-        try:
-            yield
-        finally:
-            subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
-    else:
-        modes = {p: p.stat().st_mode for p in paths}
-        for p in paths:
-            p.chmod(0o555 if p.is_dir() else 0o444)
-        try:
-            yield
-        finally:
-            for p, mode in modes.items():
-                p.chmod(mode)
 
 
 def _files(db: Path) -> dict[str, str | None]:

@@ -16,11 +16,12 @@ from pathlib import Path
 from ..errors import LineageKitError, NotALineageStore, SchemaVersionError, StoreNotFound
 from .schema import (
     APPLICATION_ID,
-    CLAIMS_V3,
     MIGRATIONS,
     READABLE_VERSION,
     SCHEMA_V1,
     SCHEMA_VERSION,
+    V3_READER_VIEWS,
+    unhex,
 )
 from .transaction import transaction
 
@@ -181,6 +182,7 @@ def _initialise(con: sqlite3.Connection) -> None:
     NotALineageStore
         The database has a user_version but is not ours (nothing is written).
     """
+    con.create_function("lk_unhex", 1, unhex, deterministic=True)
     with transaction(con):
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
@@ -199,22 +201,13 @@ def _initialise(con: sqlite3.Connection) -> None:
 
 
 def _migrate(con: sqlite3.Connection) -> None:
+    con.create_function("lk_unhex", 1, unhex, deterministic=True)
     with transaction(con):
         version = con.execute("PRAGMA user_version").fetchone()[0]
         while version < SCHEMA_VERSION:
             _run_script(con, MIGRATIONS[version + 1])
             version += 1
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-
-
-def _ensure_claims(con: sqlite3.Connection) -> None:
-    """Create the chunk claims table of a v3 store if it is missing."""
-    present = con.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks'"
-    ).fetchone()
-    if present is None:
-        with transaction(con):
-            con.execute(CLAIMS_V3)
 
 
 def _cannot_write(exc: sqlite3.Error) -> bool:
@@ -336,6 +329,20 @@ def _connect_read_only(path: Path, *, immutable: bool) -> sqlite3.Connection:
     return con
 
 
+def _read_old(con: sqlite3.Connection) -> sqlite3.Connection:
+    """Give a read-only connection to a v2 or v3 store TEMP views named like the v4
+    tables (a read-only connection may create temporary objects), so readers keep one
+    set of queries. Nothing is written to the store."""
+    try:
+        con.create_function("lk_unhex", 1, unhex, deterministic=True)
+        for statement in statements(V3_READER_VIEWS):
+            con.execute(statement)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 def open_connection(
     path: str | os.PathLike[str], *, create: bool, read_only: bool = False
 ) -> sqlite3.Connection:
@@ -402,7 +409,8 @@ def open_connection(
                 except SchemaVersionError:
                     if version < READABLE_VERSION:
                         raise
-                    # unwritable, but readable as it is: readers never use what is newer
+                    # unwritable, but readable through TEMP views shaped like v4's tables
+                    return _read_old(_open_read_only(path))
             return _open_read_only(path)
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
@@ -416,7 +424,6 @@ def open_connection(
             _configure(con)
             _initialise(con)
             _enable_wal(con)
-        _ensure_claims(con)
     except BaseException:
         con.close()
         raise

@@ -1,11 +1,12 @@
-"""Set-based SQL for the integrity checks of :mod:`lineage_kit.checks`.
+"""Set-based SQL for the integrity checks of :mod:`lineage_kit.checks` (schema v4).
 
-Every function reads only, takes the runs to check as a JSON array (bound to one
-parameter and expanded with ``json_each``), and returns plain rows; turning rows
-into violations with codes and messages is the job of :mod:`lineage_kit.checks`.
-None of them runs a query per record: each is one statement over indexes
-(``lineage_run``, ``lineage_key``, ``parents_parent`` and the primary keys), so a
-run of a million records is checked in seconds.
+Every function reads only, takes the runs to check as a JSON array of run ids (bound
+to one parameter and expanded with ``json_each``), and returns plain rows; turning
+rows into violations with codes and messages is the job of :mod:`lineage_kit.checks`.
+None of them runs a query per record: each is one statement over indexes and the
+runs' chunks, whose id ranges are read as rowid ranges of ``entries`` (the table,
+its values and its links are then read sequentially), so a run of a million records
+is checked in seconds.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable
 
-_RUNS = "SELECT value FROM json_each(:runs)"
+from .queries import HASH_TEXT
+from .schema import CHUNK_TIME, STATUS_TEXT
 
-# Scans of every entry of the runs walk the lineage table in entry_id order (a
-# rowid range, filtered by run) rather than through the lineage_run index: entries
-# of a run are (nearly) contiguous, so the table, its values and its links are then
-# read sequentially, which halves the time of the big scans. The unary ``+`` keeps
-# SQLite from choosing the index instead. The range (``:lo``, ``:hi``) comes from
-# :func:`entry_counts` (see :func:`span`): a ``min(entry_id)`` per statement would
-# read the run's whole ``lineage_run`` index again, as that index is not ordered by
-# entry id within a run.
-_SPAN = f"BETWEEN :lo AND :hi AND +{{alias}}.run_id IN ({_RUNS})"
+#: The checked runs as ``(run_no, run_id)`` rows.
+_WANTED = "SELECT r.run_no, r.run_id FROM json_each(:runs) j JOIN runs r ON r.run_id = j.value"
+#: The run numbers of the checked runs.
+_RUN_NOS = "SELECT r.run_no FROM json_each(:runs) j JOIN runs r ON r.run_id = j.value"
+#: The run id of run number ``{0}`` (evaluated only for the rows returned).
+_RUN_ID = "(SELECT run_id FROM runs WHERE run_no = {0})"
+#: Whether entry ``{0}`` is anyone's parent.
+_HAS_CHILD = (
+    "(EXISTS (SELECT 1 FROM entries k WHERE k.parent_id = {0}) "
+    "OR EXISTS (SELECT 1 FROM extra_parents kx WHERE kx.parent_id = {0}))"
+)
 
 
 def runs_param(run_ids: Iterable[str]) -> str:
@@ -38,8 +42,8 @@ def runs_param(run_ids: Iterable[str]) -> str:
 def step_kinds(con: sqlite3.Connection, runs_json: str) -> list[tuple[str, int, str, str]]:
     """``(run_id, position, name, kind)`` of every step of the runs, in order."""
     return con.execute(
-        f"SELECT run_id, position, name, kind FROM steps WHERE run_id IN ({_RUNS}) "
-        "ORDER BY run_id, position",
+        f"SELECT w.run_id, s.position, s.name, s.kind FROM ({_WANTED}) w "
+        "JOIN steps s ON s.run_no = w.run_no ORDER BY w.run_id, s.position",
         {"runs": runs_json},
     ).fetchall()
 
@@ -48,19 +52,22 @@ def step_kinds(con: sqlite3.Connection, runs_json: str) -> list[tuple[str, int, 
 
 
 def values_without_entry(con: sqlite3.Connection) -> list[tuple[int]]:
-    """``(entry_id,)`` of ``records`` rows whose lineage entry does not exist.
+    """``(value_id,)`` of ``vals`` rows that no entry has.
 
-    Such a value belongs to no run, so the whole store is searched. The anti-join
-    is written as a ``LEFT JOIN ... IS NULL`` rather than ``NOT EXISTS``: SQLite runs
-    it as a plain rowid seek per value instead of a correlated subquery, which is
-    about twice as fast over millions of rows.
+    A value is stored under the id of the entry that first had it, so a value whose
+    id is no entry's belongs to no run, unless an entry still points at it (an
+    identity step's entry shares its parent's value, and outlives a lost parent):
+    the whole store is searched. The anti-join is a ``LEFT JOIN ... IS NULL``, a
+    plain rowid seek per value; the list of shared values (one scan) is built only
+    when a value whose own entry is gone is met (never, in a sound store).
     """
     return con.execute(
         """
-        SELECT r.entry_id FROM records r
-        LEFT JOIN lineage l ON l.entry_id = r.entry_id
-        WHERE l.entry_id IS NULL
-        ORDER BY r.entry_id
+        SELECT v.value_id FROM vals v
+        LEFT JOIN entries e ON e.entry_id = v.value_id
+        WHERE e.entry_id IS NULL
+          AND v.value_id NOT IN (SELECT value_id FROM entries WHERE value_id <> entry_id)
+        ORDER BY v.value_id
         """
     ).fetchall()
 
@@ -74,28 +81,32 @@ def value_problems(
     """Entries of the runs whose value is missing or does not match its hash.
 
     Returns ``(run_id, record_key, entry_id, position, has_value, stored_hash,
-    actual_hash)``. ``hash_bytes`` (the value hash of UTF-8 bytes) is registered as
-    the SQL function ``lk_value_hash`` on the connection (deterministic and
-    read-only: nothing is written), so the hashing runs inside the one scan and only
-    problems reach Python; values are passed as bytes to spare a decode per value.
-    ``entry_span`` is the :func:`span` of the runs' entries.
+    actual_hash)``. Each stored value is hashed once, on the row of the entry that
+    stored it (an identity step's entry shares its parent's value); an entry whose
+    value row is missing is reported itself. ``hash_bytes`` (the value hash of UTF-8
+    bytes) is registered as the SQL function ``lk_value_hash`` (deterministic,
+    read-only), so the hashing runs inside the one scan and only problems reach
+    Python. ``entry_span`` is not needed by this layout (the chunks give the ranges).
     """
     con.create_function("lk_value_hash", 1, hash_bytes, deterministic=True)
-    return con.execute(
+    rows = con.execute(
         f"""
-        SELECT run_id, record_key, entry_id, position, has_value, value_hash, actual FROM (
-            SELECT l.run_id, l.record_key, l.entry_id, l.position, l.value_hash,
-                   r.entry_id IS NOT NULL AS has_value,
-                   CASE WHEN r.entry_id IS NOT NULL
-                        THEN lk_value_hash(CAST(r.value AS BLOB)) END AS actual
-            FROM lineage l LEFT JOIN records r ON r.entry_id = l.entry_id
-            WHERE l.entry_id {_SPAN.format(alias="l")}
+        SELECT run_id, record_key, entry_id, position, has_value, stored, actual FROM (
+            SELECT w.run_id, e.record_key, e.entry_id, e.position,
+                   v.value_id IS NOT NULL AS has_value, {HASH_TEXT.format("v")} AS stored,
+                   CASE WHEN v.value_id IS NOT NULL AND e.value_id = e.entry_id
+                        THEN lk_value_hash(CAST(v.json AS BLOB)) END AS actual,
+                   e.value_id = e.entry_id AS owner
+            FROM ({_WANTED}) w
+            CROSS JOIN chunks ch ON ch.run_no = w.run_no
+            CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+            LEFT JOIN vals v ON v.value_id = e.value_id
         )
-        WHERE NOT has_value OR value_hash IS NOT actual
-        ORDER BY entry_id
+        WHERE NOT has_value OR (owner AND stored IS NOT actual)
         """,
-        {"runs": runs_json, "lo": entry_span[0], "hi": entry_span[1]},
+        {"runs": runs_json},
     ).fetchall()
+    return sorted(rows, key=lambda row: row[2])  # by entry id: the scan goes by chunk
 
 
 # ---------------------------------------------------------------- chains, links
@@ -118,6 +129,20 @@ CHAIN_COLUMNS = (
     "has_child",
 )
 
+_CHECKED = """
+WITH checked(run_no, run_id, last_position) AS MATERIALIZED (
+    SELECT r.run_no, r.run_id,
+           CASE WHEN r.run_id IN (SELECT value FROM json_each(:finished))
+                THEN (SELECT max(s.position) FROM steps s WHERE s.run_no = r.run_no)
+           END
+    FROM json_each(:runs) j JOIN runs r ON r.run_id = j.value
+)
+"""
+_BAD_KEY_CHANGE = """(c.record_key IS NOT pa.record_key
+      AND NOT EXISTS (SELECT 1 FROM steps s
+                      WHERE s.run_no = c.run_no AND s.position = c.position
+                        AND s.kind IN ('merge', 'split')))"""
+
 
 def chain_rows(
     con: sqlite3.Connection,
@@ -127,19 +152,16 @@ def chain_rows(
 ) -> list[tuple]:
     """Entries of the runs, with their parent links, that break any rule of a chain.
 
-    One pass over the runs' entries in entry-id order (the rowid range
-    ``entry_span``, the :func:`span` of the runs' entries), each joined to its parent
-    links (``parents`` primary key) and the parent entries (rowid). The anti-join
-    for a missing parent is a ``LEFT JOIN ... IS NULL``, which SQLite runs as a plain
-    seek rather than a correlated subquery per entry. A row (columns
-    :data:`CHAIN_COLUMNS`) is returned for
+    Two statements: one pass over the runs' entries (their chunks' rowid ranges),
+    each with its first parent (``entries.parent_id``, a rowid seek), and one over
+    the runs' ``extra_parents`` (a merge's further parents; a range per chunk). The
+    time of an entry is its chunk's; a parent's is looked up only when it lies in an
+    earlier chunk. A row (columns :data:`CHAIN_COLUMNS`) is returned for
 
     - an entry after the first step with no parent link at all (``parent_id`` NULL);
     - an ``ok`` entry before its run's last step that no link names as a parent
       (``has_child`` 0), in the runs of ``finished_json`` only (``last_position`` is
-      NULL for the others); the ``parents_parent`` lookup runs only for such entries
-      and is a subquery, not a join, so an entry with many parents and many children
-      does not multiply into parents x children rows;
+      NULL for the others);
     - a link, other than a self-link (left to :func:`cycle_links`), whose parent is
       missing, in another run, at the same or a later step, created after the
       child, more than one step before the child, or carrying another key although
@@ -147,45 +169,61 @@ def chain_rows(
 
     An entry comes back once per parent link, so a row may be returned for one
     reason and repeated for another link of the same entry; callers re-test each
-    row and drop repeats. Rows are ordered by child entry id (the scan's own order,
-    so no sort); the order of one entry's rows is not defined.
+    row and drop repeats. The order of the rows is not defined. ``entry_span`` is
+    not needed by this layout.
     """
-    return con.execute(
-        """
-        WITH checked(run_id, last_position) AS MATERIALIZED (
-            SELECT j.value,
-                   CASE WHEN j.value IN (SELECT value FROM json_each(:finished))
-                        THEN (SELECT max(s.position) FROM steps s WHERE s.run_id = j.value)
-                   END
-            FROM json_each(:runs) j
-        )
-        SELECT c.entry_id, c.run_id, c.record_key, c.position, c.status, c.created_at,
-               k.last_position, p.parent_id, pa.entry_id IS NOT NULL, pa.run_id,
-               pa.record_key, pa.position, pa.created_at,
-               EXISTS (SELECT 1 FROM parents ch WHERE ch.parent_id = c.entry_id)
-        FROM lineage c
-        CROSS JOIN checked k ON k.run_id = c.run_id
-        LEFT JOIN parents p ON p.child_id = c.entry_id
-        LEFT JOIN lineage pa ON pa.entry_id = p.parent_id
-        WHERE c.entry_id BETWEEN :lo AND :hi
-          AND ((p.child_id IS NULL AND c.position > 0)
-               OR (c.status = 'ok' AND c.position < k.last_position
-                   AND NOT EXISTS (SELECT 1 FROM parents ch WHERE ch.parent_id = c.entry_id))
-               OR (p.parent_id <> p.child_id
-                   AND (pa.entry_id IS NULL
-                        OR pa.run_id <> c.run_id
-                        OR pa.position >= c.position
-                        OR c.position > pa.position + 1
-                        OR pa.created_at > c.created_at
-                        OR (c.record_key IS NOT pa.record_key
-                            AND NOT EXISTS (SELECT 1 FROM steps s
-                                            WHERE s.run_id = c.run_id
-                                              AND s.position = c.position
-                                              AND s.kind IN ('merge', 'split'))))))
-        ORDER BY c.entry_id
+    params = {"runs": runs_json, "finished": finished_json}
+    first = con.execute(
+        _CHECKED
+        + f"""
+        SELECT c.entry_id, k.run_id, c.record_key, c.position, {STATUS_TEXT.format("c.status")},
+               ch.written_at, k.last_position, c.parent_id, pa.entry_id IS NOT NULL,
+               {_RUN_ID.format("pa.run_no")}, pa.record_key, pa.position,
+               CASE WHEN c.parent_id >= ch.first_entry THEN ch.written_at
+                    ELSE {CHUNK_TIME.format("c.parent_id")} END,
+               {_HAS_CHILD.format("c.entry_id")}
+        FROM checked k
+        CROSS JOIN chunks ch ON ch.run_no = k.run_no
+        CROSS JOIN entries c ON c.entry_id BETWEEN ch.first_entry AND ch.last_entry
+        LEFT JOIN entries pa ON pa.entry_id = c.parent_id
+        WHERE (c.parent_id IS NULL AND c.position > 0
+               AND NOT EXISTS (SELECT 1 FROM extra_parents x WHERE x.child_id = c.entry_id))
+           OR (c.status = 0 AND c.position < k.last_position
+               AND NOT {_HAS_CHILD.format("c.entry_id")})
+           OR (c.parent_id IS NOT NULL AND c.parent_id <> c.entry_id
+               AND (pa.entry_id IS NULL
+                    OR pa.run_no <> c.run_no
+                    OR pa.position >= c.position
+                    OR c.position > pa.position + 1
+                    OR {_BAD_KEY_CHANGE}
+                    OR (c.parent_id < ch.first_entry
+                        AND {CHUNK_TIME.format("c.parent_id")} > ch.written_at)))
         """,
-        {"runs": runs_json, "finished": finished_json, "lo": entry_span[0], "hi": entry_span[1]},
+        params,
     ).fetchall()
+    extra = con.execute(
+        _CHECKED
+        + f"""
+        SELECT c.entry_id, k.run_id, c.record_key, c.position, {STATUS_TEXT.format("c.status")},
+               ch.written_at, k.last_position, x.parent_id, pa.entry_id IS NOT NULL,
+               {_RUN_ID.format("pa.run_no")}, pa.record_key, pa.position,
+               {CHUNK_TIME.format("x.parent_id")}, {_HAS_CHILD.format("c.entry_id")}
+        FROM checked k
+        CROSS JOIN chunks ch ON ch.run_no = k.run_no
+        CROSS JOIN extra_parents x ON x.child_id BETWEEN ch.first_entry AND ch.last_entry
+        JOIN entries c ON c.entry_id = x.child_id
+        LEFT JOIN entries pa ON pa.entry_id = x.parent_id
+        WHERE x.parent_id <> x.child_id
+          AND (pa.entry_id IS NULL
+               OR pa.run_no <> c.run_no
+               OR pa.position >= c.position
+               OR c.position > pa.position + 1
+               OR {_BAD_KEY_CHANGE.replace("pa.record_key", "pa.record_key")}
+               OR {CHUNK_TIME.format("x.parent_id")} > ch.written_at)
+        """,
+        params,
+    ).fetchall()
+    return first + extra
 
 
 def links_from_missing_children(
@@ -193,18 +231,19 @@ def links_from_missing_children(
 ) -> list[tuple[int, int, str | None, str | None]]:
     """``(child_id, parent_id, parent_run_id, parent_key)`` of links whose child is gone.
 
-    Only links whose parent is in one of the runs, or whose parent is gone too
-    (such a link belongs to no run), are returned.
+    A first parent lives in its child's row, so only ``extra_parents`` can hold such
+    a link. Only links whose parent is in one of the runs, or whose parent is gone
+    too (such a link belongs to no run), are returned.
     """
     return con.execute(
         f"""
-        SELECT p.child_id, p.parent_id, pa.run_id, pa.record_key
-        FROM parents p
-        LEFT JOIN lineage c ON c.entry_id = p.child_id
-        LEFT JOIN lineage pa ON pa.entry_id = p.parent_id
+        SELECT x.child_id, x.parent_id, {_RUN_ID.format("pa.run_no")}, pa.record_key
+        FROM extra_parents x
+        LEFT JOIN entries c ON c.entry_id = x.child_id
+        LEFT JOIN entries pa ON pa.entry_id = x.parent_id
         WHERE c.entry_id IS NULL
-          AND (pa.entry_id IS NULL OR pa.run_id IN ({_RUNS}))
-        ORDER BY p.child_id, p.parent_id
+          AND (pa.entry_id IS NULL OR pa.run_no IN ({_RUN_NOS}))
+        ORDER BY x.child_id, x.parent_id
         """,
         {"runs": runs_json},
     ).fetchall()
@@ -214,28 +253,35 @@ def cycle_links(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
     """``(child_id, parent_id, run_id, record_key)`` of links that lie on a cycle.
 
     The pipeline always gives a child a larger entry id than its parents, so every
-    cycle contains at least one link with ``parent_id >= child_id``. Only those
-    candidate links are followed upwards (a recursive CTE whose ``UNION`` stops at
-    nodes already seen); a candidate closes a cycle when its child is among its
-    parent's ancestors.
+    cycle contains at least one link with ``parent_id >= child_id``: the partial
+    index ``entries_backlink`` holds exactly those first parents (it is empty in a
+    sound store), ``extra_parents`` is searched whole. Only those candidate links are
+    followed upwards (a recursive CTE whose ``UNION`` stops at nodes already seen); a
+    candidate closes a cycle when its child is among its parent's ancestors.
     """
     return con.execute(
         f"""
         WITH RECURSIVE
         candidate(child_id, parent_id) AS (
-            SELECT p.child_id, p.parent_id FROM parents p
-            WHERE p.parent_id >= p.child_id
+            SELECT entry_id, parent_id FROM entries
+            WHERE parent_id >= entry_id
+            UNION ALL
+            SELECT child_id, parent_id FROM extra_parents WHERE parent_id >= child_id
         ),
         up(child_id, parent_id, node) AS (
             SELECT child_id, parent_id, parent_id FROM candidate
             UNION
             SELECT u.child_id, u.parent_id, p.parent_id
-            FROM up u JOIN parents p ON p.child_id = u.node
+            FROM up u JOIN entries p ON p.entry_id = u.node
+            WHERE u.node <> u.child_id AND p.parent_id IS NOT NULL
+            UNION
+            SELECT u.child_id, u.parent_id, x.parent_id
+            FROM up u JOIN extra_parents x ON x.child_id = u.node
             WHERE u.node <> u.child_id
         )
-        SELECT u.child_id, u.parent_id, c.run_id, c.record_key
-        FROM up u LEFT JOIN lineage c ON c.entry_id = u.child_id
-        WHERE u.node = u.child_id AND (c.entry_id IS NULL OR c.run_id IN ({_RUNS}))
+        SELECT u.child_id, u.parent_id, {_RUN_ID.format("c.run_no")}, c.record_key
+        FROM up u LEFT JOIN entries c ON c.entry_id = u.child_id
+        WHERE u.node = u.child_id AND (c.entry_id IS NULL OR c.run_no IN ({_RUN_NOS}))
         ORDER BY u.child_id, u.parent_id
         """,
         {"runs": runs_json},
@@ -250,21 +296,24 @@ def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
 
     Returns ``(run_id, record_key, position, entry_id, status, reason)`` ordered by
     run, key, step and entry id. Entries without a key are not included. The groups
-    are found on the covering ``lineage_key`` index; only their entries are read.
+    are found on the covering ``entries_key`` index; only their entries are read.
     """
     return con.execute(
         f"""
-        WITH repeated(record_key, run_id, position) AS (
-            SELECT record_key, run_id, position FROM lineage INDEXED BY lineage_key
-            WHERE record_key IS NOT NULL AND run_id IN ({_RUNS})
-            GROUP BY record_key, run_id, position
+        WITH wanted(run_no, run_id) AS MATERIALIZED ({_WANTED}),
+        repeated(record_key, run_no, position) AS (
+            SELECT record_key, run_no, position FROM entries
+            WHERE record_key IS NOT NULL AND run_no IN (SELECT run_no FROM wanted)
+            GROUP BY record_key, run_no, position
             HAVING count(*) > 1
         )
-        SELECT l.run_id, l.record_key, l.position, l.entry_id, l.status, l.reason
+        SELECT w.run_id, e.record_key, e.position, e.entry_id, {STATUS_TEXT.format("e.status")},
+               e.reason
         FROM repeated g
-        JOIN lineage l INDEXED BY lineage_key
-          ON l.record_key = g.record_key AND l.run_id = g.run_id AND l.position = g.position
-        ORDER BY l.run_id, l.record_key, l.position, l.entry_id
+        JOIN entries e
+          ON e.record_key = g.record_key AND e.run_no = g.run_no AND e.position = g.position
+        JOIN wanted w ON w.run_no = g.run_no
+        ORDER BY w.run_id, e.record_key, e.position, e.entry_id
         """,
         {"runs": runs_json},
     ).fetchall()
@@ -277,13 +326,18 @@ def entry_counts(
     con: sqlite3.Connection, runs_json: str
 ) -> list[tuple[str, int, str, int, int, int]]:
     """``(run_id, position, status, entries, min_entry_id, max_entry_id)`` for the
-    runs, from one scan of the covering ``lineage_run`` index."""
+    runs, from one pass over their chunks' id ranges."""
     return con.execute(
         f"""
-        SELECT run_id, position, status, count(*), min(entry_id), max(entry_id) FROM lineage
-        WHERE run_id IN ({_RUNS})
-        GROUP BY run_id, position, status
-        ORDER BY run_id, position, status
+        SELECT run_id, position, {STATUS_TEXT.format("status")}, n, lo, hi FROM (
+            SELECT w.run_id, e.position, e.status, count(*) AS n, min(e.entry_id) AS lo,
+                   max(e.entry_id) AS hi
+            FROM ({_WANTED}) w
+            CROSS JOIN chunks ch ON ch.run_no = w.run_no
+            CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+            GROUP BY w.run_id, e.position, e.status
+        )
+        ORDER BY 1, 2, 3
         """,
         {"runs": runs_json},
     ).fetchall()

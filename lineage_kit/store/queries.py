@@ -1,4 +1,13 @@
-"""Read queries over a lineage store. Every statement is parameterised."""
+"""Read queries over a lineage store (schema v4). Every statement is parameterised.
+
+A run's entries are the id ranges of its ``chunks`` rows: a whole-run read loops over
+the run's chunks (primary key ``(run_no, chunk_no)``) and reads each range of
+``entries`` by rowid, which also gives each entry its chunk's time without a lookup.
+A key's entries come from ``entries_key``; upward walks follow ``entries.parent_id``
+(the primary key) and ``extra_parents``' primary key, downward walks
+``entries_parent`` and ``extra_parents_parent``. Run ids are given as text and
+turned into run numbers by one subquery (:data:`RUN_NO`) per statement.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,8 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
+
+from .schema import CHUNK_TIME, STATUS_TEXT
 
 #: The columns of :meth:`Backend.run_rows`, in order.
 RUN_COLUMNS = (
@@ -29,9 +40,31 @@ RUN_COLUMNS = (
 )
 
 
+#: The run number of the run id bound to ``{0}`` (a scalar subquery, run once).
+RUN_NO = "(SELECT run_no FROM runs WHERE run_id = {0})"
+
+#: A run's entries ``e`` (and their chunk ``ch``) as rowid ranges of its chunks.
+RUN_ENTRIES = (
+    "chunks ch CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry"
+)
+
+#: An entry ``{0}``'s value hash as lowercase hex (``v``: its ``vals`` row).
+HASH_TEXT = "CASE WHEN {0}.hash IS NOT NULL THEN lower(hex({0}.hash)) END"
+
+#: Entry ``{0}``'s parent ids as a comma list (None: no parents), smallest first.
+PARENT_LIST = (
+    "CASE WHEN {0}.parent_id IS NULL THEN "
+    "(SELECT group_concat(x.parent_id) FROM extra_parents x WHERE x.child_id = {0}.entry_id) "
+    "ELSE {0}.parent_id || coalesce(',' || (SELECT group_concat(x.parent_id) "
+    "FROM extra_parents x WHERE x.child_id = {0}.entry_id), '') END"
+)
+
+
 def count_entries(con: sqlite3.Connection, run_id: str) -> int:
-    """How many lineage entries a run has."""
-    return con.execute("SELECT count(*) FROM lineage WHERE run_id = ?", (run_id,)).fetchone()[0]
+    """How many lineage entries a run has (a count of its chunks' id ranges)."""
+    return con.execute(
+        f"SELECT count(*) FROM {RUN_ENTRIES} WHERE ch.run_no = {RUN_NO.format('?')}", (run_id,)
+    ).fetchone()[0]
 
 
 REPORT_COLUMNS = (
@@ -94,12 +127,12 @@ def parse_id_list(text: str | None) -> list[int]:
 def report_rows(con: sqlite3.Connection, run_id: str) -> Iterator[tuple]:
     """Every entry of a run with its parent ids (comma-separated), by key then step."""
     return con.execute(
-        """
-        SELECT l.entry_id, l.record_key, l.position, l.status, l.reason, l.error, l.created_at,
-               (SELECT group_concat(p.parent_id) FROM parents p WHERE p.child_id = l.entry_id)
-        FROM lineage l
-        WHERE l.run_id = ?
-        ORDER BY l.record_key, l.position, l.entry_id
+        f"""
+        SELECT e.entry_id, e.record_key, e.position, {STATUS_TEXT.format("e.status")}, e.reason,
+               e.error, ch.written_at, {PARENT_LIST.format("e")}
+        FROM {RUN_ENTRIES}
+        WHERE ch.run_no = {RUN_NO.format("?")}
+        ORDER BY e.record_key, e.position, e.entry_id
         """,
         (run_id,),
     )
@@ -109,8 +142,8 @@ def report_rows(con: sqlite3.Connection, run_id: str) -> Iterator[tuple]:
 # Queries behind LineageStore.steps(), .lineage(), .graph() and friends. Optional
 # filters are chosen from fixed SQL fragments; values are always bound parameters.
 
-ALL_RUN_IDS = "SELECT run_id FROM runs ORDER BY started_at, rowid"
-_SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, rowid DESC"
+ALL_RUN_IDS = "SELECT run_id FROM runs ORDER BY started_at, run_no"
+_SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, run_no DESC"
 
 STEP_META_COLUMNS = (
     "run_id",
@@ -138,6 +171,20 @@ ENTRY_COLUMNS = (
     "value_hash",
 )
 
+#: How each of :data:`ENTRY_COLUMNS` is read from ``e`` (entries), ``r`` (runs) and
+#: ``v`` (vals).
+ENTRY_EXPRESSIONS = {
+    "entry_id": "e.entry_id",
+    "run_id": "r.run_id",
+    "position": "e.position",
+    "record_key": "e.record_key",
+    "status": STATUS_TEXT.format("e.status"),
+    "reason": "e.reason",
+    "error": "e.error",
+    "created_at": CHUNK_TIME.format("e.entry_id"),
+    "value_hash": HASH_TEXT.format("v"),
+}
+
 
 def stored_run_rows(con: sqlite3.Connection) -> list[tuple]:
     """Every run as stored (columns ``RUN_COLUMNS``), newest first."""
@@ -147,17 +194,17 @@ def stored_run_rows(con: sqlite3.Connection) -> list[tuple]:
 def latest_run_id(con: sqlite3.Connection) -> str | None:
     """The newest run's id, or None."""
     row = con.execute(
-        "SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1"
+        "SELECT run_id FROM runs ORDER BY started_at DESC, run_no DESC LIMIT 1"
     ).fetchone()
     return None if row is None else row[0]
 
 
 def run_ids_with_prefix(con: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
-    """Up to ``limit`` run ids starting with ``prefix`` (a range on the primary key)."""
+    """Up to ``limit`` run ids starting with ``prefix`` (a range on the run id index)."""
     return [
         r[0]
         for r in con.execute(
-            "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT ?",
+            "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT ?",
             (prefix, prefix + "\U0010ffff", limit),
         )
     ]
@@ -171,7 +218,8 @@ def all_run_ids(con: sqlite3.Connection) -> list[str]:
 def step_meta_rows(con: sqlite3.Connection, run_id: str) -> list[tuple]:
     """A run's steps in pipeline order (columns :data:`STEP_META_COLUMNS`)."""
     return con.execute(
-        f"SELECT {', '.join(STEP_META_COLUMNS)} FROM steps WHERE run_id = ? ORDER BY position",
+        f"SELECT {', '.join(STEP_META_COLUMNS)} FROM steps "
+        f"WHERE run_no = {RUN_NO.format('?')} ORDER BY position",
         (run_id,),
     ).fetchall()
 
@@ -180,135 +228,92 @@ def step_name_rows(con: sqlite3.Connection, run_id: str) -> list[tuple[str, int,
     """``(run_id, position, name)`` of a run's steps in pipeline order (the shape
     :func:`lineage_kit.frames.step_names` reads; lighter than :func:`step_meta_rows`)."""
     return con.execute(
-        "SELECT run_id, position, name FROM steps WHERE run_id = ? ORDER BY position", (run_id,)
-    ).fetchall()
-
-
-def step_status_counts(con: sqlite3.Connection, run_id: str) -> list[tuple[int, str, int]]:
-    """``(position, status, count)`` for a run (a scan of the covering run index)."""
-    return con.execute(
-        "SELECT position, status, count(*) FROM lineage WHERE run_id = ? GROUP BY position, status",
+        f"SELECT run_id, position, name FROM steps WHERE run_no = {RUN_NO.format('?')} "
+        "ORDER BY position",
         (run_id,),
     ).fetchall()
 
 
-def _entry_filter(key: bool, position: bool) -> str:
-    where = "l.run_id = ?"
-    if key:
-        where = "l.record_key = ? AND " + where
-    if position:
-        where += " AND l.position = ?"
-    return where
+def chunk_count_rows(con: sqlite3.Connection, run_id: str) -> list[tuple[str, list[list[int]]]]:
+    """``(written_at, [[position, ok, rejected, failed], ...])`` of each of a run's chunks.
 
-
-def _entry_params(run_id: str, key: str | None, position: int | None) -> tuple:
-    params: tuple = (run_id,)
-    if key is not None:
-        params = (key, *params)
-    if position is not None:
-        params = (*params, position)
-    return params
-
-
-# Everything connected to one key's entries in one run, as the CTE ``connected``: the
-# entries themselves, all their ancestors (``up``) and all their descendants
-# (``down``). Parent links never cross runs. Parameters: key, run id.
-_CONNECTED_CTE = """
-WITH RECURSIVE
-    seed(entry_id) AS (
-        SELECT entry_id FROM lineage WHERE record_key = ? AND run_id = ?
-    ),
-    up(entry_id) AS (
-        SELECT entry_id FROM seed
-        UNION
-        SELECT p.parent_id FROM up JOIN parents p ON p.child_id = up.entry_id
-    ),
-    down(entry_id) AS (
-        SELECT entry_id FROM seed
-        UNION
-        SELECT p.child_id FROM down JOIN parents p ON p.parent_id = down.entry_id
-    ),
-    connected(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
-"""
-
-CONNECTED_ENTRIES = (
-    _CONNECTED_CTE
-    + """SELECT {columns}, r.value
-FROM connected n
-JOIN lineage l ON l.entry_id = n.entry_id
-LEFT JOIN records r ON r.entry_id = n.entry_id
-ORDER BY l.entry_id
-"""
-)
-
-
-def connected_entry_rows(con: sqlite3.Connection, run_id: str, key: str) -> list[tuple]:
-    """Entries connected to ``key`` in the run (:data:`ENTRY_COLUMNS` + the value JSON)."""
-    sql = CONNECTED_ENTRIES.format(columns=", ".join(f"l.{c}" for c in ENTRY_COLUMNS))
-    return con.execute(sql, (key, run_id)).fetchall()
-
-
-def links_among(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int, int]]:
-    """``(parent_id, child_id)`` links whose both ends are in ``entry_ids``.
-
-    Linear in the number of ids: the ids drive the loop (``CROSS JOIN`` fixes the
-    order), each child's links come from the parents primary key, and the parent
-    test is a lookup in the list subquery, built once (the ``+`` keeps SQLite from
-    using it as an index constraint, which would seek every id for every child; left
-    to itself, SQLite also drove the loop by that list and scanned the ids per link:
-    quadratic in a merge group).
+    The counts are summed here, in Python, rather than in SQL: a run has a chunk per
+    2,000 records, and ``json_each`` over each row's counts would be a table-valued
+    loop inside the chunks loop.
     """
-    return con.execute(LINKS_AMONG, (json.dumps(entry_ids),)).fetchall()
+    return [
+        (written_at, json.loads(counts))
+        for written_at, counts in con.execute(
+            f"SELECT written_at, counts FROM chunks WHERE run_no = {RUN_NO.format('?')}",
+            (run_id,),
+        )
+    ]
 
 
-LINKS_AMONG = """
-SELECT p.parent_id, p.child_id
-FROM json_each(?1) c CROSS JOIN parents p ON p.child_id = c.value
-WHERE +p.parent_id IN (SELECT value FROM json_each(?1))
-"""
+def sum_counts(rows: list[tuple[str, list[list[int]]]]) -> dict[int, list[int]]:
+    """Per position, ``[ok, rejected, failed]`` summed over :func:`chunk_count_rows`.
+
+    Examples
+    --------
+    >>> sum_counts([("t0", [[0, 2, 1, 0]]), ("t1", [[0, 1, 0, 0], [1, 3, 0, 0]])])
+    {0: [3, 1, 0], 1: [3, 0, 0]}
+    """
+    sums: dict[int, list[int]] = {}
+    for _, counts in rows:
+        for position, *c in counts:
+            total = sums.setdefault(position, [0, 0, 0])
+            for i in range(3):
+                total[i] += c[i]
+    return dict(sorted(sums.items()))
+
+
+def step_status_counts(con: sqlite3.Connection, run_id: str) -> list[tuple[int, str, int]]:
+    """``(position, status, count)`` for a run, summed from its chunks' counts (no scan
+    of the entries)."""
+    sums = sum_counts(chunk_count_rows(con, run_id))
+    return [
+        (position, status, n)
+        for position, counts in sums.items()
+        for status, n in zip(("ok", "rejected", "failed"), counts, strict=True)
+        if n
+    ]
+
+
+def _scope(key: str | None, position: int | None) -> tuple[str, str, str]:
+    """``(FROM ..., WHERE ..., time)`` of a selection of one run's entries ``e``.
+
+    Named parameters ``:run``, ``:key``, ``:position``. A whole run (or one step of
+    it) is read through its chunks, so the time is the chunk's; a key's entries
+    through ``entries_key``, each time looked up in ``chunks_first``.
+    """
+    if key is None:
+        where = f"ch.run_no = {RUN_NO.format(':run')}"
+        if position is not None:
+            where += " AND e.position = :position"
+        return RUN_ENTRIES, where, "ch.written_at"
+    where = f"e.record_key = :key AND e.run_no = {RUN_NO.format(':run')}"
+    if position is not None:
+        where += " AND e.position = :position"
+    return "entries e", where, CHUNK_TIME.format("e.entry_id")
+
+
+def _params(run_id: str, key: str | None, position: int | None) -> dict[str, Any]:
+    return {"run": run_id, "key": key, "position": position}
 
 
 # Entry columns for DataFrames and graphs. Each column comes back as ONE string (a
 # comma list of integers, or a JSON array of texts) from one aggregate pass, so no
 # Python tuple is built per row; all aggregates of a statement step through the same
-# rows in the same order, so the columns line up. A whole run is read as a rowid
-# range (``+run_id`` keeps the planner on the primary key), which also gives entry-id
-# order without a sort.
-_COLUMNS_SELECT = (
-    "SELECT count(*), group_concat(l.entry_id), group_concat(l.position), "
-    "json_group_array(l.record_key), "
-    "group_concat(CASE l.status WHEN 'ok' THEN 0 WHEN 'rejected' THEN 1 ELSE 2 END), "
-    "json_group_array(l.reason), json_group_array(l.error), group_concat(l.created_at), "
-    "json_group_array(l.value_hash) FROM lineage l WHERE "
-)
-_RUN_RANGE = """
-SELECT min(lo), max(hi) FROM (
-    SELECT (SELECT min(l.entry_id) FROM lineage l
-            WHERE l.run_id = s.run_id AND l.position = s.position AND l.status = st.value) AS lo,
-           (SELECT max(l.entry_id) FROM lineage l
-            WHERE l.run_id = s.run_id AND l.position = s.position AND l.status = st.value) AS hi
-    FROM steps s, json_each('["ok", "rejected", "failed"]') st
-    WHERE s.run_id = ?
-)
-"""
-
-
-def run_entry_range(con: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
-    """The smallest and largest entry id of a run (index seeks only), or None if empty."""
-    lo, hi = con.execute(_RUN_RANGE, (run_id,)).fetchone()
-    return None if lo is None else (lo, hi)
-
-
-def _selection(
-    con: sqlite3.Connection, run_id: str, key: str | None, position: int | None
-) -> tuple[str, tuple] | None:
-    if key is None and position is None:
-        bounds = run_entry_range(con, run_id)
-        if bounds is None:
-            return None
-        return "l.entry_id BETWEEN ? AND ? AND +l.run_id = ?", (*bounds, run_id)
-    return _entry_filter(key is not None, position is not None), _entry_params(
-        run_id, key, position
+# rows in the same order, so the columns line up.
+def columns_select(key: str | None, position: int | None, time: str | None = None) -> str:
+    """The statement of :func:`entry_columns` for a selection (see :func:`_scope`)."""
+    source, where, stamp = _scope(key, position)
+    return (
+        "SELECT count(*), group_concat(e.entry_id), group_concat(e.position), "
+        "json_group_array(e.record_key), group_concat(e.status), json_group_array(e.reason), "
+        f"json_group_array(e.error), group_concat({time or stamp}), "
+        f"json_group_array({HASH_TEXT.format('v')}) "
+        f"FROM {source} LEFT JOIN vals v ON v.value_id = e.value_id WHERE {where}"
     )
 
 
@@ -326,14 +331,13 @@ def entry_columns(
     (``None`` when empty; the writer's stamps are fixed width and hold no comma, so
     splitting them needs no parser: :func:`created_at_json` reads them as JSON for
     a store where that does not hold), other texts as JSON arrays; status codes
-    index ``ENTRY_STATUSES``. A whole run comes in entry-id order; a filtered
-    selection in index order.
+    index ``ENTRY_STATUSES``. A whole run comes in chunk order (entry-id order for a
+    run written by one process); a filtered selection in index order.
     """
-    selection = _selection(con, run_id, key, position)
-    if selection is None:
+    row = con.execute(columns_select(key, position), _params(run_id, key, position)).fetchone()
+    if not row[0]:
         return (0, None, None, "[]", None, "[]", "[]", None, "[]")
-    where, params = selection
-    return con.execute(_COLUMNS_SELECT + where, params).fetchone()
+    return row
 
 
 def created_at_json(
@@ -344,12 +348,10 @@ def created_at_json(
     position: int | None = None,
 ) -> str:
     """The ``created_at`` of the selection of :func:`entry_columns` as a JSON array."""
-    selection = _selection(con, run_id, key, position)
-    if selection is None:
-        return "[]"
-    where, params = selection
+    source, where, stamp = _scope(key, position)
     return con.execute(
-        "SELECT json_group_array(l.created_at) FROM lineage l WHERE " + where, params
+        f"SELECT json_group_array({stamp}) FROM {source} WHERE {where}",
+        _params(run_id, key, position),
     ).fetchone()[0]
 
 
@@ -360,33 +362,99 @@ def edge_columns(
     key: str | None = None,
     position: int | None = None,
 ) -> tuple[str | None, str | None]:
-    """Parent links of the selected entries as ``(parent_ids, child_ids)`` comma lists.
-
-    For a whole run the links of every child in the run's entry-id range are
-    returned, ordered by (child, parent); a caller whose run shares that range with
-    another run (concurrent writers) drops children that are not its entries.
-    """
-    if key is None and position is None:
-        bounds = run_entry_range(con, run_id)
-        if bounds is None:
-            return None, None
-        return con.execute(
-            "SELECT group_concat(parent_id), group_concat(child_id) FROM parents "
-            "WHERE child_id BETWEEN ? AND ?",
-            bounds,
-        ).fetchone()
-    where = _entry_filter(key is not None, position is not None)
+    """Parent links of the selected entries as ``(parent_ids, child_ids)`` comma lists
+    (first parents from the entries, further ones from ``extra_parents``)."""
+    source, where, _ = _scope(key, position)
+    if key is None:  # the run's extra links: a range of extra_parents per chunk
+        extra_source = (
+            "chunks ch CROSS JOIN extra_parents x "
+            "ON x.child_id BETWEEN ch.first_entry AND ch.last_entry "
+            "CROSS JOIN entries e ON e.entry_id = x.child_id"
+        )
+    else:
+        extra_source = "entries e JOIN extra_parents x ON x.child_id = e.entry_id"
     return con.execute(
-        "SELECT group_concat(p.parent_id), group_concat(p.child_id) FROM lineage l "
-        f"JOIN parents p ON p.child_id = l.entry_id WHERE {where}",
-        _entry_params(run_id, key, position),
+        f"""
+        SELECT group_concat(parent_id), group_concat(child_id) FROM (
+            SELECT e.parent_id AS parent_id, e.entry_id AS child_id FROM {source}
+            WHERE {where} AND e.parent_id IS NOT NULL
+            UNION ALL
+            SELECT x.parent_id, x.child_id FROM {extra_source} WHERE {where}
+        )
+        """,
+        _params(run_id, key, position),
     ).fetchone()
 
 
+# Everything connected to one key's entries in one run, as the CTE ``connected``: the
+# entries themselves, all their ancestors (``up``) and all their descendants
+# (``down``). Parent links never cross runs. Parameters: key, run id.
+_CONNECTED_CTE = f"""
+WITH RECURSIVE
+    seed(entry_id) AS (
+        SELECT entry_id FROM entries WHERE record_key = ? AND run_no = {RUN_NO.format("?")}
+    ),
+    up(entry_id) AS (
+        SELECT entry_id FROM seed
+        UNION
+        SELECT p.parent_id FROM up JOIN entries p ON p.entry_id = up.entry_id
+        WHERE p.parent_id IS NOT NULL
+        UNION
+        SELECT x.parent_id FROM up JOIN extra_parents x ON x.child_id = up.entry_id
+    ),
+    down(entry_id) AS (
+        SELECT entry_id FROM seed
+        UNION
+        SELECT d.entry_id FROM down JOIN entries d ON d.parent_id = down.entry_id
+        UNION
+        SELECT x.child_id FROM down JOIN extra_parents x ON x.parent_id = down.entry_id
+    ),
+    connected(entry_id) AS (SELECT entry_id FROM up UNION SELECT entry_id FROM down)
+"""
+
+CONNECTED_ENTRIES = (
+    _CONNECTED_CTE
+    + """SELECT {columns}, v.json
+FROM connected n
+JOIN entries e ON e.entry_id = n.entry_id
+JOIN runs r ON r.run_no = e.run_no
+LEFT JOIN vals v ON v.value_id = e.value_id
+ORDER BY e.entry_id
+"""
+)
+
+
+def connected_entry_rows(con: sqlite3.Connection, run_id: str, key: str) -> list[tuple]:
+    """Entries connected to ``key`` in the run (:data:`ENTRY_COLUMNS` + the value JSON)."""
+    sql = CONNECTED_ENTRIES.format(columns=", ".join(ENTRY_EXPRESSIONS[c] for c in ENTRY_COLUMNS))
+    return con.execute(sql, (key, run_id)).fetchall()
+
+
+def links_among(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int, int]]:
+    """``(parent_id, child_id)`` links whose both ends are in ``entry_ids``.
+
+    Linear in the number of ids: the ids drive the loop (``CROSS JOIN`` fixes the
+    order), each child's links come from its row and the ``extra_parents`` primary
+    key, and the parent test is a lookup in the list subquery, built once (the ``+``
+    keeps SQLite from using it as an index constraint, which would seek every id for
+    every child: quadratic in a merge group).
+    """
+    return con.execute(LINKS_AMONG, (json.dumps(entry_ids),)).fetchall()
+
+
+LINKS_AMONG = """
+SELECT e.parent_id, e.entry_id
+FROM json_each(?1) c CROSS JOIN entries e ON e.entry_id = c.value
+WHERE +e.parent_id IN (SELECT value FROM json_each(?1))
+UNION ALL
+SELECT x.parent_id, x.child_id
+FROM json_each(?1) c CROSS JOIN extra_parents x ON x.child_id = c.value
+WHERE +x.parent_id IN (SELECT value FROM json_each(?1))
+"""
+
+
 # ------------------------------------------------------------------ walks
-# Recursive CTEs over the parent links. The up-walk follows the parents primary key
-# (child_id, parent_id), the down-walk the parents_parent index; the seed uses the
-# lineage_key index; tests assert the plans with EXPLAIN QUERY PLAN.
+# Recursive CTEs over the parent links; tests assert the plans with EXPLAIN QUERY PLAN.
 
 #: Columns of :func:`trace_rows`, :func:`walk_rows` adds ``depth`` after entry_id.
 TRACE_COLUMNS = (
@@ -407,25 +475,37 @@ TRACE_COLUMNS = (
     "created_at",
     "parent_ids",
 )
-_ENTRY_DETAIL = """
-    l.run_id, l.position, s.name, s.kind, s.source, s.destination, s.description,
-    l.record_key, {relation}, l.status, l.reason, l.error, l.value_hash, l.created_at,
-    (SELECT group_concat(pp.parent_id) FROM parents pp WHERE pp.child_id = l.entry_id)
+_ENTRY_DETAIL = (
+    """
+    r.run_id, e.position, s.name, s.kind, s.source, s.destination, s.description,
+    e.record_key, {relation}, """
+    + STATUS_TEXT.format("e.status")
+    + ", e.reason, e.error, "
+    + HASH_TEXT.format("v")
+    + ", "
+    + CHUNK_TIME.format("e.entry_id")
+    + ", "
+    + PARENT_LIST.format("e")
+)
+_DETAIL_JOINS = """
+JOIN entries e ON e.entry_id = {alias}.entry_id
+JOIN runs r ON r.run_no = e.run_no
+JOIN steps s ON s.run_no = e.run_no AND s.position = e.position
+LEFT JOIN vals v ON v.value_id = e.value_id
 """
 
 TRACE = (
     _CONNECTED_CTE
     + """
-SELECT l.entry_id, """
+SELECT e.entry_id, """
     + _ENTRY_DETAIL.format(
-        relation="CASE WHEN l.record_key IS ? THEN 'self' "
-        "WHEN l.entry_id IN (SELECT entry_id FROM up) THEN 'upstream' ELSE 'downstream' END"
+        relation="CASE WHEN e.record_key IS ? THEN 'self' "
+        "WHEN e.entry_id IN (SELECT entry_id FROM up) THEN 'upstream' ELSE 'downstream' END"
     )
     + """
-FROM connected c
-JOIN lineage l ON l.entry_id = c.entry_id
-JOIN steps s ON s.run_id = l.run_id AND s.position = l.position
-ORDER BY l.position, l.entry_id
+FROM connected c"""
+    + _DETAIL_JOINS.format(alias="c")
+    + """ORDER BY e.position, e.entry_id
 """
 )
 
@@ -440,28 +520,45 @@ def trace_rows(con: sqlite3.Connection, run_id: str, key: str) -> list[tuple]:
     return con.execute(TRACE, (key, run_id, key)).fetchall()
 
 
-_WALK = """
+_WALK_UP = """
 WITH RECURSIVE walk(entry_id, depth) AS (
     SELECT ?2, 0
     UNION
-    SELECT p.{next}, w.depth + 1 FROM walk w JOIN parents p ON p.{this} = w.entry_id
+    SELECT p.parent_id, w.depth + 1 FROM walk w JOIN entries p ON p.entry_id = w.entry_id
+    WHERE p.parent_id IS NOT NULL AND (?1 IS NULL OR w.depth < ?1)
+    UNION
+    SELECT x.parent_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.child_id = w.entry_id
     WHERE ?1 IS NULL OR w.depth < ?1
 )
-SELECT l.entry_id, min(w.depth), """
-_WALK_TAIL = """
-FROM walk w
-JOIN lineage l ON l.entry_id = w.entry_id
-JOIN steps s ON s.run_id = l.run_id AND s.position = l.position
-GROUP BY l.entry_id
-ORDER BY min(w.depth), l.entry_id
 """
+_WALK_DOWN = """
+WITH RECURSIVE walk(entry_id, depth) AS (
+    SELECT ?2, 0
+    UNION
+    SELECT d.entry_id, w.depth + 1 FROM walk w JOIN entries d ON d.parent_id = w.entry_id
+    WHERE ?1 IS NULL OR w.depth < ?1
+    UNION
+    SELECT x.child_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.parent_id = w.entry_id
+    WHERE ?1 IS NULL OR w.depth < ?1
+)
+"""
+_WALK_TAIL = (
+    """
+FROM walk w"""
+    + _DETAIL_JOINS.format(alias="w")
+    + """GROUP BY e.entry_id
+ORDER BY min(w.depth), e.entry_id
+"""
+)
 UPSTREAM = (
-    _WALK.replace("{next}", "parent_id").replace("{this}", "child_id")
+    _WALK_UP
+    + "SELECT e.entry_id, min(w.depth), "
     + _ENTRY_DETAIL.format(relation="'upstream'")
     + _WALK_TAIL
 )
 DOWNSTREAM = (
-    _WALK.replace("{next}", "child_id").replace("{this}", "parent_id")
+    _WALK_DOWN
+    + "SELECT e.entry_id, min(w.depth), "
     + _ENTRY_DETAIL.format(relation="'downstream'")
     + _WALK_TAIL
 )
@@ -483,23 +580,28 @@ def walk_rows(
 def entry_exists(con: sqlite3.Connection, entry_id: int) -> bool:
     """Whether a lineage entry with this id exists."""
     return (
-        con.execute("SELECT 1 FROM lineage WHERE entry_id = ?", (entry_id,)).fetchone() is not None
+        con.execute("SELECT 1 FROM entries WHERE entry_id = ?", (entry_id,)).fetchone() is not None
     )
 
 
-SOURCES = """
+SOURCES = f"""
 WITH RECURSIVE walk(entry_id) AS (
     SELECT value FROM json_each(?)
     UNION
-    SELECT p.parent_id FROM walk w JOIN parents p ON p.child_id = w.entry_id
+    SELECT p.parent_id FROM walk w JOIN entries p ON p.entry_id = w.entry_id
+    WHERE p.parent_id IS NOT NULL
+    UNION
+    SELECT x.parent_id FROM walk w JOIN extra_parents x ON x.child_id = w.entry_id
 )
-SELECT l.entry_id, l.run_id, l.record_key, l.status, l.reason, l.created_at, l.value_hash,
-       r.value
+SELECT e.entry_id, r.run_id, e.record_key, {STATUS_TEXT.format("e.status")}, e.reason,
+       {CHUNK_TIME.format("e.entry_id")}, {HASH_TEXT.format("v")}, v.json
 FROM walk w
-JOIN lineage l ON l.entry_id = w.entry_id
-JOIN records r ON r.entry_id = w.entry_id
-WHERE NOT EXISTS (SELECT 1 FROM parents p WHERE p.child_id = w.entry_id)
-ORDER BY l.entry_id
+JOIN entries e ON e.entry_id = w.entry_id
+JOIN runs r ON r.run_no = e.run_no
+JOIN vals v ON v.value_id = e.value_id
+WHERE e.parent_id IS NULL
+  AND NOT EXISTS (SELECT 1 FROM extra_parents x WHERE x.child_id = w.entry_id)
+ORDER BY e.entry_id
 """
 
 
@@ -513,10 +615,11 @@ def last_entries_of_key(con: sqlite3.Connection, run_id: str, key: str) -> list[
     return [
         r[0]
         for r in con.execute(
-            """
-            SELECT entry_id FROM lineage
-            WHERE record_key = ?1 AND run_id = ?2 AND position = (
-                SELECT max(position) FROM lineage WHERE record_key = ?1 AND run_id = ?2)
+            f"""
+            SELECT entry_id FROM entries
+            WHERE record_key = ?1 AND run_no = {RUN_NO.format("?2")} AND position = (
+                SELECT max(position) FROM entries
+                WHERE record_key = ?1 AND run_no = {RUN_NO.format("?2")})
             ORDER BY entry_id
             """,
             (key, run_id),
@@ -531,13 +634,8 @@ def value_rows(con: sqlite3.Connection, entry_ids: list[int]) -> list[tuple[int,
 
 #: ``CROSS JOIN``: the ids drive the loop, one rowid seek each (linear in the ids).
 VALUES_OF = (
-    "SELECT r.entry_id, r.value FROM json_each(?) j CROSS JOIN records r ON r.entry_id = j.value"
-)
-
-
-_VALUES_SELECT = (
-    "SELECT group_concat(l.entry_id), '[' || group_concat(r.value) || ']' "
-    "FROM lineage l JOIN records r ON r.entry_id = l.entry_id WHERE "
+    "SELECT e.entry_id, v.json FROM json_each(?) j CROSS JOIN entries e ON e.entry_id = j.value "
+    "JOIN vals v ON v.value_id = e.value_id"
 )
 
 
@@ -549,69 +647,58 @@ def value_columns(
     position: int | None = None,
 ) -> tuple[str | None, str | None]:
     """The selected entries' ids (comma list) and values (one JSON array text)."""
-    selection = _selection(con, run_id, key, position)
-    if selection is None:
-        return None, None
-    where, params = selection
-    return con.execute(_VALUES_SELECT + where, params).fetchone()
+    source, where, _ = _scope(key, position)
+    return con.execute(
+        "SELECT group_concat(e.entry_id), '[' || group_concat(v.json) || ']' "
+        f"FROM {source} JOIN vals v ON v.value_id = e.value_id WHERE {where}",
+        _params(run_id, key, position),
+    ).fetchone()
 
 
 # -------------------------------------------------------------------- timeline
 
 
 def chunk_moments(con: sqlite3.Connection, run_id: str) -> list[tuple]:
-    """When each chunk entered each step: ``(position, created_at, entries)`` rows.
+    """When each chunk was written, per step: ``(position, created_at, entries)`` rows.
 
-    The pipeline stamps every entry a step makes for one chunk with the same
-    ``created_at``, so the distinct stamps of a step are the moments it started on a
-    chunk. One set-based query, grouped in SQLite.
+    From the run's chunks rows alone (their time and per-step counts), no entry read.
     """
-    return con.execute(
-        """
-        SELECT position, created_at, count(*)
-        FROM lineage
-        WHERE run_id = ?
-        GROUP BY position, created_at
-        ORDER BY position, created_at
-        """,
-        (run_id,),
-    ).fetchall()
+    moments: dict[tuple[int, str], int] = {}
+    for written_at, counts in chunk_count_rows(con, run_id):
+        for position, ok, rejected, failed in counts:
+            at = (position, written_at)
+            moments[at] = moments.get(at, 0) + ok + rejected + failed
+    return [(p, t, n) for (p, t), n in sorted(moments.items())]
 
 
-#: Counts of unfinished runs from their entries: one grouped pass over the covering
-#: ``lineage_run (run_id, position, status)`` index, then one row per run.
+#: The counts of the chunks of some runs, and each run's last step position.
 LIVE_COUNTS = """
-WITH c AS (
-    SELECT run_id, position, status, count(*) AS n
-    FROM lineage
-    WHERE run_id IN (SELECT value FROM json_each(?1))
-    GROUP BY run_id, position, status
-),
-last AS (
-    SELECT run_id, max(position) AS position
-    FROM steps
-    WHERE run_id IN (SELECT value FROM json_each(?1))
-    GROUP BY run_id
-)
-SELECT c.run_id,
-       coalesce(sum(CASE WHEN c.position = 0 THEN c.n END), 0),
-       coalesce(sum(CASE WHEN c.status = 'ok' AND c.position = last.position THEN c.n END), 0),
-       coalesce(sum(CASE WHEN c.status = 'rejected' THEN c.n END), 0),
-       coalesce(sum(CASE WHEN c.status = 'failed' THEN c.n END), 0)
-FROM c LEFT JOIN last ON last.run_id = c.run_id
-GROUP BY c.run_id
+SELECT r.run_id, ch.counts, (SELECT max(s.position) FROM steps s WHERE s.run_no = r.run_no)
+FROM json_each(?1) j
+JOIN runs r ON r.run_id = j.value
+JOIN chunks ch ON ch.run_no = r.run_no
 """
 
 
 def live_counts(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple[int, ...]]:
-    """``(n_input, n_published, n_rejected, n_failed)`` of runs, counted from their entries.
+    """``(n_input, n_published, n_rejected, n_failed)`` of runs, summed from their chunks.
 
     For runs that never finished (their stored counts are written at the end):
     ``n_input`` is the entries at position 0, ``n_rejected``/``n_failed`` the entries
     with that status, ``n_published`` the ``ok`` entries at the run's last step.
-    A run without entries is absent from the result.
+    A run without chunks is absent from the result.
     """
-    return {row[0]: tuple(row[1:]) for row in con.execute(LIVE_COUNTS, (json.dumps(run_ids),))}
+    out: dict[str, list[int]] = {}
+    for run_id, counts, last in con.execute(LIVE_COUNTS, (json.dumps(run_ids),)):
+        total = out.setdefault(run_id, [0, 0, 0, 0])
+        for position, ok, rejected, failed in json.loads(counts):
+            if position == 0:
+                total[0] += ok + rejected + failed
+            if position == last:
+                total[1] += ok
+            total[2] += rejected
+            total[3] += failed
+    return {run_id: tuple(total) for run_id, total in out.items()}
 
 
 # ------------------------------------------------------------------- exports
@@ -621,15 +708,15 @@ def outcome_reason_counts(con: sqlite3.Connection, run_id: str) -> list[tuple[in
     """``(position, status, reason, count)`` of a run's rejected and failed entries.
 
     ``reason`` is None for failed entries (their error is in ``error``). One grouped
-    pass over the run's non-``ok`` entries (seeks on the ``lineage_run`` index).
+    pass over the partial ``entries_outcome`` index (non-``ok`` entries only).
     """
     return con.execute(
-        """
-        SELECT position, status, reason, count(*)
-        FROM lineage
-        WHERE run_id = ? AND status IN ('rejected', 'failed')
+        f"""
+        SELECT position, {STATUS_TEXT.format("status")} AS status_text, reason, count(*)
+        FROM entries
+        WHERE run_no = {RUN_NO.format("?")} AND status <> 0
         GROUP BY position, status, reason
-        ORDER BY position, status, reason
+        ORDER BY position, status_text, reason
         """,
         (run_id,),
     ).fetchall()
@@ -642,22 +729,29 @@ def step_value_sample(
 
     Rows are ``(entry_id, value JSON, parent value JSON or None)``, one per parent
     link (a merged entry has several rows, a first-step entry one row with None),
-    the entries in id order. Index seeks only: the ``lineage_run`` index for the
-    step, primary keys for parents and values.
+    the entries in id order: the first ones met in the run's chunks, which stops
+    reading after ``limit``; primary keys for parents and values.
     """
     return con.execute(
-        """
-        WITH picked AS (
-            SELECT entry_id FROM lineage
-            WHERE run_id = ? AND position = ? AND status = 'ok'
-            ORDER BY entry_id LIMIT ?
+        f"""
+        WITH picked AS MATERIALIZED (
+            SELECT e.entry_id, e.parent_id, e.value_id FROM {RUN_ENTRIES}
+            WHERE ch.run_no = {RUN_NO.format("?1")} AND e.position = ?2 AND e.status = 0
+            LIMIT ?3
+        ),
+        links(child_id, parent_id) AS (
+            SELECT entry_id, parent_id FROM picked
+            UNION ALL
+            SELECT x.child_id, x.parent_id FROM picked p
+            JOIN extra_parents x ON x.child_id = p.entry_id
         )
-        SELECT c.entry_id, cv.value, pv.value
-        FROM picked c
-        JOIN records cv ON cv.entry_id = c.entry_id
-        LEFT JOIN parents p ON p.child_id = c.entry_id
-        LEFT JOIN records pv ON pv.entry_id = p.parent_id
-        ORDER BY c.entry_id, p.parent_id
+        SELECT c.entry_id, cv.json, pv.json
+        FROM links l
+        JOIN picked c ON c.entry_id = l.child_id
+        JOIN vals cv ON cv.value_id = c.value_id
+        LEFT JOIN entries pe ON pe.entry_id = l.parent_id
+        LEFT JOIN vals pv ON pv.value_id = pe.value_id
+        ORDER BY c.entry_id, l.parent_id
         """,
         (run_id, position, limit),
     ).fetchall()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreClosed
+from ..errors import RunNotFound, StoreClosed
 from ..model import RunEnd, RunStart, StepRow, StepTiming
 from . import integrity, queries, writer
 from .backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Span, Writer
@@ -66,6 +66,7 @@ class SQLiteBackend(Backend):
         self._con: sqlite3.Connection | None = open_connection(
             self.path, create=create, read_only=read_only
         )
+        self._run_nos: dict[str, int] = {}
 
     @property
     def con(self) -> sqlite3.Connection:
@@ -101,23 +102,37 @@ class SQLiteBackend(Backend):
     # ----------------------------------------------------------------- writing
 
     def begin_run(self, run: RunStart, steps: Sequence[StepRow]) -> None:
-        writer.begin_run(self.con, run, steps)
+        self._run_nos[run.run_id] = writer.begin_run(self.con, run, steps)
+
+    def _run_no(self, run_id: str) -> int:
+        """The run number of a run written through this store (cached: never changes).
+
+        Raises
+        ------
+        RunNotFound
+            No such run.
+        """
+        found = self._run_nos.get(run_id)
+        if found is None:
+            found = writer.run_no(self.con, run_id)
+            if found is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.location}")
+            self._run_nos[run_id] = found
+        return found
 
     def existing_keys(self, run_id: str, keys: Sequence[str]) -> dict[str, int]:
-        return writer.existing_keys(self.con, run_id, keys)
+        return writer.existing_keys(self.con, self._run_no(run_id), keys)
 
     def reserve_ids(self, n: int) -> int:
         return writer.reserve_ids(self.con, n)
 
     def write_chunk(self, first_id: int, chunk: Chunk) -> bool:
-        return writer.write_chunk(self.con, first_id, chunk, _now())
+        if not chunk.entries:
+            return False
+        run = self._run_no(chunk.entries[0].run_id)
+        return writer.write_chunk(self.con, first_id, chunk, run, _now())
 
     def chunk_counts(self, run_id: str) -> ChunkCounts:
-        has_claims = self.con.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks'"
-        ).fetchone()
-        if has_claims is None:  # a v3 store opened read-only, never written by this code
-            return ChunkCounts({}, 0)
         return writer.chunk_counts(self.con, run_id)
 
     def finish_run(self, run_id: str, end: RunEnd, timings: Sequence[StepTiming]) -> None:

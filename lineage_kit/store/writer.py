@@ -1,11 +1,11 @@
-"""Batched writes of runs, steps, lineage entries, parent links and values.
+"""Batched writes of runs, steps, entries, values, extra parent links and chunks.
 
 Only the engine writes, through :class:`~lineage_kit.store.sqlite.SQLiteBackend`,
 which calls these functions. A chunk's entry ids are reserved first
 (:func:`reserve_ids`: a counter row bumped under the write lock, so concurrent
 writers get disjoint ranges), then the chunk is written in one ``BEGIN IMMEDIATE``
-transaction with ``executemany`` and explicit ids, so parent links are built from
-ids known in memory, never looked up.
+transaction, its ``chunks`` row (the claim) first, with ``executemany`` and explicit
+ids, so parent links are built from ids known in memory, never looked up.
 """
 
 from __future__ import annotations
@@ -13,39 +13,48 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 from ..model import RunEnd, RunStart, RunStatus, StepRow, StepTiming
+from . import queries
 from .backend import Chunk, ChunkCounts
+from .schema import STATUS_CODES
 from .transaction import transaction
 
 _INSERT_RUN = """
 INSERT INTO runs (run_id, pipeline, started_at, status, input_path, parameters,
                   package_version, writer_host, writer_pid, writer_started)
 VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
+RETURNING run_no
 """
 _INSERT_STEP = """
-INSERT INTO steps (run_id, position, name, kind, source, destination, description)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO steps (run_no, run_id, position, name, kind, source, destination, description)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_ENTRY = """
-INSERT INTO lineage (entry_id, run_id, position, record_key, status, reason, error, created_at,
-                     value_hash)
+INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id, value_id, reason,
+                     error)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_INSERT_VALUE = "INSERT INTO vals (value_id, hash, json) VALUES (?, ?, ?)"
+_INSERT_EXTRA = "INSERT INTO extra_parents (child_id, parent_id) VALUES (?, ?)"
+_CLAIM = """
+INSERT INTO chunks (run_no, chunk_no, first_entry, last_entry, counts, written_at)
+VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
 # Past the largest id written too (a seek to the table's last row), so rows written
 # around the counter (by hand, or by a tool of another version) are never reused.
 _RESERVE = """
 UPDATE entry_ids
-SET next_id = max(next_id, (SELECT coalesce(max(entry_id), 0) + 1 FROM lineage)) + ?1
+SET next_id = max(next_id, (SELECT coalesce(max(entry_id), 0) + 1 FROM entries)) + ?1
 RETURNING next_id - ?1
 """
-_INSERT_PARENT = "INSERT INTO parents (child_id, parent_id) VALUES (?, ?)"
-_INSERT_VALUE = "INSERT INTO records (entry_id, value) VALUES (?, ?)"
-# json_each as the outer table of a join, so each key is one probe of lineage_key
+_RUN_NO = "SELECT run_no FROM runs WHERE run_id = ?"
+# json_each as the outer table of a join, so each key is one probe of entries_key
 # (an IN (SELECT ... json_each) list can be re-run per row: quadratic).
 _EXISTING_KEYS = """
-SELECT j.value, min(l.position) FROM json_each(?) AS j
-JOIN lineage AS l ON l.record_key = j.value AND l.run_id = ?
+SELECT j.value, min(e.position) FROM json_each(?) AS j
+JOIN entries AS e ON e.record_key = j.value AND e.run_no = ?
 GROUP BY j.value
 """
 _FINISH_RUN = """
@@ -55,20 +64,29 @@ WHERE run_id = ?
 """
 _STEP_TIMES = """
 UPDATE steps SET started_at = ?, finished_at = ?, busy_seconds = ?
-WHERE run_id = ? AND position = ?
+WHERE run_no = ? AND position = ?
 """
+_CODES = STATUS_CODES.__getitem__
 
 
-def begin_run(con: sqlite3.Connection, run: RunStart, steps: Iterable[StepRow]) -> None:
-    """Insert a ``running`` run and its steps (one transaction)."""
+def begin_run(con: sqlite3.Connection, run: RunStart, steps: Iterable[StepRow]) -> int:
+    """Insert a ``running`` run and its steps (one transaction); return its run number."""
     with transaction(con):
-        con.execute(_INSERT_RUN, run)
-        con.executemany(_INSERT_STEP, steps)
+        (run_no,) = con.execute(_INSERT_RUN, run).fetchone()
+        con.executemany(_INSERT_STEP, [(run_no, *step) for step in steps])
+    return run_no
 
 
-def existing_keys(con: sqlite3.Connection, run_id: str, keys: Sequence[str]) -> dict[str, int]:
-    """Which of ``keys`` the run already uses: key -> the first step it has an entry at."""
-    return dict(con.execute(_EXISTING_KEYS, (json.dumps(list(keys)), run_id)))
+def run_no(con: sqlite3.Connection, run_id: str) -> int | None:
+    """The run number of a run id, or None."""
+    row = con.execute(_RUN_NO, (run_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def existing_keys(con: sqlite3.Connection, run: int, keys: Sequence[str]) -> dict[str, int]:
+    """Which of ``keys`` run number ``run`` already uses: key -> the first step it has an
+    entry at."""
+    return dict(con.execute(_EXISTING_KEYS, (json.dumps(list(keys)), run)))
 
 
 def reserve_ids(con: sqlite3.Connection, n: int) -> int:
@@ -80,48 +98,101 @@ def reserve_ids(con: sqlite3.Connection, n: int) -> int:
     return first
 
 
-_CLAIM = """
-INSERT INTO chunks (run_id, chunk_no, first_entry, last_entry, counts, written_at)
-VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-"""
+def chunk_rows(first_id: int, chunk: Chunk, run: int) -> tuple[Iterable, list, list]:
+    """The ``entries``, ``vals`` and ``extra_parents`` rows of a chunk whose ids start
+    at ``first_id``.
+
+    An entry's ``parent_id`` is its first parent; further parents (a merge's) are
+    ``extra_parents`` rows. An entry with a value (not None) stores it under its own id
+    as ``value_id``; one without points at its first local parent's ``value_id``.
+
+    Raises
+    ------
+    ValueError
+        A value is None but the entry has no parent in the chunk.
+    """
+    entries = chunk.entries
+    n = len(entries)
+    _, positions, keys, statuses, reasons, errors, _, hashes = zip(*entries, strict=True)
+    parents: list[int | None] = [None] * n
+    local: dict[int, int] = {}
+    extra = []
+    for child, parent in chunk.local_parents:  # one link a record-step: plain Python
+        if parents[child] is None:
+            parents[child] = first_id + parent
+            local[child] = parent
+        else:
+            extra.append((first_id + child, first_id + parent))
+    for child, parent in chunk.absolute_parents:
+        if parents[child] is None:
+            parents[child] = parent
+        else:
+            extra.append((first_id + child, parent))
+    ids = range(first_id, first_id + n)
+    values = chunk.values
+    value_ids = list(ids)
+    if None in values:
+        for i, value in enumerate(values):
+            if value is None:
+                if i not in local:
+                    raise ValueError(f"entry {i} of chunk {chunk.chunk_no} has no value")
+                value_ids[i] = value_ids[local[i]]  # parents come before their children
+    fromhex = bytes.fromhex
+    vals = [
+        (i, None if h is None else fromhex(h), v)
+        for i, h, v in zip(ids, hashes, values, strict=True)
+        if v is not None
+    ]
+    rows = zip(
+        ids,
+        repeat(run, n),
+        positions,
+        keys,
+        map(_CODES, statuses),
+        parents,
+        value_ids,
+        reasons,
+        errors,
+        strict=True,
+    )
+    return rows, vals, extra
 
 
-def write_chunk(con: sqlite3.Connection, first_id: int, chunk: Chunk, written_at: str) -> bool:
+def write_chunk(
+    con: sqlite3.Connection, first_id: int, chunk: Chunk, run: int, written_at: str
+) -> bool:
     """Claim ``(run, chunk_no)``, then write the chunk's entries (ids ``first_id``
-    onwards, in order), values and parent links, all in one transaction.
+    onwards, in order), values and extra parent links, all in one transaction.
 
     Returns False, having written nothing, when the chunk was claimed before (or
     has no entries); True when it was written.
+
+    Raises
+    ------
+    ValueError
+        A value is None but the entry has no parent in the chunk (nothing written).
     """
-    entries = chunk.entries
-    if not entries:
+    if not chunk.entries:
         return False
-    ids = range(first_id, first_id + len(entries))
+    rows, vals, extra = chunk_rows(first_id, chunk, run)
+    last = first_id + len(chunk.entries) - 1
     counts = json.dumps([[p, *c] for p, c in chunk.status_counts().items()])
-    claim = (entries[0].run_id, chunk.chunk_no, first_id, ids[-1], counts, written_at)
-    values = chunk.resolved_values()
-    links = chunk.links(first_id)
     with transaction(con):
+        claim = (run, chunk.chunk_no, first_id, last, counts, written_at)
         if con.execute(_CLAIM, claim).rowcount == 0:
             return False
-        # the ids zipped onto the transposed columns: no Python call per row
-        con.executemany(_INSERT_ENTRY, zip(ids, *zip(*entries, strict=True), strict=False))
-        con.executemany(_INSERT_VALUE, zip(ids, values, strict=True))
-        con.executemany(_INSERT_PARENT, links)
+        con.executemany(_INSERT_ENTRY, rows)
+        con.executemany(_INSERT_VALUE, vals)
+        if extra:
+            con.executemany(_INSERT_EXTRA, extra)
     return True
 
 
 def chunk_counts(con: sqlite3.Connection, run_id: str) -> ChunkCounts:
-    """The run's per-position ``(ok, rejected, failed)`` sums over its chunks' claims."""
-    sums: dict[int, list[int]] = {}
-    n = 0
-    for (text,) in con.execute("SELECT counts FROM chunks WHERE run_id = ?", (run_id,)):
-        n += 1
-        for position, *c in json.loads(text):
-            total = sums.setdefault(position, [0, 0, 0])
-            for i in range(3):
-                total[i] += c[i]
-    return ChunkCounts({p: tuple(c) for p, c in sorted(sums.items())}, n)
+    """The run's per-position ``(ok, rejected, failed)`` sums over its chunks."""
+    rows = queries.chunk_count_rows(con, run_id)
+    sums = queries.sum_counts(rows)
+    return ChunkCounts({p: tuple(c) for p, c in sums.items()}, len(rows))
 
 
 def finish_run(
@@ -130,27 +201,28 @@ def finish_run(
     """Record a run's outcome, counts and per-step timing (one transaction)."""
     with transaction(con):
         con.execute(_FINISH_RUN, (*end, run_id))
+        run = run_no(con, run_id)
         con.executemany(
             _STEP_TIMES,
-            [(t.started_at, t.finished_at, t.busy_seconds, run_id, t.position) for t in timings],
+            [(t.started_at, t.finished_at, t.busy_seconds, run, t.position) for t in timings],
         )
 
 
 def discard_run(con: sqlite3.Connection, run_id: str) -> None:
     """Delete every row of a run (used when its input turned out to be unreadable)."""
     with transaction(con):
-        con.execute(
-            "DELETE FROM parents WHERE child_id IN (SELECT entry_id FROM lineage WHERE run_id = ?)",
-            (run_id,),
-        )
-        con.execute(
-            "DELETE FROM records WHERE entry_id IN (SELECT entry_id FROM lineage WHERE run_id = ?)",
-            (run_id,),
-        )
-        con.execute("DELETE FROM lineage WHERE run_id = ?", (run_id,))
-        con.execute("DELETE FROM chunks WHERE run_id = ?", (run_id,))
-        con.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
-        con.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        run = run_no(con, run_id)
+        if run is None:
+            return
+        ranges = con.execute(
+            "SELECT first_entry, last_entry FROM chunks WHERE run_no = ?", (run,)
+        ).fetchall()
+        con.executemany("DELETE FROM extra_parents WHERE child_id BETWEEN ? AND ?", ranges)
+        con.executemany("DELETE FROM vals WHERE value_id BETWEEN ? AND ?", ranges)
+        con.executemany("DELETE FROM entries WHERE entry_id BETWEEN ? AND ?", ranges)
+        con.execute("DELETE FROM chunks WHERE run_no = ?", (run,))
+        con.execute("DELETE FROM steps WHERE run_no = ?", (run,))
+        con.execute("DELETE FROM runs WHERE run_no = ?", (run,))
 
 
 def running_runs(con: sqlite3.Connection) -> list[tuple[str, str | None, int | None, str | None]]:

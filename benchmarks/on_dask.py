@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from common import (
@@ -27,11 +28,11 @@ from common import (
     fresh_db,
     interleaved,
     orders,
-    peak_rss_mib,
     ratio_figure,
     run_child,
     timed,
 )
+from common import peak_rss_mib as common_peak_rss_mib
 
 import lineage_kit as lk
 
@@ -133,6 +134,15 @@ def child_dask_memory(n: int, db: str) -> dict[str, Any]:
         "rss_before_mib": before,
         "peak_rss_mib": peak_rss_mib(),
     }
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak RSS (``VmHWM``): ``ru_maxrss`` starts from the parent's
+    peak on Linux (kept across fork and exec), and the parent here ran clusters."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return common_peak_rss_mib()
 
 
 def driver_memory(pair: tuple[int, int]) -> list[Figure]:

@@ -57,7 +57,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "export_records": (100_000, 3_000),
     "live_records": (100_000, 3_000),
     "export_reps": (3, 1),
-    "dask_records": (200_000, 2_000),
+    "dask_records": (200_000, 1_000),
     "dask_reps": (3, 1),
     "dask_memory_pair": ((100_000, 1_000_000), (2_000, 20_000)),
 }
@@ -175,7 +175,7 @@ def child(args: list[str]) -> None:
     elif kind == "dask_memory":
         import on_dask
 
-        out = on_dask.child_dask_memory(int(rest[0]), rest[1])
+        out = on_dask.child_dask_memory(int(rest[0]), rest[1], rest[2])
     elif kind == "imports":
         import startup
 

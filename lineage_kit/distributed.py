@@ -307,6 +307,7 @@ class DaskRun(Run):
         merges = [i for i, s in enumerate(self.steps) if s.kind == StepKind.MERGE]
         end = merges[0] if merges else len(self.steps)
         self.bar = chunk_bar(progress)
+        trim_message_logs(self.client)
         try:
             pieces = self._pump(self._input_tasks(blocks, end), self._serial(0, end))
             barrier = [item for n in sorted(pieces) for item in pieces[n]]
@@ -405,6 +406,8 @@ class DaskRun(Run):
                 self._collect(self.inflight.pop(future), future.result(), again, pieces)
 
     def _submit(self, task: ChunkTask) -> None:
+        if task.chunk_no % 50 == 49:
+            trim_message_logs(self.client)
         future = self.client.submit(
             run_chunk,
             self.ctx,
@@ -495,6 +498,35 @@ class DaskRun(Run):
                 "the entries written differ from the chunks' reported outcomes: a chunk run "
                 "again by Dask gave other results (steps must be deterministic)"
             )
+
+
+#: Messages a Dask stream keeps for debugging while a run goes (its default,
+#: ``distributed.admin.low-level-log-length``, is 1,000).
+KEEP_MESSAGES = 3
+
+
+def trim_message_logs(client: Any) -> None:
+    """Shorten the debugging logs of the client's and the scheduler's streams.
+
+    Dask keeps each stream's last 1,000 messages under 1 MB
+    (``distributed.admin.low-level-log-length``); a chunk task's message holds its
+    records, so the client (the driver) and the scheduler (the driver too, for a
+    LocalCluster started there) would hold up to 1,000 chunks. Called when a run
+    starts and every few chunks (a worker that restarts opens a new stream).
+    """
+    _trim(getattr(client, "scheduler_comm", None))
+    client.run_on_scheduler(_trim_scheduler_logs)
+
+
+def _trim(comm: Any) -> None:
+    log = getattr(comm, "recent_message_log", None)
+    if log is not None and (log.maxlen is None or log.maxlen > KEEP_MESSAGES):
+        comm.recent_message_log = deque(log, maxlen=KEEP_MESSAGES)
+
+
+def _trim_scheduler_logs(dask_scheduler: Any = None) -> None:
+    for comm in [*dask_scheduler.stream_comms.values(), *dask_scheduler.client_comms.values()]:
+        _trim(comm)
 
 
 def chunk_bar(progress: bool | None) -> Any:

@@ -54,6 +54,19 @@ def lineage_rows(db: Path, run_id: str) -> list[tuple]:
     return sorted(rows, key=repr)
 
 
+def chunks_written(db: Path) -> int:
+    """How many chunks the store's first run has written so far (0 before it exists)."""
+    if not db.exists():
+        return 0
+    try:
+        backend = open_backend(db, read_only=True)
+    except lk.NotALineageStore:  # still being created (0 bytes until its schema commits)
+        return 0
+    with backend:
+        runs = backend.all_run_ids()
+        return backend.chunk_counts(runs[0]).chunks if runs else 0
+
+
 def counts(result: lk.RunResult) -> tuple:
     return (
         result.status,
@@ -199,12 +212,7 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path, dask_client
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             time.sleep(0.05)
-            if not db.exists():
-                continue
-            with open_backend(db, read_only=True) as backend:
-                runs = backend.all_run_ids()
-                written = backend.chunk_counts(runs[0]).chunks if runs else 0
-            if written >= 8:
+            if chunks_written(db) >= 8:
                 os.kill(victim, signal.SIGKILL)
                 killed.set()
                 return
@@ -263,14 +271,7 @@ def test_ctrl_c_on_the_driver_marks_the_run_interrupted(tmp_path):
         written = 0
         while written < 3 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-            if db.exists():
-                try:
-                    backend = open_backend(db, read_only=True)
-                except lk.NotALineageStore:  # still being created (0 bytes until commit)
-                    continue
-                with backend:
-                    runs = backend.all_run_ids()
-                    written = backend.chunk_counts(runs[0]).chunks if runs else 0
+            written = chunks_written(db)
         assert written >= 3, "the run did not get going"
         os.kill(proc.pid, signal.SIGINT)  # the driver only, as Ctrl-C in its terminal
         out, _ = proc.communicate(timeout=120)

@@ -12,18 +12,20 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 import lineage_kit as lk
 from lineage_kit.cli import main
-from lineage_kit.distributed import ChunkTask, RunContext, run_chunk
+from lineage_kit.distributed import ChunkTask, RunContext, close_worker_backends, run_chunk
+from lineage_kit.errors import StoreNotFound
 from lineage_kit.sources import SourceItem
 from lineage_kit.store import open_backend
 
 from . import dask_pipelines as P
-from .conftest import MESSY_JSON, SAMPLE_JSON
+from .conftest import MESSY_JSON, SAMPLE_JSON, drop_schema, with_schema
 
 
 def lineage_rows(db: Path, run_id: str) -> list[tuple]:
@@ -54,13 +56,13 @@ def lineage_rows(db: Path, run_id: str) -> list[tuple]:
     return sorted(rows, key=repr)
 
 
-def chunks_written(db: Path) -> int:
+def chunks_written(db: Path | str) -> int:
     """How many chunks the store's first run has written so far (0 before it exists)."""
-    if not db.exists():
+    if isinstance(db, Path) and not db.exists():
         return 0
     try:
         backend = open_backend(db, read_only=True)
-    except lk.NotALineageStore:  # still being created (0 bytes until its schema commits)
+    except (lk.NotALineageStore, StoreNotFound):  # still being created (not committed)
         return 0
     with backend:
         runs = backend.all_run_ids()
@@ -78,9 +80,24 @@ def counts(result: lk.RunResult) -> tuple:
     )
 
 
-def both(tmp_path: Path, client, steps, source, **options) -> tuple:
-    """The same pipeline run locally and on the cluster, into two stores."""
-    local_db, dask_db = tmp_path / "local.db", tmp_path / "dask.db"
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_stores(request, tmp_path, dask_client):
+    """Two new stores on one backend, for a local and a cluster run: SQLite files, then
+    two schemas on the test PostgreSQL server (dropped once the workers closed theirs)."""
+    if request.param == "sqlite":
+        yield tmp_path / "local.db", tmp_path / "dask.db"
+        return
+    server = request.getfixturevalue("pg_server")
+    schemas = [f"t_{uuid.uuid4().hex[:16]}" for _ in range(2)]
+    yield tuple(with_schema(server, schema) for schema in schemas)
+    dask_client.run(close_worker_backends)
+    for schema in schemas:
+        drop_schema(server, schema)
+
+
+def both(stores: tuple, client, steps, source, **options) -> tuple:
+    """The same pipeline run locally and on the cluster, into the two stores."""
+    local_db, dask_db = stores
     pipeline = lk.Pipeline(steps)
     local = pipeline.run(source, local_db, progress=False, **options)
     remote = pipeline.run(source, dask_db, progress=False, executor=client, **options)
@@ -92,9 +109,9 @@ def both(tmp_path: Path, client, steps, source, **options) -> tuple:
     [P.MAP, P.SPLIT, P.MERGE, P.SPLIT_MERGE, P.TWO_MERGES, P.FRAME],
     ids=["map", "split", "merge", "split+merge", "two merges", "frame"],
 )
-def test_a_cluster_run_stores_what_a_local_run_stores(tmp_path, dask_client, steps):
+def test_a_cluster_run_stores_what_a_local_run_stores(two_stores, dask_client, steps):
     (local_db, local), (dask_db, remote) = both(
-        tmp_path, dask_client, steps, P.inputs(), chunk_size=10
+        two_stores, dask_client, steps, P.inputs(), chunk_size=10
     )
     assert counts(remote) == counts(local)
     assert lineage_rows(dask_db, remote.run_id) == lineage_rows(local_db, local.run_id)
@@ -104,7 +121,13 @@ def test_a_cluster_run_stores_what_a_local_run_stores(tmp_path, dask_client, ste
 
 def test_the_split_cases_are_the_ones_the_input_describes(tmp_path, dask_client):
     # the expectations come from dask_pipelines' docstring, not from a run
-    (_, _), (dask_db, remote) = both(tmp_path, dask_client, P.SPLIT, P.inputs(), chunk_size=10)
+    (_, _), (dask_db, remote) = both(
+        (tmp_path / "local.db", tmp_path / "dask.db"),
+        dask_client,
+        P.SPLIT,
+        P.inputs(),
+        chunk_size=10,
+    )
     rows = lineage_rows(dask_db, remote.run_id)
     refused = {(r[0], r[3]) for r in rows if r[1] == "ingest" and r[2] == "rejected"}
     assert {("r12", "duplicate_key"), ("r31", "duplicate_key"), ("r16", "duplicate_key")} <= refused
@@ -138,14 +161,16 @@ def test_frame_steps_from_a_dataframe_on_the_cluster(tmp_path, dask_client):
     import pandas as pd
 
     frame = pd.read_json(MESSY_JSON.parent / "sample_input.json")
-    (local_db, local), (dask_db, remote) = both(tmp_path, dask_client, P.FRAME, frame, chunk_size=7)
+    (local_db, local), (dask_db, remote) = both(
+        (tmp_path / "local.db", tmp_path / "dask.db"), dask_client, P.FRAME, frame, chunk_size=7
+    )
     assert counts(remote) == counts(local)
     assert lineage_rows(dask_db, remote.run_id) == lineage_rows(local_db, local.run_id)
 
 
-def test_messy_input_on_the_default_pipeline(tmp_path, dask_client):
+def test_messy_input_on_the_default_pipeline(two_stores, dask_client):
     (local_db, local), (dask_db, remote) = both(
-        tmp_path, dask_client, lk.steps.DEFAULT_STEPS, MESSY_JSON, chunk_size=4
+        two_stores, dask_client, lk.steps.DEFAULT_STEPS, MESSY_JSON, chunk_size=4
     )
     assert counts(remote) == counts(local)
     assert lineage_rows(dask_db, remote.run_id) == lineage_rows(local_db, local.run_id)
@@ -201,8 +226,8 @@ def test_a_chunk_submitted_twice_is_written_once(tmp_path, dask_client):
     assert codes == {"counts_mismatch"}, codes  # no duplicate_processing
 
 
-def test_a_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path, dask_client):
-    db = tmp_path / "killed.db"
+def test_a_worker_killed_mid_run_loses_and_repeats_nothing(two_stores, dask_client):
+    db = two_stores[1]
     records = [{"key": f"k{i}", "amount": i} for i in range(3000)]
     pids = dask_client.run(os.getpid)
     victim = sorted(pids.values())[0]

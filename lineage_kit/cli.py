@@ -654,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``lineage-kit``."""
     parser = argparse.ArgumentParser(
         prog="lineage-kit",
-        description="Record-level data lineage in an embedded SQLite store.",
+        description="Record-level data lineage in a SQLite file or a shared PostgreSQL store.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

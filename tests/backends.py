@@ -39,3 +39,34 @@ def fingerprint(location: Any) -> str:
             + [backend.con.execute("SELECT next_id FROM entry_ids").fetchall()]
         )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def whole_chunks(
+    con: Any, schema: str | None = None, *, same_steps: bool = True
+) -> tuple[int, int]:
+    """On a PostgreSQL store, in one snapshot: every chunk's id range holds exactly
+    its entries, every entry lies in a chunk, and (``same_steps``: for inputs
+    without rejections) every step of a run has as many entries as its first.
+    ``con`` is a store's connection (its schema on the search path) or a server
+    connection with the store's ``schema`` named. Returns ``(chunks, entries)``."""
+    prefix = f"{schema}." if schema else ""
+    con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        chunks = con.execute(
+            f"SELECT c.n_entries, (SELECT count(*) FROM {prefix}entries l "
+            "WHERE l.entry_id BETWEEN c.first_entry AND c.last_entry) "
+            f"FROM {prefix}chunks c"
+        ).fetchall()
+        (entries,) = con.execute(f"SELECT count(*) FROM {prefix}entries").fetchone()
+        per_step = con.execute(
+            f"SELECT run_no, position, count(*) FROM {prefix}entries GROUP BY 1, 2"
+        ).fetchall()
+    finally:
+        con.execute("ROLLBACK")
+    assert all(want == got for want, got in chunks), chunks
+    assert entries == sum(want for want, _ in chunks)
+    counts: dict[int, set[int]] = {}
+    for run_no, _position, n in per_step:
+        counts.setdefault(run_no, set()).add(n)
+    assert not same_steps or all(len(c) == 1 for c in counts.values()), per_step
+    return len(chunks), entries

@@ -163,6 +163,7 @@ def test_a_wrong_password_is_one_line_naming_host_and_database_exit_2(pg_server,
     ("where", "says"),
     [
         ("127.0.0.1:1/postgres", "127.0.0.1:1"),  # nothing listens on port 1
+        ("no-such-host.invalid/postgres", "no-such-host.invalid"),  # a name never resolved
         ("{host}/no_such_database", "no_such_database"),
     ],
 )

@@ -85,8 +85,87 @@ lk.run_pipeline(orders(int(sys.argv[3]), start), db=sys.argv[1], progress=False)
 """
 
 
-def _writers(url: str, k: int, n: int) -> float:
-    """Seconds for ``k`` writer processes of ``n`` records each, started together."""
+def _server_pid(base: str) -> int | None:
+    """The postmaster's pid when the server runs on this host (the parent of our
+    session's server process, read from /proc), else None."""
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as con:
+        (backend,) = con.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        with open(f"/proc/{backend}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _server_cpu(postmaster: int | None) -> float:
+    """CPU seconds of the server so far: the postmaster, the children it reaped
+    (sessions that ended) and the ones alive, from /proc (0 when not on this host)."""
+    if postmaster is None:
+        return 0.0
+
+    def fields(pid: int | str) -> list[str]:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+
+    ticks = sum(int(x) for x in fields(postmaster)[11:15])  # utime stime cutime cstime
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                f = fields(pid)
+            except OSError:
+                continue
+            if int(f[1]) == postmaster:
+                ticks += int(f[11]) + int(f[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class _Waits:
+    """Samples of what the writers' server sessions are doing (``pg_stat_activity``
+    every 20 ms, in a thread): state and wait event, as shares of the samples."""
+
+    def __init__(self, base: str) -> None:
+        import collections
+        import threading
+
+        self.base, self.seen = base, collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.base, autocommit=True) as con:
+            while not self._stop.is_set():
+                for state, kind, event in con.execute(
+                    "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                    "WHERE application_name = 'lineage_kit' AND pid <> pg_backend_pid()"
+                ):
+                    on = "on CPU" if kind is None else f"{kind}:{event}"
+                    self.seen[f"{state} / {on}"] += 1
+                time.sleep(0.02)
+
+    def __enter__(self) -> _Waits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.seen.values()) or 1
+        return {k: round(v / total, 3) for k, v in self.seen.most_common(8)}
+
+
+def _writers(url: str, k: int, n: int, postmaster: int | None = None) -> dict[str, float]:
+    """``k`` writer processes of ``n`` records each, started together: wall seconds,
+    the writers' CPU seconds, the server's (when it runs here) and the cores used."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = _server_cpu(postmaster)
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -97,22 +176,63 @@ def _writers(url: str, k: int, n: int) -> float:
     codes = [p.wait() for p in procs]
     if codes != [0] * k:
         raise RuntimeError(f"writer processes failed: {codes}")
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    writers_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    server = _server_cpu(postmaster) - server_before
+    return {
+        "wall": wall,
+        "writers_cpu": writers_cpu,
+        "server_cpu": server,
+        "cores_used": (writers_cpu + server) / wall,
+    }
 
 
 def writers(base: str, n: int, reps: int) -> Figure:
-    """Record-steps per second of 4 concurrent writer processes against 1."""
-    one, four = [], []
+    """Record-steps per second of 4 concurrent writer processes against 1.
+
+    Beside the ratio, its detail says what limited it: CPU seconds of the writers
+    and of the server per 1,000 records, the cores they used together, and what
+    the 4 writers' server sessions were doing (sampled wait events: lock waits
+    would show there).
+    """
+    postmaster = _server_pid(base)
+    runs: dict[int, list[dict[str, float]]] = {1: [], 4: []}
+    waits: _Waits | None = None
     for _ in range(reps):
-        for k, out in ((1, one), (4, four)):
+        for k in (1, 4):
             url = _store(base)
             lk.run_pipeline(orders(1), db=url, progress=False)  # the schema exists
-            out.append(_writers(url, k, n))
+            if k == 4:
+                with _Waits(base) as waits:
+                    runs[k].append(_writers(url, k, n, postmaster))
+            else:
+                runs[k].append(_writers(url, k, n, postmaster))
             _drop(url)
+    one = [r["wall"] for r in runs[1]]
+    four = [r["wall"] for r in runs[4]]
     value = (4 * n / statistics.median(four)) / (n / statistics.median(one))
-    print(f"  4 writers / 1: {value:.2f}x", flush=True)
+
+    def per_k(k: int) -> dict[str, float]:
+        records = k * n / 1000
+        med = {key: statistics.median(r[key] for r in runs[k]) for key in runs[k][0]}
+        return {
+            "writers_cpu_s_per_1k": round(med["writers_cpu"] / records, 4),
+            "server_cpu_s_per_1k": round(med["server_cpu"] / records, 4),
+            "cores_used": round(med["cores_used"], 2),
+        }
+
+    cpu = {"one": per_k(1), "four": per_k(4)}
+    print(f"  4 writers / 1: {value:.2f}x; {cpu}; load {os.getloadavg()[0]:.1f}", flush=True)
     label = f"4 concurrent writer processes / 1 writer, record-steps/s ({n:,} records each)"
-    detail = {"one_seconds": one, "four_seconds": four, "cores": os.cpu_count()}
+    detail = {
+        "one_seconds": one,
+        "four_seconds": four,
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "four_writers_sessions": waits.shares() if waits else {},
+        "load_average": os.getloadavg()[0],
+    }
     return ratio_figure("pg_four_writers", label, value, ">= 1.4", detail)
 
 

@@ -61,7 +61,8 @@ def run_script(script: str, *args: str, work: Path) -> subprocess.CompletedProce
         env={**os.environ, "PYTHONPATH": str(ROOT), "LINEAGE_KIT_BENCH_WORK": str(work)},
         capture_output=True,
         text=True,
-        timeout=300,
+        # a hang guard, not a speed test: the quick run took over 300 s at load 11
+        timeout=1800,
         check=False,
     )
 

@@ -553,11 +553,11 @@ def _limit_pages(monkeypatch, extra_pages: int) -> None:
 
 def _assert_failed_run_is_the_only_problem(db: Path, baseline: str, digest: str, chunk, total):
     with lk.connect(db) as store:  # still opens
-        _integrity(store.backend.con)
+        _integrity(store)
         rows = store.run_rows()
         (failed,) = [r for r in rows if r["run_id"] != baseline]
-        assert _digest(store.backend.con, [baseline]) == digest
-        _assert_whole_chunks(store.backend.con, failed["run_id"], chunk, total)
+        assert _digest(store, [baseline]) == digest
+        _assert_whole_chunks(store, failed["run_id"], chunk, total)
         if failed["status"] == "failed":
             assert "full" in failed["error"] or "could not write" in failed["error"]
             expected = [("run_failed", failed["run_id"])]
@@ -577,7 +577,7 @@ def test_full_store_raises_store_full_and_marks_the_run_failed(tmp_path, monkeyp
         db = tmp_path / f"full{trial}.db"
         baseline = lk.run_pipeline(ROOT / "data" / "sample_input.json", db=db, progress=False)
         with lk.connect(db) as store:
-            digest = _digest(store.backend.con, [baseline.run_id])
+            digest = _digest(store, [baseline.run_id])
         with monkeypatch.context() as m:
             _limit_pages(m, rng.randint(20, 300))
             with pytest.raises(lk.StoreFull, match="is full") as info:
@@ -623,7 +623,7 @@ def test_file_size_limit_while_writing_is_a_clear_store_write_error(tmp_path):
         db = tmp_path / f"fsize{trial}.db"
         baseline = lk.run_pipeline(ROOT / "data" / "sample_input.json", db=db, progress=False)
         with lk.connect(db) as store:
-            digest = _digest(store.backend.con, [baseline.run_id])
+            digest = _digest(store, [baseline.run_id])
         limit = db.stat().st_size + rng.randint(50_000, 1_500_000)
         out = subprocess.run(
             [sys.executable, "-c", _FSIZE_CHILD, str(db), str(limit)],
@@ -1098,7 +1098,7 @@ def test_older_store_is_migrated_forward_in_one_transaction(tmp_path, monkeypatc
 
     db = _copy_fixture(tmp_path)
     with lk.connect(db) as store:
-        digest = _digest(store.backend.con, [r["run_id"] for r in store.run_rows()])
+        digest = _digest(store, [r["run_id"] for r in store.run_rows()])
     db = _copy_fixture(tmp_path)  # back to version 1
     future = lk_store.SCHEMA_VERSION + 1
     monkeypatch.setattr(connection, "SCHEMA_VERSION", future)
@@ -1133,9 +1133,7 @@ def test_older_store_is_migrated_forward_in_one_transaction(tmp_path, monkeypatc
     with lk.connect(db) as store:
         assert store.schema_version == future
         assert "note" in [r[1] for r in store.backend.con.execute("PRAGMA table_info(runs)")]
-        assert (
-            _digest(store.backend.con, [r["run_id"] for r in store.run_rows()]) != digest
-        )  # + column
+        assert _digest(store, [r["run_id"] for r in store.run_rows()]) != digest  # + column
         assert store.backend.con.execute("SELECT count(*) FROM lineage").fetchone()[0] == 90
 
 

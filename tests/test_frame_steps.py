@@ -353,7 +353,8 @@ def test_frame_normalize_stores_what_normalize_stores(tmp_path):
 
 
 def test_trace_changes_plot_and_check_show_frame_steps_like_any_other(db):
-    run([lk.steps.ingest, big, double, per_item, lk.steps.publish], db=db)
+    data = [*DATA[:1], {"key": "b", "amount": 150, "items": ["z", "w"]}, *DATA[2:]]
+    run([lk.steps.ingest, big, double, per_item, lk.steps.publish], data=data, db=db)
     with lk.connect(db) as store:
         assert store.check().ok
         filtered = store.trace("a")
@@ -364,8 +365,21 @@ def test_trace_changes_plot_and_check_show_frame_steps_like_any_other(db):
             "ingest",
             "big",
             "double",
-            "per_item",
-            "publish",
+        ]
+        # the split shows its children: one per item, each published
+        children = split[split["relation"] == "downstream"]
+        assert set(zip(children["key"], children["step"], strict=True)) == {
+            ("b#1", "per_item"),
+            ("b#1", "publish"),
+            ("b#2", "per_item"),
+            ("b#2", "publish"),
+        }
+        child = store.trace("b#2")  # a child's chain: its parent's steps, then its own
+        assert list(child["step"]) == ["ingest", "big", "double", "per_item", "publish"]
+        assert list(child["relation"]) == ["upstream"] * 3 + ["self"] * 2
+        item = store.changes("b#2")
+        assert list(zip(item["step"], item["field"], item["new"], strict=True)) == [
+            ("per_item", "items", "w")
         ]
         changes = store.changes("b")
         assert {(c["step"], c["field"], c["change"]) for _, c in changes.iterrows()} >= {

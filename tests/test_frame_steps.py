@@ -352,6 +352,51 @@ def test_frame_normalize_stores_what_normalize_stores(tmp_path):
     assert stored["frame"] == stored["record"]
 
 
+@lk.step("tag", frame=True)
+def tag_frame(df):
+    return df.assign(label=df["s"].map(lambda s: "\x7f" + s[:1]), twice=df["n"] * 2)
+
+
+@lk.step("tag")
+def tag_record(record):
+    return {**record, "label": "\x7f" + record["s"][:1], "twice": record["n"] * 2}
+
+
+@lk.step("as_is")
+def as_is(record):
+    return record
+
+
+@pytest.mark.parametrize("before", [[], [as_is]], ids=["from ingest", "after a record step"])
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["plain", "text"],
+        ["caf\u00e9", "\u00fcber"],  # the new column not ASCII
+        ["x\ud800", "fine"],  # a lone surrogate: its record's JSON escaped as a whole
+        ["\\ud800", "fine"],  # a backslash before "ud" (no surrogate)
+    ],
+)
+def test_columns_added_after_a_records_fields_store_what_a_record_step_stores(
+    tmp_path, texts, before
+):
+    data = [{"key": f"k{i}", "s": text, "n": i} for i, text in enumerate(texts)]
+    stored = {}
+    for name, tag in (("record", tag_record), ("frame", tag_frame)):
+        db = tmp_path / f"{name}.db"
+        steps = [lk.steps.ingest, lk.steps.normalize, *before, tag, lk.steps.publish]
+        lk.Pipeline(steps).run(data, db=db, progress=False)
+        with lk.connect(db) as store:
+            stored[name] = store.backend.con.execute(
+                "SELECT position, record_key, status, value_hash, value FROM lineage "
+                "JOIN records USING (entry_id) ORDER BY position, record_key"
+            ).fetchall()
+    assert stored["frame"] == stored["record"]
+    assert {status for _, _, status, _, _ in stored["frame"]} == {"ok"}
+    tagged = [json.loads(v) for p, _, _, _, v in stored["frame"] if p == 2 + len(before)]
+    assert [t["label"] for t in tagged] == ["\x7f" + text[:1] for text in texts]
+
+
 def test_trace_changes_plot_and_check_show_frame_steps_like_any_other(db):
     data = [*DATA[:1], {"key": "b", "amount": 150, "items": ["z", "w"]}, *DATA[2:]]
     run([lk.steps.ingest, big, double, per_item, lk.steps.publish], data=data, db=db)

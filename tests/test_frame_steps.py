@@ -13,6 +13,7 @@ import pytest
 import lineage_kit as lk
 
 from .conftest import ROOT
+from .test_frame_properties import _stored as stored_rows
 
 
 def entries(db, position=None):
@@ -344,11 +345,7 @@ def test_frame_normalize_stores_what_normalize_stores(tmp_path):
     for name, normalize in (("record", lk.steps.normalize), ("frame", lk.steps.normalize_frame)):
         db = tmp_path / f"{name}.db"
         lk.Pipeline([lk.steps.ingest, normalize, lk.steps.publish]).run(data, db=db, progress=False)
-        with lk.connect(db) as store:
-            stored[name] = store.backend.con.execute(
-                "SELECT position, record_key, status, reason, value_hash, value FROM lineage "
-                "JOIN records USING (entry_id) ORDER BY position, record_key"
-            ).fetchall()
+        stored[name] = stored_rows(db)
     assert stored["frame"] == stored["record"]
 
 
@@ -386,14 +383,10 @@ def test_columns_added_after_a_records_fields_store_what_a_record_step_stores(
         db = tmp_path / f"{name}.db"
         steps = [lk.steps.ingest, lk.steps.normalize, *before, tag, lk.steps.publish]
         lk.Pipeline(steps).run(data, db=db, progress=False)
-        with lk.connect(db) as store:
-            stored[name] = store.backend.con.execute(
-                "SELECT position, record_key, status, value_hash, value FROM lineage "
-                "JOIN records USING (entry_id) ORDER BY position, record_key"
-            ).fetchall()
+        stored[name] = stored_rows(db)
     assert stored["frame"] == stored["record"]
-    assert {status for _, _, status, _, _ in stored["frame"]} == {"ok"}
-    tagged = [json.loads(v) for p, _, _, _, v in stored["frame"] if p == 2 + len(before)]
+    assert {row[2] for row in stored["frame"]} == {"ok"}
+    tagged = [json.loads(row[-1]) for row in stored["frame"] if row[0] == 2 + len(before)]
     assert [t["label"] for t in tagged] == ["\x7f" + text[:1] for text in texts]
 
 

@@ -13,7 +13,7 @@ import pytest
 import lineage_kit as lk
 
 from .conftest import ROOT
-from .test_frame_properties import _stored as stored_rows
+from .frame_stored import stored_rows
 
 
 def entries(db, position=None):

@@ -242,6 +242,30 @@ def test_orphan_value(run_db):
     assert v.entry_id == stray
 
 
+def test_an_orphan_value_inside_the_runs_chunks(run_db):
+    # The entry that stored it is gone (its child now links to nothing): its value
+    # lies inside the run's chunks, where the counts of values and of the entries
+    # that stored them no longer agree, so the store is searched.
+    ingest = _entry(run_db, KEY, "ingest")
+    _tamper(run_db, ("DELETE FROM entries WHERE entry_id = ?", ingest))
+    v = _report(run_db).violations
+    assert list(v.loc[v["code"] == "orphan_value", "entry_id"]) == [ingest], v.to_string()
+
+
+def test_an_orphan_value_beside_an_entry_without_its_own(run_db):
+    # One fault hides the other from the counts (an entry repointed at another
+    # value, and a value stored under no entry's id): both are still found.
+    ingest, normalized = _entry(run_db, KEY, "ingest"), _entry(run_db, KEY, "normalize")
+    stray = _past_every_chunk(run_db)
+    _tamper(
+        run_db,
+        ("UPDATE entries SET value_id = ? WHERE entry_id = ?", ingest, normalized),
+        ("INSERT INTO vals (value_id, hash, json) VALUES (?, NULL, '{}')", stray),
+    )
+    v = _report(run_db).violations
+    assert list(v.loc[v["code"] == "orphan_value", "entry_id"]) == [stray], v.to_string()
+
+
 def test_duplicate_processing_in_a_chunk_of_its_own(run_db):
     publish = _entry(run_db, KEY, "publish")
     stray = _past_every_chunk(run_db)

@@ -387,6 +387,11 @@ class Backend(abc.ABC):
         (``integrity.chunk_counts``)."""
 
     @abc.abstractmethod
+    def check_value_counts(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        """``(inside, outside)``: stored values inside the runs' chunks' id ranges and
+        outside every one (``integrity.value_counts``)."""
+
+    @abc.abstractmethod
     def check_unclaimed_entries(
         self, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
     ) -> list[tuple]:
@@ -414,7 +419,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def check_values_without_entry(self) -> list[tuple[int]]:
-        """``(entry_id,)`` of stored values whose entry does not exist."""
+        """``(entry_id,)`` of stored values whose entry does not exist (the whole
+        store is searched)."""
 
     # ------------------------------------------- shared (built on the above)
 

@@ -329,16 +329,18 @@ def chunk_counts(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
     Returns ``(run_id, chunk_no, first_entry, last_entry, counts, held)`` ordered by
     run and chunk: ``counts`` is the chunk's stored JSON (``[[position, ok,
     rejected, failed], ...]``), ``held`` a JSON array of ``[own, position, status,
-    entries]`` counted over the entries in the chunk's id range, ``own`` 0 for
-    entries that name another run than the chunk's. The entries are grouped chunk by
+    entries, owners]`` counted over the entries in the chunk's id range, ``own`` 0
+    for entries that name another run than the chunk's, ``owners`` those that
+    stored their value under their own id. The entries are grouped chunk by
     chunk (a correlated subquery over each chunk's rowid range, sorting a chunk's
     rows at a time) rather than sorted whole, which costs a third as much.
     """
     return con.execute(
         f"""
         SELECT w.run_id, ch.chunk_no, ch.first_entry, ch.last_entry, ch.counts,
-               (SELECT json_group_array(json_array(own, position, status, n)) FROM (
-                    SELECT e.run_no = ch.run_no AS own, e.position, e.status, count(*) AS n
+               (SELECT json_group_array(json_array(own, position, status, n, owners)) FROM (
+                    SELECT e.run_no = ch.run_no AS own, e.position, e.status, count(*) AS n,
+                           sum(e.value_id = e.entry_id) AS owners
                     FROM entries e WHERE e.entry_id BETWEEN ch.first_entry AND ch.last_entry
                     GROUP BY 1, 2, 3))
         FROM ({_WANTED}) w CROSS JOIN chunks ch ON ch.run_no = w.run_no
@@ -348,21 +350,52 @@ def chunk_counts(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
     ).fetchall()
 
 
+def _gaps(claimed: str) -> str:
+    """``gaps(lo, hi)``: the id ranges that none of the ``claimed`` rows' ``first_entry
+    .. last_entry`` ranges covers (a window over those rows, by ``first_entry``)."""
+    return f"""
+    bounds AS (
+        SELECT first_entry, max(last_entry) OVER (
+            ORDER BY first_entry ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered
+        FROM {claimed}
+    ),
+    gaps(lo, hi) AS (
+        SELECT coalesce(covered + 1, -9223372036854775807 - 1), first_entry - 1 FROM bounds
+        WHERE covered IS NULL OR first_entry > covered + 1
+        UNION ALL
+        SELECT coalesce(max(last_entry) + 1, -9223372036854775807 - 1), 9223372036854775807
+        FROM {claimed}
+    )
+    """
+
+
 #: The id ranges that no chunk (of any run) claims, as ``gaps(lo, hi)``.
-_GAPS = """
-WITH bounds AS (
-    SELECT first_entry, max(last_entry) OVER (
-        ORDER BY first_entry ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered
-    FROM chunks
-),
-gaps(lo, hi) AS (
-    SELECT coalesce(covered + 1, -9223372036854775807 - 1), first_entry - 1 FROM bounds
-    WHERE covered IS NULL OR first_entry > covered + 1
-    UNION ALL
-    SELECT coalesce(max(last_entry) + 1, -9223372036854775807 - 1), 9223372036854775807
-    FROM chunks
-)
-"""
+_GAPS = "WITH " + _gaps("chunks")
+
+
+def value_counts(con: sqlite3.Connection, runs_json: str) -> tuple[int, int]:
+    """``(inside, outside)``: how many stored values have an id inside the runs'
+    chunks' ranges, and outside all of them (counted on rowid ranges, no row read).
+
+    With the chunks' count of entries that stored a value under their own id, this
+    tells whether any value lies outside every entry (:func:`values_without_entry`
+    need not search the store when ``outside`` is 0 and ``inside`` equals that count
+    while no entry misses its value).
+    """
+    row = con.execute(
+        f"""
+        WITH checked AS MATERIALIZED (
+            SELECT ch.first_entry, ch.last_entry
+            FROM ({_WANTED}) w CROSS JOIN chunks ch ON ch.run_no = w.run_no
+        ), {_gaps("checked")}
+        SELECT (SELECT count(*) FROM checked c
+                CROSS JOIN vals v ON v.value_id BETWEEN c.first_entry AND c.last_entry),
+               (SELECT count(*) FROM gaps g
+                CROSS JOIN vals v ON v.value_id BETWEEN g.lo AND g.hi)
+        """,
+        {"runs": runs_json},
+    ).fetchone()
+    return int(row[0]), int(row[1])
 
 
 def unclaimed_entries(

@@ -287,6 +287,9 @@ class SQLiteBackend(Backend):
     def check_chunk_counts(self, run_ids: Sequence[str]) -> list[tuple]:
         return integrity.chunk_counts(self.con, integrity.runs_param(run_ids))
 
+    def check_value_counts(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        return integrity.value_counts(self.con, integrity.runs_param(run_ids))
+
     def check_unclaimed_entries(
         self, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
     ) -> list[tuple]:

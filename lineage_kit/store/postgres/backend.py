@@ -299,6 +299,9 @@ class PostgresBackend(Backend):
     def check_chunk_counts(self, run_ids: Sequence[str]) -> list[tuple]:
         return self._call(integrity.chunk_counts, run_ids)
 
+    def check_value_counts(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        return self._call(integrity.value_counts, run_ids)
+
     def check_unclaimed_entries(
         self, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
     ) -> list[tuple]:

@@ -48,10 +48,11 @@ def chunk_counts(con: Any, run_ids: Sequence[str]) -> list[tuple]:
     return con.execute(
         """
         SELECT ru.run_id, ck.chunk_no, ck.first_entry, ck.last_entry, ck.counts,
-               (SELECT coalesce(json_agg(json_build_array(g.own, g.position, g.status, g.n)),
-                                '[]')::text
+               (SELECT coalesce(json_agg(json_build_array(g.own, g.position, g.status, g.n,
+                                                          g.owners)), '[]')::text
                 FROM (SELECT (l.run_no = ck.run_no)::int AS own, l.position, l.status,
-                             count(*) AS n
+                             count(*) AS n, count(*) FILTER (WHERE l.value_id = l.entry_id)
+                             AS owners
                       FROM entries l
                       WHERE l.entry_id BETWEEN ck.first_entry AND ck.last_entry
                       GROUP BY 1, 2, 3) g)
@@ -63,19 +64,14 @@ def chunk_counts(con: Any, run_ids: Sequence[str]) -> list[tuple]:
     ).fetchall()
 
 
-def unclaimed_entries(
-    con: Any, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
-) -> list[tuple]:
-    """``(entry_id, run_id, record_key, position, chunk_run_id)`` of entries no chunk of
-    their run claims: in no chunk's range (of the runs, or of no run), or named
-    another run's in one of ``chunks`` (``(run_id, chunk_no)``)."""
-    rows = con.execute(
-        """
-        WITH bounds AS (
+def _gaps(claimed: str) -> str:
+    """``gaps(lo, hi)``: the id ranges none of the ``claimed`` rows' ranges covers."""
+    return f"""
+        bounds AS (
             SELECT first_entry, max(last_entry) OVER (
                 ORDER BY first_entry ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
             ) AS covered
-            FROM chunks
+            FROM {claimed}
         ),
         gaps(lo, hi) AS (
             SELECT coalesce(covered + 1, -9223372036854775807 - 1), first_entry - 1
@@ -83,8 +79,43 @@ def unclaimed_entries(
             UNION ALL
             SELECT coalesce(max(last_entry) + 1, -9223372036854775807 - 1),
                    9223372036854775807
-            FROM chunks
+            FROM {claimed}
         )
+    """
+
+
+def value_counts(con: Any, run_ids: Sequence[str]) -> tuple[int, int]:
+    """``(inside, outside)``: stored values with an id inside the runs' chunks' ranges,
+    and outside all of them (as the SQLite backend's)."""
+    row = con.execute(
+        """
+        WITH checked AS MATERIALIZED (
+            SELECT ck.first_entry, ck.last_entry
+            FROM runs ru JOIN chunks ck ON ck.run_no = ru.run_no
+            WHERE ru.run_id = ANY(%(runs)s)
+        ), """
+        + _gaps("checked")
+        + """
+        SELECT (SELECT count(*) FROM checked c
+                JOIN vals v ON v.value_id BETWEEN c.first_entry AND c.last_entry),
+               (SELECT count(*) FROM gaps g
+                JOIN vals v ON v.value_id BETWEEN g.lo AND g.hi)
+        """,
+        {"runs": list(run_ids)},
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def unclaimed_entries(
+    con: Any, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
+) -> list[tuple]:
+    """``(entry_id, run_id, record_key, position, chunk_run_id)`` of entries no chunk of
+    their run claims: in no chunk's range (of the runs, or of no run), or named
+    another run's in one of ``chunks`` (``(run_id, chunk_no)``)."""
+    rows = con.execute(
+        "WITH "
+        + _gaps("chunks")
+        + """
         SELECT l.entry_id, r.run_id, l.record_key, l.position, NULL::text
         FROM gaps g JOIN entries l ON l.entry_id BETWEEN g.lo AND g.hi
         LEFT JOIN runs r ON r.run_no = l.run_no

@@ -371,6 +371,8 @@ def _gaps(claimed: str) -> str:
 
 #: The id ranges that no chunk (of any run) claims, as ``gaps(lo, hi)``.
 _GAPS = "WITH " + _gaps("chunks")
+#: The id ranges outside the chunks of the runs (a CTE ``checked`` of their ranges).
+_CHECKED_GAPS = _gaps("checked")
 
 
 def value_counts(con: sqlite3.Connection, runs_json: str) -> tuple[int, int]:
@@ -387,7 +389,7 @@ def value_counts(con: sqlite3.Connection, runs_json: str) -> tuple[int, int]:
         WITH checked AS MATERIALIZED (
             SELECT ch.first_entry, ch.last_entry
             FROM ({_WANTED}) w CROSS JOIN chunks ch ON ch.run_no = w.run_no
-        ), {_gaps("checked")}
+        ), {_CHECKED_GAPS}
         SELECT (SELECT count(*) FROM checked c
                 CROSS JOIN vals v ON v.value_id BETWEEN c.first_entry AND c.last_entry),
                (SELECT count(*) FROM gaps g

@@ -13,10 +13,12 @@ import gc
 import json
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import islice, repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from .base import key_or_reason
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 _OK, _REJECTED, _FAILED = 0, 1, 2  # outcome ranks: the worst outcome of a record wins
 _STATUS = (EntryStatus.OK.value, EntryStatus.REJECTED.value, EntryStatus.FAILED.value)
 _ENTRY = tuple.__new__  # builds an EntryRow without the Python-level __new__ (hot loop)
+_KEY_JSON_HASH_PARENT = attrgetter("key", "vjson", "vhash", "parent")
+_VALUE = attrgetter("value")
 
 
 @contextmanager
@@ -62,6 +66,11 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def consume(iterator: Iterator[Any]) -> None:
+    """Run an iterator to its end (a C-level loop), keeping nothing."""
+    deque(iterator, maxlen=0)
 
 
 def now() -> str:
@@ -299,6 +308,10 @@ class Run:
                 return self._split(st, position, items, chunk, stamp)
             if st.batch:
                 return self._batch(st, position, items, chunk, stamp)
+            if st.identity and type(items) is list:
+                done = self._identity(position, items, chunk, stamp)
+                if done is not None:
+                    return done
             return self._map(st, position, items, chunk, stamp)
 
     def _feeds_frame(self, position: int, items: list[Item]) -> bool:
@@ -350,6 +363,52 @@ class Run:
         entry = (self.run_id, position, item.key, _STATUS[status], reason, error, stamp, vhash)
         chunk.add(EntryRow(*entry), vjson, item.parent)
         self.end(item.roots, item.split, status)
+
+    def _identity(
+        self, position: int, items: list[Item], chunk: _Chunk, stamp: str
+    ) -> list[Item] | None:
+        """An identity step (ingest, publish) over a whole chunk without a Python loop
+        per record: each item already has its JSON and hash and one parent in this
+        chunk (after a map step), or none has either (fresh from the source).
+
+        Returns None, having changed nothing, when the items are of neither kind or a
+        value cannot be stored (:meth:`_map` then takes them record by record).
+        """
+        n = len(items)
+        if not n:
+            return items
+        keys, texts, hashes, parents = zip(*map(_KEY_JSON_HASH_PARENT, items), strict=True)
+        kinds = set(map(type, parents))
+        base = len(chunk.entries)
+        indexes = range(base, base + n)
+        if kinds == {int} and None not in texts and None not in hashes:
+            chunk.values.extend(repeat(None, n))  # the parent's value, unchanged
+            chunk.local_parents.extend(zip(indexes, parents, strict=True))
+        elif kinds == {type(None)} and texts.count(None) == n:
+            try:
+                texts = list(map(to_json, map(_VALUE, items)))
+            except UNSTORABLE:
+                return None
+            hashes = list(map(value_hash, texts))
+            chunk.values.extend(texts)
+            consume(map(setattr, items, repeat("vjson", n), texts))
+            consume(map(setattr, items, repeat("vhash", n), hashes))
+        else:
+            return None
+        fields = zip(
+            repeat(self.run_id, n),
+            repeat(position, n),
+            keys,
+            repeat(_STATUS[_OK], n),
+            repeat(None, n),
+            repeat(None, n),
+            repeat(stamp, n),
+            hashes,
+            strict=True,
+        )
+        chunk.entries.extend(map(_ENTRY, repeat(EntryRow, n), fields))
+        consume(map(setattr, items, repeat("parent", n), indexes))
+        return items
 
     def _map(
         self,

@@ -95,7 +95,9 @@ def value_hash(text: str) -> str:
     >>> len(value_hash("{}"))
     32
     """
-    return value_hash_bytes(text.encode("utf-8", "surrogatepass"))
+    h = _EMPTY_HASH.copy()  # value_hash_bytes inlined: once per stored value
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 def stored_form(value: Any) -> tuple[str, str]:

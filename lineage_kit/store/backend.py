@@ -28,6 +28,7 @@ import abc
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ..base import key_text
@@ -41,6 +42,7 @@ from .queries import RUN_COLUMNS, TRACE_COLUMNS, parse_id_list
 Ids = Sequence[str]
 Hasher = Callable[[bytes], bytes]
 
+_POSITION_STATUS = itemgetter(1, 3)  # of an EntryRow
 _COUNT_COLUMNS = ("n_input", "n_published", "n_rejected", "n_failed")
 
 
@@ -132,9 +134,8 @@ class Chunk(NamedTuple):
         {0: [1, 1, 0], 1: [1, 0, 0]}
         """
         counts: dict[int, list[int]] = {}
-        for (position, status), n in Counter(
-            (e[1], e[3]) for e in self.entries
-        ).items():  # one pass, no per-row call
+        # one pass, no Python-level call per row
+        for (position, status), n in Counter(map(_POSITION_STATUS, self.entries)).items():
             counts.setdefault(position, [0, 0, 0])[_STATUS_INDEX[status]] += n
         return dict(sorted(counts.items()))
 

@@ -239,69 +239,106 @@ def count_entries(con: Any, run_no: int) -> int:
 def entry_columns(con: Any, run_no: int, key: str | None, position: int | None) -> tuple:
     """The aggregated columns of ``queries.entry_columns`` (SQLite), in one pass.
 
-    Stamps come as integer microseconds and are formatted here once per distinct
-    stamp (``to_char`` per row is a third of the statement); reasons and errors,
-    mostly NULL, come as ``(entry_id, text)`` pairs of the rows that have one.
+    Stamps come as integer microseconds and are returned as ``(codes, texts)``, each
+    distinct stamp formatted once (``to_char`` per row is a third of the statement);
+    reasons and errors, mostly NULL, as ``(entry_id, text)`` pairs of the rows that
+    have one; value ids as a comma list (:func:`hash_table` has their hashes).
     """
     source, where = _selection(key, position)
     row = con.execute(
         "SELECT count(*), string_agg(l.entry_id::text, ','), string_agg(l.position::text, ','), "
-        "coalesce(json_agg(l.record_key)::text, '[]'), string_agg(l.status::text, ','), "
+        "coalesce(json_agg(l.record_key)::text, '[]'), string_agg(l.status::text, ''), "
         "json_agg(json_build_array(l.entry_id, l.reason)) FILTER (WHERE l.reason IS NOT NULL), "
         "json_agg(json_build_array(l.entry_id, l.error)) FILTER (WHERE l.error IS NOT NULL), "
         f"string_agg({MICROS.format('l.created_at')}::text, ','), "
-        "coalesce(json_agg(encode(v.hash, 'hex'))::text, '[]') "
-        f"FROM {source} LEFT JOIN vals v ON v.value_id = l.value_id WHERE {where}",
+        "string_agg(l.value_id::text, ','), "
+        "string_agg(coalesce(l.parent_id, 0)::text, ',') "
+        f"FROM {source} WHERE {where}",
         _params(run_no, key, position),
     ).fetchone()
-    count, ids, positions, keys, codes, reasons, errors, micros, hashes = row
-    order = None
-    if reasons is not None or errors is not None:
-        order = {int(e): i for i, e in enumerate(ids.split(","))}
+    count, ids, positions, keys, codes, reasons, errors, micros, value_ids, parents = row
+    if not count:
+        return (0, None, None, "[]", None, None, None, None, None, None)
     return (
         count,
         ids,
         positions,
         decode_json_text(keys),
         codes,
-        _sparse(reasons, count, order),
-        _sparse(errors, count, order),
-        iso_list(micros),
-        hashes,
+        _decoded_pairs(reasons),
+        _decoded_pairs(errors),
+        stamp_codes(micros),
+        value_ids,
+        parents,
     )
 
 
-def _sparse(pairs: Any, count: int, order: dict[int, int] | None) -> str:
-    """A JSON array of ``count`` texts (null where absent) from ``[entry_id, text]``
-    pairs."""
+def _decoded_pairs(pairs: Any) -> list | None:
+    """``[entry_id, text]`` pairs (json_agg's, parsed or not) with the texts decoded."""
     if pairs is None:
-        return "[" + ",".join(["null"] * count) + "]"
+        return None
     if isinstance(pairs, str):
         pairs = json.loads(pairs)
-    cells = ["null"] * count
-    for entry_id, text in pairs:
-        cells[order[entry_id]] = json.dumps(decode(text))
-    return "[" + ",".join(cells) + "]"
+    return [[entry_id, decode(text)] for entry_id, text in pairs]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def iso_list(micros: str | None) -> str | None:
-    """A comma list of microsecond stamps as the comma list of their ISO texts
-    (what the SQLite store holds), each distinct stamp formatted once."""
+def stamp_codes(micros: str | None) -> tuple[np.ndarray, list[str]]:
+    """``(codes, texts)`` of a comma list of microsecond stamps: row ``i``'s ISO text
+    (what the SQLite store holds) is ``texts[codes[i]]``, each distinct stamp
+    formatted once.
+
+    Examples
+    --------
+    >>> codes, texts = stamp_codes("0,0,1000000")
+    >>> codes.tolist(), texts[1]
+    ([0, 0, 1], '1970-01-01T00:00:01.000000+00:00')
+    """
     if not micros:
-        return None
+        return np.zeros(0, dtype=np.intp), []
     values = np.fromstring(micros, sep=",", dtype="int64")
     uniques, inverse = np.unique(values, return_inverse=True)
-    texts = np.array(
-        [
-            (_EPOCH + timedelta(microseconds=int(u))).isoformat(timespec="microseconds")
-            for u in uniques.tolist()
-        ],
-        dtype=object,
-    )
-    return ",".join(texts[inverse].tolist())
+    texts = [
+        (_EPOCH + timedelta(microseconds=int(u))).isoformat(timespec="microseconds")
+        for u in uniques.tolist()
+    ]
+    return inverse.astype(np.intp), texts
+
+
+#: Bytes of a value hash as the writer stores it.
+HASH_BYTES = 16
+
+
+def hash_table(
+    con: Any, run_no: int, key: str | None, position: int | None
+) -> tuple[str | None, bytes | list[str | None]]:
+    """``queries.hash_table`` (SQLite): the ids and hashes of the values the selected
+    entries point at (a whole run's: the ``vals`` rows in its chunks' id ranges)."""
+    if key is None:
+        source = (
+            "chunks ck JOIN vals v ON v.value_id BETWEEN ck.first_entry AND ck.last_entry "
+            "WHERE ck.run_no = %(run)s"
+        )
+    else:
+        sel, where = _selection(key, position)
+        source = f"vals v WHERE v.value_id IN (SELECT l.value_id FROM {sel} WHERE {where})"
+    params = _params(run_no, key, position)
+    count, ids, hashed, longest, digests = con.execute(
+        "SELECT count(*), string_agg(v.value_id::text, ','), count(v.hash), "
+        f"max(length(v.hash)), string_agg(v.hash, ''::bytea) FROM {source}",
+        params,
+    ).fetchone()
+    if not count:
+        return None, b""
+    digests = bytes(digests or b"")
+    if hashed == count and longest == HASH_BYTES and len(digests) == HASH_BYTES * count:
+        return ids, digests
+    (texts,) = con.execute(
+        f"SELECT coalesce(json_agg(encode(v.hash, 'hex'))::text, '[]') FROM {source}", params
+    ).fetchone()
+    return ids, json.loads(texts)
 
 
 def created_at_json(con: Any, run_no: int, key: str | None, position: int | None) -> str:
@@ -314,15 +351,18 @@ def created_at_json(con: Any, run_no: int, key: str | None, position: int | None
 
 
 def edge_columns(
-    con: Any, run_no: int, key: str | None, position: int | None
+    con: Any, run_no: int, key: str | None, position: int | None, extra_only: bool = False
 ) -> tuple[str | None, str | None]:
     source, where = _selection(key, position)
+    first = (
+        ""
+        if extra_only
+        else f"SELECT l.parent_id, l.entry_id AS child_id FROM {source} "
+        f"WHERE {where} AND l.parent_id IS NOT NULL UNION ALL "
+    )
     return con.execute(
         "SELECT string_agg(parent_id::text, ','), string_agg(child_id::text, ',') FROM ("
-        f"SELECT l.parent_id, l.entry_id AS child_id FROM {source} "
-        f"WHERE {where} AND l.parent_id IS NOT NULL "
-        "UNION ALL "
-        f"SELECT p.parent_id, p.child_id FROM {source} "
+        f"{first}SELECT p.parent_id, p.child_id FROM {source} "
         f"JOIN extra_parents p ON p.child_id = l.entry_id WHERE {where}) x",
         _params(run_no, key, position),
     ).fetchone()

@@ -54,7 +54,7 @@ from .engine import Abort, Run, _Chunk, _Recut, cut_at
 from .errors import InvalidArgument, MissingExtra
 from .model import StepKind
 from .sources import SourceItem
-from .store import Backend, open_backend
+from .store import Backend, is_url, open_backend
 
 _STATUS_INDEX = {"ok": 0, "rejected": 1, "failed": 2}
 _Part = tuple[list[SourceItem], int, int]  # source items to admit, first ordinal, end
@@ -543,17 +543,6 @@ def chunk_bar(progress: bool | None) -> Any:
 
 
 # ------------------------------------------------------------- the store and the cluster
-
-
-def is_url(db: Any) -> bool:
-    """Whether ``db`` names a server store (a URL) rather than a SQLite file.
-
-    Examples
-    --------
-    >>> is_url("postgresql://me@db/lineage"), is_url("lineage.db")
-    (True, False)
-    """
-    return isinstance(db, str) and "://" in db
 
 
 def _local_hosts() -> set[str]:

@@ -307,7 +307,7 @@ def decode_entries(
 
 
 def _hash_codes(
-    value_ids: np.ndarray, table_ids: str | None, hashes: bytes | list[str | None]
+    value_ids: np.ndarray, table_ids: str | np.ndarray | None, hashes: bytes | list[str | None]
 ) -> tuple[np.ndarray, list[str | None]]:
     """``(codes, texts)``: entry ``i``'s value hash is ``texts[codes[i]]``.
 

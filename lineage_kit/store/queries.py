@@ -500,22 +500,23 @@ def edge_columns(
         )
     else:
         extra_source = "entries e JOIN extra_parents x ON x.child_id = e.entry_id"
-    first = (
-        ""
-        if extra_only
-        else f"""SELECT e.parent_id AS parent_id, e.entry_id AS child_id FROM {source}
-            WHERE {where} AND e.parent_id IS NOT NULL
-            UNION ALL"""
-    )
+    params = _params(run_id, key, position)
+    if extra_only:
+        return con.execute(
+            "SELECT group_concat(x.parent_id), group_concat(x.child_id) "
+            f"FROM {extra_source} WHERE {where}",
+            params,
+        ).fetchone()
     return con.execute(
         f"""
         SELECT group_concat(parent_id), group_concat(child_id) FROM (
-            {first}
-            SELECT x.parent_id AS parent_id, x.child_id AS child_id
-            FROM {extra_source} WHERE {where}
+            SELECT e.parent_id AS parent_id, e.entry_id AS child_id FROM {source}
+            WHERE {where} AND e.parent_id IS NOT NULL
+            UNION ALL
+            SELECT x.parent_id, x.child_id FROM {extra_source} WHERE {where}
         )
         """,
-        _params(run_id, key, position),
+        params,
     ).fetchone()
 
 

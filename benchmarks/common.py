@@ -99,8 +99,23 @@ def interleaved(
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size in MiB (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak resident set size in MiB.
+
+    ``VmHWM`` of ``/proc/self/status`` (Linux): the high-water mark of this
+    process's memory since it was started. ``ru_maxrss`` is not: Linux carries the
+    peak of the process that forked it across ``exec``, so a child of a large
+    benchmark runner reported the runner's peak. ``ru_maxrss`` (KiB on Linux,
+    bytes on macOS) only where there is no ``/proc``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
 def run_child(*args: str, timeout: float = 1800) -> dict[str, Any]:

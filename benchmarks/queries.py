@@ -306,8 +306,8 @@ def check(n: int, reps: int) -> list[Figure]:
             f"store.check() on a {n:,}-record run",
             seconds,
             "s",
-            goal="< 10 s",
-            met=seconds < 10,
+            goal="< 5 s",
+            met=seconds < 5,
             detail={"us_per_record": 1e6 * seconds / n, "clean": ok},
         )
     ]

@@ -29,6 +29,11 @@ _EXACT = 2**53  # every integer up to this is exactly a float
 
 
 def key_part(value: Any, name: str) -> tuple[str | None, str | None, str | None]:
+    # The usual key, once per input record: ASCII text (valid UTF-8, its own text),
+    # not blank, without a NUL.
+    usual = type(value) is str and value.isascii() and value and not value.isspace()
+    if usual and "\x00" not in value:
+        return value, None, None
     if value is None or (isinstance(value, str) and not value.strip()):
         return None, "missing_key", f"key field {name!r} is missing, null or empty"
     if isinstance(value, bool) or not isinstance(value, str | int | float):

@@ -25,8 +25,10 @@ it once with ``store.check(extra=[func])``.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from html import escape
@@ -36,7 +38,7 @@ import pandas as pd
 
 from .errors import IntegrityError, InvalidArgument
 from .model import FINISHED_STATUSES, EntryStatus, RunStatus, StepKind
-from .values import value_hash_bytes
+from .values import value_digest_bytes
 
 if TYPE_CHECKING:
     from .store import Backend
@@ -79,6 +81,7 @@ class CheckCode(StrEnum):
     RUN_INTERRUPTED = "run_interrupted"
     RUN_FAILED = "run_failed"
     COUNTS_MISMATCH = "counts_mismatch"
+    UNCLAIMED_ENTRY = "unclaimed_entry"
     UNEXPECTED_STEPS = "unexpected_steps"
 
 
@@ -132,7 +135,11 @@ CODES: dict[CheckCode, tuple[Severity, str]] = {
     ),
     CheckCode.COUNTS_MISMATCH: (
         Severity.ERROR,
-        "the run's stored counts disagree with each other or with its entries",
+        "the run's or a chunk's stored counts disagree with each other or with the entries",
+    ),
+    CheckCode.UNCLAIMED_ENTRY: (
+        Severity.ERROR,
+        "an entry lies outside every chunk its run claimed (written past the store's chunks)",
     ),
     CheckCode.UNEXPECTED_STEPS: (Severity.ERROR, "the run's steps are not the expected_steps"),
 }
@@ -487,9 +494,11 @@ def check(
         checks.append(_Check(name, func, "error", ""))
 
     frames = []
-    with backend.snapshot():
+    with backend.check_readers(len(_LANES)) as readers, ThreadPoolExecutor(2) as pool:
         run_ids = backend.resolve_runs(run)
         context = _Context(backend, list(run_ids))
+        if readers:
+            context.start(readers, pool)
         for c in checks:
             result = c.func(context) if c.builtin else c.func(store, list(run_ids))
             frames.append(_normalise(result, c))
@@ -556,11 +565,6 @@ def _normalise(result: Any, c: _Check | None) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-# A fresh blake2b state costs more to build than to copy: copying this empty
-# 128-bit state and feeding it the value is about a quarter faster than
-# ``blake2b(data, digest_size=16)``, and the check hashes every stored value.
-
-
 def _at(r: _ChainRow, code: str, message: str) -> dict[str, Any]:
     """A violation at the child entry of a chain row."""
     return _v(code, r.run_id, r.record_key, r.child_id, message)
@@ -599,12 +603,100 @@ class _Steps:
         return f"#{position}"
 
 
+class _ChunkRow(NamedTuple):
+    """A chunk of a checked run: its recorded counts and the entries it holds."""
+
+    run_id: str
+    chunk_no: int
+    first_entry: int
+    last_entry: int
+    recorded: dict[int, tuple[int, int, int]]  # position -> (ok, rejected, failed)
+    held: dict[int, tuple[int, int, int]]  # the same, counted from its own entries
+    foreign: int  # entries in its range that name another run
+    owners: int  # its own entries that stored their value under their own id
+
+
+def _chunk_row(row: tuple) -> _ChunkRow:
+    """A row of :meth:`Backend.check_chunk_counts` with its JSON read."""
+    run_id, chunk_no, first, last, counts, held = row
+    recorded = {int(p): (int(ok), int(rej), int(fail)) for p, ok, rej, fail in json.loads(counts)}
+    tally: dict[int, list[int]] = {}
+    foreign = owners = 0
+    for own, position, status, n, owning in json.loads(held or "[]"):
+        if own:
+            tally.setdefault(int(position), [0, 0, 0])[int(status)] += int(n)
+            owners += int(owning)
+        else:
+            foreign += int(n)
+    counted = {p: (c[0], c[1], c[2]) for p, c in tally.items()}
+    return _ChunkRow(run_id, chunk_no, first, last, recorded, counted, foreign, owners)
+
+
+#: The set-based passes that need no Python per row, as lanes: with readers at the
+#: same snapshot (:meth:`Backend.check_readers`), each lane runs in a thread of its
+#: own on a reader while this thread hashes the values (a Python call per value,
+#: which holds the GIL; the lanes' SQL runs without it). A lane's passes run in
+#: order (``unclaimed`` needs ``chunks``).
+_LANES = (
+    ("chains", "cycles", "missing_children"),
+    ("chunks", "unclaimed", "value_counts", "repeated"),
+)
+
+
 class _Context:
     """What the built-in checks read, each read once per :func:`check` call."""
 
     def __init__(self, backend: Backend, run_ids: list[str]) -> None:
         self.backend = backend
         self.run_ids = run_ids
+        self._results: dict[str, Any] = {}
+        self._lanes: dict[str, Future[dict[str, Any]]] = {}
+
+    def start(self, readers: Sequence[Backend], pool: ThreadPoolExecutor) -> None:
+        """Run the lanes on ``readers`` in ``pool`` and hash the values meanwhile."""
+        finished = self.finished  # read here: the lanes only call their backend
+        lanes = list(_LANES)
+        if len(readers) < len(lanes):  # one reader: every lane on it, in turn
+            lanes = [tuple(name for lane in lanes for name in lane)]
+        for names, reader in zip(lanes, readers, strict=False):
+            future = pool.submit(self._lane, names, reader, finished)
+            self._lanes.update(dict.fromkeys(names, future))
+        self.result("values")
+
+    def _lane(self, names: Sequence[str], backend: Backend, finished: list[str]) -> dict:
+        done: dict[str, Any] = {}
+        for name in names:
+            done[name] = self._pass(name, backend, finished, done)
+        return done
+
+    def _pass(self, name: str, backend: Backend, finished: list[str], done: Mapping) -> Any:
+        ids = self.run_ids
+        if name == "unclaimed":
+            chunks = done["chunks"] if "chunks" in done else self.result("chunks")
+            foreign = [(c.run_id, c.chunk_no) for c in chunks if c.foreign]
+            return backend.check_unclaimed_entries(ids, foreign)
+        calls: dict[str, Callable[[], Any]] = {
+            "chunks": lambda: [_chunk_row(r) for r in backend.check_chunk_counts(ids)],
+            "chains": lambda: backend.check_chain_rows(ids, finished),
+            "cycles": lambda: backend.check_cycle_links(ids),
+            "missing_children": lambda: backend.check_links_from_missing_children(ids),
+            "repeated": lambda: backend.check_repeated_keys(ids),
+            "value_counts": lambda: backend.check_value_counts(ids),
+            "orphans": backend.check_values_without_entry,
+            "values": lambda: backend.check_value_problems(ids, value_digest_bytes),
+        }
+        return calls[name]()
+
+    def result(self, name: str) -> Any:
+        """The rows of the pass ``name``: a lane's, or read here."""
+        if name not in self._results:
+            lane = self._lanes.get(name)
+            self._results[name] = (
+                lane.result()[name]
+                if lane is not None
+                else self._pass(name, self.backend, self.finished, self._results)
+            )
+        return self._results[name]
 
     @functools.cached_property
     def run_rows(self) -> list[dict[str, Any]]:
@@ -624,23 +716,10 @@ class _Context:
         return _Steps(self.backend.check_step_kinds(self.run_ids))
 
     @functools.cached_property
-    def entry_counts(self) -> list[tuple]:
-        return self.backend.check_entry_counts(self.run_ids)
-
-    @functools.cached_property
-    def span(self) -> tuple[int | None, int | None]:
-        """The smallest and largest entry id of the runs (``(None, None)``: none)."""
-        counts = self.entry_counts
-        if not counts:
-            return None, None
-        return min(r[4] for r in counts), max(r[5] for r in counts)
-
-    @functools.cached_property
     def chain_rows(self) -> list[_ChainRow]:
-        rows = self.backend.check_chain_rows(self.run_ids, self.finished, self.span)
         # by child, then parent: links are reported in (child, parent) order
         return sorted(
-            (_ChainRow(*row) for row in rows),
+            (_ChainRow(*row) for row in self.result("chains")),
             key=lambda r: (r.child_id, -1 if r.parent_id is None else r.parent_id),
         )
 
@@ -769,7 +848,7 @@ def _links(ctx: _Context) -> list[dict[str, Any]]:
         if key != r.parent_key and steps.kind(run_id, r.position) == StepKind.MAP:
             became = f"key {r.parent_key!r} of parent {parent} became {key!r} at map step {here}"
             out.append(_at(r, "key_changed", became))
-    for child, parent, run, key in ctx.backend.check_links_from_missing_children(ctx.run_ids):
+    for child, parent, run, key in ctx.result("missing_children"):
         missing = f"a link from entry {child}, which does not exist, to parent {parent}"
         out.append(_v("orphan_parent", run, key, parent, missing))
     return out
@@ -787,7 +866,7 @@ def _cycles(ctx: _Context) -> list[dict[str, Any]]:
             if child == parent
             else f"link {child} -> parent {parent} closes a cycle (the entry is its own ancestor)",
         )
-        for child, parent, run_id, key in ctx.backend.check_cycle_links(ctx.run_ids)
+        for child, parent, run_id, key in ctx.result("cycles")
     ]
 
 
@@ -796,9 +875,7 @@ def _duplicates(ctx: _Context) -> list[dict[str, Any]]:
     steps = ctx.steps
     out = []
     groups: dict[tuple, list[int]] = {}
-    for run_id, key, position, entry_id, _status, reason in ctx.backend.check_repeated_keys(
-        ctx.run_ids
-    ):
+    for run_id, key, position, entry_id, _status, reason in ctx.result("repeated"):
         if reason == "duplicate_key":
             continue  # the pipeline correctly refused a duplicate input record
         groups.setdefault((run_id, key, position), []).append(entry_id)
@@ -828,7 +905,7 @@ def _values(ctx: _Context) -> list[dict[str, Any]]:
         has_value,
         stored,
         actual,
-    ) in ctx.backend.check_value_problems(ctx.run_ids, ctx.span, value_hash_bytes):
+    ) in ctx.result("values"):
         if not has_value:
             out.append(_v("missing_value", run_id, key, entry_id, "entry has no stored value"))
         else:
@@ -841,7 +918,13 @@ def _values(ctx: _Context) -> list[dict[str, Any]]:
                     f"stored value hashes to {actual}, the entry records {stored}",
                 )
             )
-    strays = ctx.backend.check_values_without_entry()
+    inside, outside = ctx.result("value_counts")
+    owned = sum(c.owners for c in ctx.result("chunks"))
+    # Every value in the runs' ranges is some entry's when as many are stored there
+    # as entries there stored one under their own id (each id once) and none of
+    # those lacks it; only then is the search of the whole store left out.
+    whole = outside == 0 and inside == owned and all(row[4] for row in ctx.result("values"))
+    strays = [] if whole else ctx.result("orphans")
     out.extend(
         _v("orphan_value", None, None, i, f"a value is stored for entry {i}, which does not exist")
         for (i,) in strays
@@ -855,22 +938,23 @@ def _counts(ctx: _Context) -> list[dict[str, Any]]:
     if not finished:
         return []
     ids = [r["run_id"] for r in finished]
+    chunks = [c for c in ctx.result("chunks") if c.run_id in ids]  # a run that did not
+    # finish: its counts are not final (its unfinished chains are not reported either)
+    out = [_chunk_mismatch(ctx, c) for c in chunks if _nonzero(c.recorded) != _nonzero(c.held)]
     steps = ctx.steps
     tallies: dict[str, dict[str, int]] = {
         rid: {"first": 0, "rejected": 0, "failed": 0, "published": 0} for rid in ids
     }
     last = {rid: max((p for p, _, _ in steps.by_run.get(rid, [])), default=-1) for rid in ids}
-    for run_id, position, status, n, _lo, _hi in ctx.entry_counts:
-        if run_id not in tallies:
-            continue  # a run that did not finish: its counts are not final
-        t = tallies[run_id]
-        if position == 0:
-            t["first"] += n
-        if status in (EntryStatus.REJECTED, EntryStatus.FAILED):
-            t[status] += n
-        elif position == last[run_id]:
-            t["published"] += n
-    out = []
+    for chunk in chunks:
+        t = tallies[chunk.run_id]
+        for position, (ok, rejected, failed) in chunk.held.items():
+            if position == 0:
+                t["first"] += ok + rejected + failed
+            t["rejected"] += rejected
+            t["failed"] += failed
+            if position == last[chunk.run_id]:
+                t["published"] += ok
     for row in finished:
         rid, t = row["run_id"], tallies[row["run_id"]]
         kinds = [k for _, _, k in steps.by_run.get(rid, [])]
@@ -893,6 +977,48 @@ def _counts(ctx: _Context) -> list[dict[str, Any]]:
                     problems.append(f"{column} {row[column]} but {t[tally]} {what}")
         if problems:
             out.append(_v("counts_mismatch", rid, None, None, "; ".join(problems)))
+    return out
+
+
+def _nonzero(counts: dict[int, tuple[int, int, int]]) -> dict[int, tuple[int, int, int]]:
+    return {p: c for p, c in counts.items() if any(c)}
+
+
+def _chunk_mismatch(ctx: _Context, chunk: _ChunkRow) -> dict[str, Any]:
+    """The ``counts_mismatch`` of a chunk whose recorded counts are not its entries'."""
+    recorded, held = _nonzero(chunk.recorded), _nonzero(chunk.held)
+    parts = []
+    for position in sorted(set(recorded) | set(held)):
+        was, now = recorded.get(position, (0, 0, 0)), held.get(position, (0, 0, 0))
+        if was != now:
+            parts.append(
+                f"step {ctx.steps.name(chunk.run_id, position)}: records ok/rejected/failed "
+                f"{'/'.join(map(str, was))}, holds {'/'.join(map(str, now))}"
+            )
+    return _v(
+        "counts_mismatch",
+        chunk.run_id,
+        None,
+        None,
+        f"chunk {chunk.chunk_no} (entries {chunk.first_entry}..{chunk.last_entry}): "
+        + "; ".join(parts),
+    )
+
+
+@_builtin("unclaimed")
+def _unclaimed(ctx: _Context) -> list[dict[str, Any]]:
+    out = []
+    for entry_id, run_id, key, position, chunk_run in ctx.result("unclaimed"):
+        step = ctx.steps.name(run_id, position)
+        if chunk_run is not None:
+            where = f"lies in a chunk of run {chunk_run}, not of its own run"
+        elif run_id is None:
+            where = "names no run of the store and lies in no chunk"
+        else:
+            where = "lies in no chunk its run claimed"
+        out.append(
+            _v("unclaimed_entry", run_id, key, entry_id, f"entry {entry_id} at step {step} {where}")
+        )
     return out
 
 

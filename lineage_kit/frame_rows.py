@@ -40,7 +40,7 @@ from .frame_steps import (
     apply_frame,
     run_step,
 )
-from .frame_values import fragments, hashes, regular_columns, rows
+from .frame_values import appended, fragments, hashes, regular_columns, rows
 from .model import EntryRow, EntryStatus, StepKind
 from .values import value_hash
 
@@ -298,7 +298,7 @@ def _record_rows(
     if same.all():
         texts, row_hashes = parent_texts, parent_hashes
     else:
-        made = rows(names, cells, n)
+        made = _appended(held.names, fields, parent_texts) or rows(names, cells, n)
         if made is None:
             return None
         texts, row_hashes = _objects(made), parent_hashes.copy()
@@ -329,6 +329,21 @@ def _record_rows(
     out.frame = kept
     out.rows = Rows(keys, index, texts, row_hashes, names, dict(zip(names, cells, strict=True)))
     return out
+
+
+def _appended(held_names: tuple, fields: list, parent_texts: np.ndarray) -> list[str] | None:
+    """The rows' JSON when the step only added columns after the record's own fields,
+    leaving every cell of those as it was (``df.assign``): each parent's JSON with
+    the new fields joined on; None otherwise (or if :func:`appended` declines)."""
+    k = len(held_names)
+    if not k or len(fields) == k:
+        return None
+    own, new = fields[:k], fields[k:]
+    if [f[0] for f in own] != [(0, i) for i in range(k)] or any(f[0][0] != 1 for f in new):
+        return None
+    if tuple(f[1] for f in own) != held_names or not all(f[3].all() for f in own):
+        return None
+    return appended(parent_texts.tolist(), [f[1] for f in new], [f[2] for f in new])
 
 
 def _encode(column: Any) -> np.ndarray | None:

@@ -450,10 +450,17 @@ def _unchanged(before: Any, after: Any, parents: Any, in_place: bool) -> Any:
     pd = _pandas()
     if before.dtype != after.dtype:
         return np.zeros(len(after), dtype=bool)
-    old = before if in_place else before.iloc[parents]
-    a, b = old.to_numpy(), after.to_numpy()
+    a, b = before.to_numpy(), after.to_numpy()
     if in_place and _same_buffer(a, b):  # a column the step did not touch (shared data)
         return np.ones(len(b), dtype=bool)
+    if not in_place:
+        a = a[parents]  # numpy's take: a Series' iloc costs more than the comparison
+    if a.dtype.kind == "O":
+        # the very same objects (a filter, a column left alone), without a Python call
+        # per cell; text columns included (pandas hands the cells over as they are)
+        same = np.fromiter(map(operator.is_, a, b), dtype=bool, count=len(a))
+        if same.all():
+            return same
     if a.dtype.kind == "f":  # bit for bit: -0.0 is not 0.0 (their JSON differs)
         bits = f"i{a.dtype.itemsize}"
         same = (a.view(bits) == b.view(bits)) | (np.isnan(a) & np.isnan(b))
@@ -462,13 +469,11 @@ def _unchanged(before: Any, after: Any, parents: Any, in_place: bool) -> Any:
     elif a.dtype.kind in "mM":
         same = (a == b) | (np.isnat(a) & np.isnat(b))
     elif isinstance(before.dtype, pd.StringDtype):  # text or missing: compared at once
+        old = before if in_place else before.iloc[parents]
         same = np.asarray(old.array == after.array, dtype=bool) | (
             old.isna().to_numpy() & after.isna().to_numpy()
         )
-    else:
-        # the very same objects (a filter, a column left alone) compared without a
-        # Python call per cell; the others one by one
-        same = np.fromiter(map(operator.is_, a, b), dtype=bool, count=len(a))
+    else:  # the cells that are not the same objects, one by one
         for i in np.flatnonzero(~same).tolist():
             x, y = a[i], b[i]
             same[i] = type(x) is type(y) and _equal(x, y)

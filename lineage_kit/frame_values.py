@@ -135,6 +135,35 @@ def rows(names: Sequence[str], columns: Sequence[np.ndarray], n: int) -> list[st
     return texts
 
 
+def appended(
+    texts: Sequence[str], names: Sequence[str], columns: Sequence[np.ndarray]
+) -> list[str] | None:
+    """Each row's JSON: the record whose JSON is in ``texts`` with fields ``names``
+    added after its own, their texts in ``columns`` (as :func:`rows` would join them,
+    without joining the record's fields again); None if that may differ.
+
+    A record that holds no field, new texts that are not all ASCII, or a record whose
+    JSON may be escaped as a whole for a lone surrogate (it holds ``\\ud``) give None.
+
+    Examples
+    --------
+    >>> appended(['{"a":1}', '{"a":2}'], ["b"], [np.array(['"x"', '"y"'], dtype=object)])
+    ['{"a":1,"b":"x"}', '{"a":2,"b":"y"}']
+    >>> appended(["{}"], ["b"], [np.array(["1"], dtype=object)]) is None
+    True
+    """
+    texts = list(texts)
+    new = [c.tolist() for c in columns]
+    if "{}" in texts or "\\ud" in "".join(texts):
+        return None
+    if not all(all(map(str.isascii, c)) for c in new):
+        return None
+    tail = "".join("," + encode_basestring(f).replace("%", "%%") + ":%s" for f in names)
+    template = "%s" + tail + "}"
+    heads = map(str.__getitem__, texts, repeat(slice(None, -1)))
+    return list(map(template.__mod__, zip(heads, *new, strict=True)))
+
+
 def hashes(texts: Sequence[str]) -> list[str]:
     """:func:`lineage_kit.values.value_hash` of each text (texts without lone
     surrogates, as :func:`rows` gives them).

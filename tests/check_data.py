@@ -90,10 +90,39 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def _delete_entry(entry_id: int) -> list[tuple]:
+#: The chunk holding entry ``?1`` recounted without it (its step's count of its
+#: status one less), as a writer that lost the entry before counting would record.
+_UNCOUNT = """
+UPDATE chunks SET counts = (
+    SELECT json_group_array(CASE WHEN json_extract(c.value, '$[0]') = e.position
+        THEN json_array(json_extract(c.value, '$[0]'),
+                        json_extract(c.value, '$[1]') - (e.status = 0),
+                        json_extract(c.value, '$[2]') - (e.status = 1),
+                        json_extract(c.value, '$[3]') - (e.status = 2))
+        ELSE json(c.value) END)
+    FROM json_each(chunks.counts) c, entries e WHERE e.entry_id = ?1)
+WHERE ?1 BETWEEN first_entry AND last_entry
+"""
+
+
+#: Every chunk of entry ``?1``'s run recounted from the entries in its range.
+RECOUNT = """
+UPDATE chunks SET counts = (
+    SELECT json_group_array(json_array(position, ok, rejected, failed)) FROM (
+        SELECT position, sum(status = 0) AS ok, sum(status = 1) AS rejected,
+               sum(status = 2) AS failed
+        FROM entries e WHERE e.entry_id BETWEEN chunks.first_entry AND chunks.last_entry
+        GROUP BY position))
+WHERE run_no = (SELECT run_no FROM entries WHERE entry_id = ?1)
+"""
+
+
+def _delete_entry(entry_id: int, *, recount: bool = True) -> list[tuple]:
     """An entry lost with its links (both ends) and its value, unless another entry
-    shares that value (an identity step's entry points at its parent's)."""
+    shares that value (an identity step's entry points at its parent's); its chunk's
+    counts recounted without it unless ``recount`` is false."""
     return [
+        *([(_UNCOUNT, entry_id)] if recount else []),
         ("DELETE FROM extra_parents WHERE child_id = ?1 OR parent_id = ?1", entry_id),
         ("UPDATE entries SET parent_id = NULL WHERE parent_id = ?1", entry_id),
         (
@@ -125,7 +154,8 @@ def _link(child: int, parent: int) -> list[tuple]:
 
 def _restamp(entry_id: int, written_at: str) -> list[tuple]:
     """An entry given another time: entries take their chunk's, so its chunk is cut
-    in three, the entry alone in the middle one, written at ``written_at``."""
+    in three, the entry alone in the middle one, written at ``written_at`` (each
+    recording the counts of the entries it holds)."""
     holds = "?1 BETWEEN first_entry AND last_entry AND chunk_no < 1000"
     return [
         (
@@ -140,6 +170,7 @@ def _restamp(entry_id: int, written_at: str) -> list[tuple]:
             written_at,
         ),
         (f"UPDATE chunks SET last_entry = ?1 - 1 WHERE {holds}", entry_id),
+        (RECOUNT, entry_id),
     ]
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import lineage_kit as lk
 from lineage_kit.store import integrity as sql
-from lineage_kit.values import value_hash_bytes
+from lineage_kit.values import value_digest_bytes
 
 from .check_data import (
     KEY,
@@ -80,9 +80,7 @@ def test_a_split_parent_without_its_own_parent_is_reported_once(clean_split, tmp
     # joined in (an entry with many parents and many children would multiply).
     with lk.connect(db) as store:
         runs = [store.resolve_run()]
-        counts = store.backend.check_entry_counts(runs)
-        span = (min(r[4] for r in counts), max(r[5] for r in counts))
-        rows = store.backend.check_chain_rows(runs, runs, span)
+        rows = store.backend.check_chain_rows(runs, runs)
     assert [r[0] for r in rows].count(normalized) == 1
 
 
@@ -138,13 +136,12 @@ class _Plans:
 def plans(sample_store):
     run_ids = [sample_store.resolve_run()]
     runs = sql.runs_param(run_ids)
-    counts = sql.entry_counts(sample_store.backend.con, runs)
-    span = (min(r[4] for r in counts), max(r[5] for r in counts))
     spy = _Plans(sample_store.backend.con)
-    sql.value_problems(spy, runs, span, value_hash_bytes)
-    sql.chain_rows(spy, runs, runs, span)
+    sql.value_problems(spy, runs, value_digest_bytes)
+    sql.chain_rows(spy, runs, runs)
     sql.values_without_entry(spy)
     sql.links_from_missing_children(spy, runs)
+    sql.unclaimed_entries(spy, runs, "[]")
     return spy.plans
 
 
@@ -181,3 +178,23 @@ def test_the_entry_passes_read_a_rowid_range(plans):
     for plan in plans[:2]:  # value_problems, chain_rows
         assert any("INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in line for line in plan), plan
         assert not any(re.match(rf"SCAN ({'|'.join(BIG)})\b", line) for line in plan), plan
+
+
+def test_the_chunk_counts_group_one_chunk_at_a_time(sample_store):
+    # The entries are grouped by a subquery per chunk over its rowid range: the only
+    # sort is of one chunk's rows, never of the whole run.
+    spy = _Plans(sample_store.backend.con)
+    sql.chunk_counts(spy, sql.runs_param([sample_store.resolve_run()]))
+    (plan,) = spy.plans
+    at = next(i for i, line in enumerate(plan) if line.startswith("CORRELATED SCALAR SUBQUERY"))
+    inner = plan[at + 1 :]
+    assert any("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in x for x in inner)
+    sorts = [i for i, line in enumerate(plan) if "TEMP B-TREE FOR GROUP BY" in line]
+    assert sorts and all(i > at for i in sorts), "\n".join(plan)
+    assert not any(re.match(rf"SCAN ({'|'.join(BIG)})\b", line) for line in plan), plan
+
+
+def test_the_gaps_between_chunks_are_read_as_rowid_ranges(plans):
+    plan = plans[-1]  # unclaimed_entries
+    assert any("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in x for x in plan)
+    assert not any(re.match(rf"SCAN ({'|'.join(BIG)})\b", line) for line in plan), plan

@@ -22,6 +22,7 @@ from lineage_kit.values import value_hash, value_hash_bytes
 from .check_data import (
     KEY,
     MERGE_STEPS,
+    RECOUNT,
     SAMPLE_JSON,
     SPLIT_STEPS,
     _build,
@@ -235,6 +236,7 @@ def test_duplicate_processing(clean_split, tmp_path):
             run_no,
             created,
         ),
+        (RECOUNT, 900000),
     )
     v = _only(_check(db), "duplicate_processing")
     assert (v.record_key, v.entry_id) == (f"{KEY}#1", 900000)

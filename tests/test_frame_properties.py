@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 import lineage_kit as lk
 
+from .frame_stored import stored_rows
+
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Records of one schema, fields in schema order, optional ones sometimes absent.
@@ -70,14 +72,6 @@ def _pipelines(threshold):
     )
 
 
-def _stored(db):
-    with lk.connect(db) as store:
-        return store.backend.con.execute(
-            "SELECT position, record_key, status, reason, error, value_hash, value FROM lineage "
-            "JOIN records USING (entry_id) ORDER BY position, record_key"
-        ).fetchall()
-
-
 @SETTINGS
 @given(data=records(), threshold=ints, chunk_size=st.integers(1, 6))
 def test_a_frame_step_stores_what_the_equivalent_record_step_stores(data, threshold, chunk_size):
@@ -87,7 +81,7 @@ def test_a_frame_step_stores_what_the_equivalent_record_step_stores(data, thresh
         for steps, name in ((frame_steps, "frame"), (record_steps, "record")):
             db = Path(tmp) / f"{name}.db"
             lk.Pipeline(steps).run(data, db=db, chunk_size=chunk_size, progress=False)
-            stored.append(_stored(db))
+            stored.append(stored_rows(db))
     assert stored[0] == stored[1]
 
 
@@ -204,5 +198,5 @@ def test_records_of_one_shape_store_what_the_equivalent_record_steps_store(
         for steps, name in ((frame_steps, "frame"), (record_steps, "record")):
             db = Path(tmp) / f"{name}.db"
             lk.Pipeline(steps).run(data, db=db, chunk_size=chunk_size, progress=False)
-            stored.append(_stored(db))
+            stored.append(stored_rows(db))
     assert stored[0] == stored[1]

@@ -13,6 +13,7 @@ import pytest
 import lineage_kit as lk
 
 from .conftest import ROOT
+from .frame_stored import stored_rows
 
 
 def entries(db, position=None):
@@ -344,16 +345,54 @@ def test_frame_normalize_stores_what_normalize_stores(tmp_path):
     for name, normalize in (("record", lk.steps.normalize), ("frame", lk.steps.normalize_frame)):
         db = tmp_path / f"{name}.db"
         lk.Pipeline([lk.steps.ingest, normalize, lk.steps.publish]).run(data, db=db, progress=False)
-        with lk.connect(db) as store:
-            stored[name] = store.backend.con.execute(
-                "SELECT position, record_key, status, reason, value_hash, value FROM lineage "
-                "JOIN records USING (entry_id) ORDER BY position, record_key"
-            ).fetchall()
+        stored[name] = stored_rows(db)
     assert stored["frame"] == stored["record"]
 
 
+@lk.step("tag", frame=True)
+def tag_frame(df):
+    return df.assign(label=df["s"].map(lambda s: "\x7f" + s[:1]), twice=df["n"] * 2)
+
+
+@lk.step("tag")
+def tag_record(record):
+    return {**record, "label": "\x7f" + record["s"][:1], "twice": record["n"] * 2}
+
+
+@lk.step("as_is")
+def as_is(record):
+    return record
+
+
+@pytest.mark.parametrize("before", [[], [as_is]], ids=["from ingest", "after a record step"])
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["plain", "text"],
+        ["caf\u00e9", "\u00fcber"],  # the new column not ASCII
+        ["x\ud800", "fine"],  # a lone surrogate: its record's JSON escaped as a whole
+        ["\\ud800", "fine"],  # a backslash before "ud" (no surrogate)
+    ],
+)
+def test_columns_added_after_a_records_fields_store_what_a_record_step_stores(
+    tmp_path, texts, before
+):
+    data = [{"key": f"k{i}", "s": text, "n": i} for i, text in enumerate(texts)]
+    stored = {}
+    for name, tag in (("record", tag_record), ("frame", tag_frame)):
+        db = tmp_path / f"{name}.db"
+        steps = [lk.steps.ingest, lk.steps.normalize, *before, tag, lk.steps.publish]
+        lk.Pipeline(steps).run(data, db=db, progress=False)
+        stored[name] = stored_rows(db)
+    assert stored["frame"] == stored["record"]
+    assert {row[2] for row in stored["frame"]} == {"ok"}
+    tagged = [json.loads(row[-1]) for row in stored["frame"] if row[0] == 2 + len(before)]
+    assert [t["label"] for t in tagged] == ["\x7f" + text[:1] for text in texts]
+
+
 def test_trace_changes_plot_and_check_show_frame_steps_like_any_other(db):
-    run([lk.steps.ingest, big, double, per_item, lk.steps.publish], db=db)
+    data = [*DATA[:1], {"key": "b", "amount": 150, "items": ["z", "w"]}, *DATA[2:]]
+    run([lk.steps.ingest, big, double, per_item, lk.steps.publish], data=data, db=db)
     with lk.connect(db) as store:
         assert store.check().ok
         filtered = store.trace("a")
@@ -364,8 +403,21 @@ def test_trace_changes_plot_and_check_show_frame_steps_like_any_other(db):
             "ingest",
             "big",
             "double",
-            "per_item",
-            "publish",
+        ]
+        # the split shows its children: one per item, each published
+        children = split[split["relation"] == "downstream"]
+        assert set(zip(children["key"], children["step"], strict=True)) == {
+            ("b#1", "per_item"),
+            ("b#1", "publish"),
+            ("b#2", "per_item"),
+            ("b#2", "publish"),
+        }
+        child = store.trace("b#2")  # a child's chain: its parent's steps, then its own
+        assert list(child["step"]) == ["ingest", "big", "double", "per_item", "publish"]
+        assert list(child["relation"]) == ["upstream"] * 3 + ["self"] * 2
+        item = store.changes("b#2")
+        assert list(zip(item["step"], item["field"], item["new"], strict=True)) == [
+            ("per_item", "items", "w")
         ]
         changes = store.changes("b")
         assert {(c["step"], c["field"], c["change"]) for _, c in changes.iterrows()} >= {

@@ -27,7 +27,8 @@ from __future__ import annotations
 import abc
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ..base import key_text
@@ -36,12 +37,12 @@ from ..model import EntryRow, RunEnd, RunStart, RunStatus, StepRow, StepTiming
 from .liveness import writer_alive
 from .queries import RUN_COLUMNS, TRACE_COLUMNS, parse_id_list
 
-#: Run ids given to a query; the smallest and largest entry id of some runs (the
-#: checks' scans read that id range); a function hashing a stored value's bytes.
+#: Run ids given to a query; a function giving the 16-byte hash of a stored value's
+#: bytes.
 Ids = Sequence[str]
-Span = tuple[int | None, int | None]
-Hasher = Callable[[bytes], str]
+Hasher = Callable[[bytes], bytes]
 
+_POSITION_STATUS = itemgetter(1, 3)  # of an EntryRow
 _COUNT_COLUMNS = ("n_input", "n_published", "n_rejected", "n_failed")
 
 
@@ -133,9 +134,8 @@ class Chunk(NamedTuple):
         {0: [1, 1, 0], 1: [1, 0, 0]}
         """
         counts: dict[int, list[int]] = {}
-        for (position, status), n in Counter(
-            (e[1], e[3]) for e in self.entries
-        ).items():  # one pass, no per-row call
+        # one pass, no Python-level call per row
+        for (position, status), n in Counter(map(_POSITION_STATUS, self.entries)).items():
             counts.setdefault(position, [0, 0, 0])[_STATUS_INDEX[status]] += n
         return dict(sorted(counts.items()))
 
@@ -386,12 +386,33 @@ class Backend(abc.ABC):
     def check_step_kinds(self, run_ids: Sequence[str]) -> list[tuple[str, int, str, str]]:
         """``(run_id, position, name, kind)`` of every step of the runs."""
 
-    @abc.abstractmethod
-    def check_entry_counts(self, run_ids: Sequence[str]) -> list[tuple]:
-        """``(run_id, position, status, entries, min_id, max_id)`` of the runs."""
+    def check_readers(self, n: int) -> AbstractContextManager[list[Backend]]:
+        """A :meth:`snapshot` of this backend, and up to ``n`` other backends that read
+        the very same state (the checks run their passes on them at once, each in a
+        thread of its own); closed when the context ends.
+
+        This implementation gives none: the checks then run one after the other.
+        """
+        return _no_readers(self)
 
     @abc.abstractmethod
-    def check_chain_rows(self, run_ids: Ids, finished: Ids, span: Span) -> list[tuple]:
+    def check_chunk_counts(self, run_ids: Sequence[str]) -> list[tuple]:
+        """Every chunk of the runs with its recorded counts and the entries it holds
+        (``integrity.chunk_counts``)."""
+
+    @abc.abstractmethod
+    def check_value_counts(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        """``(inside, outside)``: stored values inside the runs' chunks' id ranges and
+        outside every one (``integrity.value_counts``)."""
+
+    @abc.abstractmethod
+    def check_unclaimed_entries(
+        self, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
+    ) -> list[tuple]:
+        """Entries no chunk of their run claims (``integrity.unclaimed_entries``)."""
+
+    @abc.abstractmethod
+    def check_chain_rows(self, run_ids: Ids, finished: Ids) -> list[tuple]:
         """Entries with their links and parents (``integrity.chain_rows``)."""
 
     @abc.abstractmethod
@@ -407,12 +428,13 @@ class Backend(abc.ABC):
         """Entries of keys seen more than once at one step of a run."""
 
     @abc.abstractmethod
-    def check_value_problems(self, run_ids: Ids, span: Span, hasher: Hasher) -> list[tuple]:
+    def check_value_problems(self, run_ids: Ids, hasher: Hasher) -> list[tuple]:
         """Entries without a value or whose value does not match its hash."""
 
     @abc.abstractmethod
     def check_values_without_entry(self) -> list[tuple[int]]:
-        """``(entry_id,)`` of stored values whose entry does not exist."""
+        """``(entry_id,)`` of stored values whose entry does not exist (the whole
+        store is searched)."""
 
     # ------------------------------------------- shared (built on the above)
 
@@ -533,3 +555,9 @@ class Backend(abc.ABC):
 
 def _unfinished(status: str) -> bool:
     return status in (RunStatus.RUNNING, RunStatus.INTERRUPTED)
+
+
+@contextmanager
+def _no_readers(backend: Backend) -> Iterator[list[Backend]]:
+    with backend.snapshot():
+        yield []

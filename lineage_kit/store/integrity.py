@@ -15,7 +15,6 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable
 
-from .queries import HASH_TEXT
 from .schema import CHUNK_TIME, STATUS_TEXT
 
 #: The checked runs as ``(run_no, run_id)`` rows.
@@ -73,40 +72,46 @@ def values_without_entry(con: sqlite3.Connection) -> list[tuple[int]]:
 
 
 def value_problems(
-    con: sqlite3.Connection,
-    runs_json: str,
-    entry_span: tuple[int | None, int | None],
-    hash_bytes: Callable[[bytes], str],
+    con: sqlite3.Connection, runs_json: str, digest: Callable[[bytes], bytes]
 ) -> list[tuple]:
     """Entries of the runs whose value is missing or does not match its hash.
 
     Returns ``(run_id, record_key, entry_id, position, has_value, stored_hash,
-    actual_hash)``. Each stored value is hashed once, on the row of the entry that
-    stored it (an identity step's entry shares its parent's value); an entry whose
-    value row is missing is reported itself. ``hash_bytes`` (the value hash of UTF-8
-    bytes) is registered as the SQL function ``lk_value_hash`` (deterministic,
-    read-only), so the hashing runs inside the one scan and only problems reach
-    Python. ``entry_span`` is not needed by this layout (the chunks give the ranges).
+    actual_hash)``, hashes as hex text. Each stored value is hashed once, on the row
+    of the entry that stored it (an identity step's entry shares its parent's
+    value); an entry whose value row is missing is reported itself. ``digest`` (the
+    16-byte value hash of UTF-8 bytes) is registered as the SQL function
+    ``lk_value_digest`` (deterministic, read-only) and compared with the stored
+    bytes inside the one scan, so no hash is turned into text and only problems
+    reach Python (whose hashes are then given as hex).
     """
-    con.create_function("lk_value_hash", 1, hash_bytes, deterministic=True)
+    con.create_function("lk_value_digest", 1, digest, deterministic=True)
     rows = con.execute(
         f"""
-        SELECT run_id, record_key, entry_id, position, has_value, stored, actual FROM (
-            SELECT w.run_id, e.record_key, e.entry_id, e.position,
-                   v.value_id IS NOT NULL AS has_value, {HASH_TEXT.format("v")} AS stored,
-                   CASE WHEN v.value_id IS NOT NULL AND e.value_id = e.entry_id
-                        THEN lk_value_hash(CAST(v.json AS BLOB)) END AS actual,
-                   e.value_id = e.entry_id AS owner
-            FROM ({_WANTED}) w
-            CROSS JOIN chunks ch ON ch.run_no = w.run_no
-            CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
-            LEFT JOIN vals v ON v.value_id = e.value_id
-        )
-        WHERE NOT has_value OR (owner AND stored IS NOT actual)
+        SELECT w.run_id, e.record_key, e.entry_id, e.position, v.value_id IS NOT NULL,
+               v.hash, CASE WHEN e.value_id = e.entry_id THEN v.json END
+        FROM ({_WANTED}) w
+        CROSS JOIN chunks ch ON ch.run_no = w.run_no
+        CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+        LEFT JOIN vals v ON v.value_id = e.value_id
+        WHERE v.value_id IS NULL
+           OR (e.value_id = e.entry_id AND lk_value_digest(CAST(v.json AS BLOB)) IS NOT v.hash)
         """,
         {"runs": runs_json},
     ).fetchall()
-    return sorted(rows, key=lambda row: row[2])  # by entry id: the scan goes by chunk
+    out = [
+        (
+            run_id,
+            key,
+            entry_id,
+            position,
+            has_value,
+            None if stored is None else bytes(stored).hex(),
+            None if text is None else digest(text.encode("utf-8", "surrogatepass")).hex(),
+        )
+        for run_id, key, entry_id, position, has_value, stored, text in rows
+    ]
+    return sorted(out, key=lambda row: row[2])  # by entry id: the scan goes by chunk
 
 
 # ---------------------------------------------------------------- chains, links
@@ -144,12 +149,7 @@ _BAD_KEY_CHANGE = """(c.record_key IS NOT pa.record_key
                         AND s.kind IN ('merge', 'split')))"""
 
 
-def chain_rows(
-    con: sqlite3.Connection,
-    runs_json: str,
-    finished_json: str,
-    entry_span: tuple[int | None, int | None],
-) -> list[tuple]:
+def chain_rows(con: sqlite3.Connection, runs_json: str, finished_json: str) -> list[tuple]:
     """Entries of the runs, with their parent links, that break any rule of a chain.
 
     Two statements: one pass over the runs' entries (their chunks' rowid ranges),
@@ -169,8 +169,7 @@ def chain_rows(
 
     An entry comes back once per parent link, so a row may be returned for one
     reason and repeated for another link of the same entry; callers re-test each
-    row and drop repeats. The order of the rows is not defined. ``entry_span`` is
-    not needed by this layout.
+    row and drop repeats. The order of the rows is not defined.
     """
     params = {"runs": runs_json, "finished": finished_json}
     first = con.execute(
@@ -297,15 +296,17 @@ def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
     Returns ``(run_id, record_key, position, entry_id, status, reason)`` ordered by
     run, key, step and entry id. Entries without a key are not included. The groups
     are found on the covering ``entries_key`` index; only their entries are read.
+    The runs are tested per repeated group, not per entry (``HAVING``): a third
+    cheaper, and an equality on ``run_no`` in ``WHERE`` would make SQLite sort.
     """
     return con.execute(
         f"""
         WITH wanted(run_no, run_id) AS MATERIALIZED ({_WANTED}),
         repeated(record_key, run_no, position) AS (
             SELECT record_key, run_no, position FROM entries
-            WHERE record_key IS NOT NULL AND run_no IN (SELECT run_no FROM wanted)
+            WHERE record_key IS NOT NULL
             GROUP BY record_key, run_no, position
-            HAVING count(*) > 1
+            HAVING count(*) > 1 AND run_no IN (SELECT run_no FROM wanted)
         )
         SELECT w.run_id, e.record_key, e.position, e.entry_id, {STATUS_TEXT.format("e.status")},
                e.reason
@@ -322,22 +323,111 @@ def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
 # ------------------------------------------------------------------------ runs
 
 
-def entry_counts(
-    con: sqlite3.Connection, runs_json: str
-) -> list[tuple[str, int, str, int, int, int]]:
-    """``(run_id, position, status, entries, min_entry_id, max_entry_id)`` for the
-    runs, from one pass over their chunks' id ranges."""
+def chunk_counts(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
+    """Every chunk of the runs with the counts it records and the entries it holds.
+
+    Returns ``(run_id, chunk_no, first_entry, last_entry, counts, held)`` ordered by
+    run and chunk: ``counts`` is the chunk's stored JSON (``[[position, ok,
+    rejected, failed], ...]``), ``held`` a JSON array of ``[own, position, status,
+    entries, owners]`` counted over the entries in the chunk's id range, ``own`` 0
+    for entries that name another run than the chunk's, ``owners`` those that
+    stored their value under their own id. The entries are grouped chunk by
+    chunk (a correlated subquery over each chunk's rowid range, sorting a chunk's
+    rows at a time) rather than sorted whole, which costs a third as much.
+    """
     return con.execute(
         f"""
-        SELECT run_id, position, {STATUS_TEXT.format("status")}, n, lo, hi FROM (
-            SELECT w.run_id, e.position, e.status, count(*) AS n, min(e.entry_id) AS lo,
-                   max(e.entry_id) AS hi
-            FROM ({_WANTED}) w
-            CROSS JOIN chunks ch ON ch.run_no = w.run_no
-            CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
-            GROUP BY w.run_id, e.position, e.status
-        )
-        ORDER BY 1, 2, 3
+        SELECT w.run_id, ch.chunk_no, ch.first_entry, ch.last_entry, ch.counts,
+               (SELECT json_group_array(json_array(own, position, status, n, owners)) FROM (
+                    SELECT e.run_no = ch.run_no AS own, e.position, e.status, count(*) AS n,
+                           sum(e.value_id = e.entry_id) AS owners
+                    FROM entries e WHERE e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+                    GROUP BY 1, 2, 3))
+        FROM ({_WANTED}) w CROSS JOIN chunks ch ON ch.run_no = w.run_no
+        ORDER BY 1, 2
         """,
         {"runs": runs_json},
     ).fetchall()
+
+
+def _gaps(claimed: str) -> str:
+    """``gaps(lo, hi)``: the id ranges that none of the ``claimed`` rows' ``first_entry
+    .. last_entry`` ranges covers (a window over those rows, by ``first_entry``)."""
+    return f"""
+    bounds AS (
+        SELECT first_entry, max(last_entry) OVER (
+            ORDER BY first_entry ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered
+        FROM {claimed}
+    ),
+    gaps(lo, hi) AS (
+        SELECT coalesce(covered + 1, -9223372036854775807 - 1), first_entry - 1 FROM bounds
+        WHERE covered IS NULL OR first_entry > covered + 1
+        UNION ALL
+        SELECT coalesce(max(last_entry) + 1, -9223372036854775807 - 1), 9223372036854775807
+        FROM {claimed}
+    )
+    """
+
+
+#: The id ranges that no chunk (of any run) claims, as ``gaps(lo, hi)``.
+_GAPS = "WITH " + _gaps("chunks")
+#: The id ranges outside the chunks of the runs (a CTE ``checked`` of their ranges).
+_CHECKED_GAPS = _gaps("checked")
+
+
+def value_counts(con: sqlite3.Connection, runs_json: str) -> tuple[int, int]:
+    """``(inside, outside)``: how many stored values have an id inside the runs'
+    chunks' ranges, and outside all of them (counted on rowid ranges, no row read).
+
+    With the chunks' count of entries that stored a value under their own id, this
+    tells whether any value lies outside every entry (:func:`values_without_entry`
+    need not search the store when ``outside`` is 0 and ``inside`` equals that count
+    while no entry misses its value).
+    """
+    row = con.execute(
+        f"""
+        WITH checked AS MATERIALIZED (
+            SELECT ch.first_entry, ch.last_entry
+            FROM ({_WANTED}) w CROSS JOIN chunks ch ON ch.run_no = w.run_no
+        ), {_CHECKED_GAPS}
+        SELECT (SELECT count(*) FROM checked c
+                CROSS JOIN vals v ON v.value_id BETWEEN c.first_entry AND c.last_entry),
+               (SELECT count(*) FROM gaps g
+                CROSS JOIN vals v ON v.value_id BETWEEN g.lo AND g.hi)
+        """,
+        {"runs": runs_json},
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def unclaimed_entries(
+    con: sqlite3.Connection, runs_json: str, chunks_json: str
+) -> list[tuple[int, str | None, str | None, int, str | None]]:
+    """Entries that no chunk of their own run claims.
+
+    Returns ``(entry_id, run_id, record_key, position, chunk_run_id)``: entries of
+    the runs (or of no run at all) whose id lies in no chunk's range, and entries in
+    the chunks of ``chunks_json`` (a JSON array of ``[run_id, chunk_no]``, the chunks
+    :func:`chunk_counts` found holding another run's entries) that name another run;
+    ``chunk_run_id`` is the run of the chunk holding the entry (None: no chunk). The
+    gaps between the chunks' ranges are found from ``chunks_first`` (a window over
+    the small chunks table); their entries are rowid ranges, empty in a sound store.
+    """
+    rows = con.execute(
+        _GAPS
+        + f"""
+        SELECT e.entry_id, {_RUN_ID.format("e.run_no")}, e.record_key, e.position, NULL
+        FROM gaps g CROSS JOIN entries e ON e.entry_id BETWEEN g.lo AND g.hi
+        WHERE e.run_no IN ({_RUN_NOS})
+           OR NOT EXISTS (SELECT 1 FROM runs WHERE runs.run_no = e.run_no)
+        UNION ALL
+        SELECT e.entry_id, {_RUN_ID.format("e.run_no")}, e.record_key, e.position, r.run_id
+        FROM json_each(:chunks) j
+        JOIN runs r ON r.run_id = json_extract(j.value, '$[0]')
+        JOIN chunks ch ON ch.run_no = r.run_no AND ch.chunk_no = json_extract(j.value, '$[1]')
+        CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+        WHERE e.run_no <> ch.run_no
+        """,
+        {"runs": runs_json, "chunks": chunks_json},
+    ).fetchall()
+    return sorted(rows)  # by entry id (sorted here: there are few, if any)

@@ -7,24 +7,30 @@ the statements in :mod:`.writer` (writes), :mod:`.queries` (reads) and
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunNotFound, StoreClosed
+from ..errors import LineageKitError, RunNotFound, StoreClosed
 from ..model import RunEnd, RunStart, StepRow, StepTiming
 from . import integrity, queries, writer
-from .backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Span, Writer
+from .backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Writer
 from .connection import open_connection
 from .transaction import transaction
 
 #: The driver's errors a damaged or unreadable store can raise (the CLI turns them
 #: into a one-line message).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+
+
+def _data_version(con: sqlite3.Connection) -> int:
+    """``PRAGMA data_version``: changes when another connection commits."""
+    return con.execute("PRAGMA data_version").fetchone()[0]
 
 
 def _now() -> str:
@@ -255,12 +261,56 @@ class SQLiteBackend(Backend):
     def check_step_kinds(self, run_ids: Sequence[str]) -> list[tuple[str, int, str, str]]:
         return integrity.step_kinds(self.con, integrity.runs_param(run_ids))
 
-    def check_entry_counts(self, run_ids: Sequence[str]) -> list[tuple]:
-        return integrity.entry_counts(self.con, integrity.runs_param(run_ids))
+    def check_readers(self, n: int) -> AbstractContextManager[list[Backend]]:
+        return self._check_readers(n)
 
-    def check_chain_rows(self, run_ids: Ids, finished: Ids, span: Span) -> list[tuple]:
+    @contextmanager
+    def _check_readers(self, n: int) -> Iterator[list[Backend]]:
+        """Up to ``n`` read-only connections whose snapshot is this one's.
+
+        Each reader notes the store's ``PRAGMA data_version`` before this backend's
+        snapshot starts and again once its own has: an equal value means no other
+        connection committed in between, so both read one state; a reader that saw
+        a commit is dropped (the checks then do its work here). None are opened
+        inside a transaction already open on this connection (it may hold writes
+        of its own that another connection cannot see).
+        """
+        readers: list[SQLiteBackend] = []
+        try:
+            if not self.con.in_transaction:
+                for _ in range(n):
+                    try:
+                        readers.append(SQLiteBackend(self.path, read_only=True))
+                    except (sqlite3.Error, LineageKitError):
+                        break
+            before = [_data_version(r.con) for r in readers]
+            with self.snapshot():
+                self.con.execute("SELECT 1 FROM runs LIMIT 1").fetchall()  # starts it
+                same = []
+                for reader, version in zip(readers, before, strict=True):
+                    reader.con.execute("BEGIN")
+                    if _data_version(reader.con) == version:
+                        same.append(reader)
+                yield same
+        finally:
+            for reader in readers:
+                reader.close()  # closing a connection ends its read transaction
+
+    def check_chunk_counts(self, run_ids: Sequence[str]) -> list[tuple]:
+        return integrity.chunk_counts(self.con, integrity.runs_param(run_ids))
+
+    def check_value_counts(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        return integrity.value_counts(self.con, integrity.runs_param(run_ids))
+
+    def check_unclaimed_entries(
+        self, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
+    ) -> list[tuple]:
+        chunks_json = json.dumps([list(c) for c in chunks])
+        return integrity.unclaimed_entries(self.con, integrity.runs_param(run_ids), chunks_json)
+
+    def check_chain_rows(self, run_ids: Ids, finished: Ids) -> list[tuple]:
         runs, done = integrity.runs_param(run_ids), integrity.runs_param(finished)
-        return integrity.chain_rows(self.con, runs, done, span)
+        return integrity.chain_rows(self.con, runs, done)
 
     def check_links_from_missing_children(self, run_ids: Sequence[str]) -> list[tuple]:
         return integrity.links_from_missing_children(self.con, integrity.runs_param(run_ids))
@@ -271,8 +321,8 @@ class SQLiteBackend(Backend):
     def check_repeated_keys(self, run_ids: Sequence[str]) -> list[tuple]:
         return integrity.repeated_keys(self.con, integrity.runs_param(run_ids))
 
-    def check_value_problems(self, run_ids: Ids, span: Span, hasher: Hasher) -> list[tuple]:
-        return integrity.value_problems(self.con, integrity.runs_param(run_ids), span, hasher)
+    def check_value_problems(self, run_ids: Ids, hasher: Hasher) -> list[tuple]:
+        return integrity.value_problems(self.con, integrity.runs_param(run_ids), hasher)
 
     def check_values_without_entry(self) -> list[tuple[int]]:
         return integrity.values_without_entry(self.con)

@@ -4,7 +4,7 @@ Only the engine writes, through :class:`~lineage_kit.store.sqlite.SQLiteBackend`
 which calls these functions. A chunk's entry ids are reserved first
 (:func:`reserve_ids`: a counter row bumped under the write lock, so concurrent
 writers get disjoint ranges), then the chunk is written in one ``BEGIN IMMEDIATE``
-transaction, its ``chunks`` row (the claim) first, with ``executemany`` and explicit
+transaction, its ``chunks`` row (the claim) first, with multi-row INSERTs and explicit
 ids, so parent links are built from ids known in memory, never looked up.
 """
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import chain, compress, islice, repeat
+from operator import and_, gt, is_not, not_
+from typing import Any, NamedTuple
 
 from ..model import RunEnd, RunStart, RunStatus, StepRow, StepTiming
 from . import queries
 from .backend import Chunk, ChunkCounts
-from .schema import STATUS_CODES
+from .schema import ENTRY_STATUSES, STATUS_CODES
 from .transaction import transaction
 
 _INSERT_RUN = """
@@ -31,13 +33,65 @@ _INSERT_STEP = """
 INSERT INTO steps (run_no, run_id, position, name, kind, source, destination, description)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
-_INSERT_ENTRY = """
-INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id, value_id, reason,
-                     error)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-_INSERT_VALUE = "INSERT INTO vals (value_id, hash, json) VALUES (?, ?, ?)"
+
+
+class _Insert(NamedTuple):
+    """An INSERT of rows of one shape: its SQL for one row, and for :data:`_BATCH` rows."""
+
+    one: str
+    many: str
+
+
+#: Rows per INSERT statement in :func:`insert_rows`: a statement of 100 rows of 9
+#: parameters stays under SQLite's oldest limit of 999 parameters.
+_BATCH = 100
+
+
+def _insert(head: str, row: str) -> _Insert:
+    return _Insert(head + row, head + ",".join([row] * _BATCH))
+
+
+_ENTRY_COLUMNS = "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id"
+_INSERT_ENTRY = _insert(
+    _ENTRY_COLUMNS + ", value_id, reason, error) VALUES ", "(?,?,?,?,?,?,?,?,?)"
+)
+# The usual entry (status ok, no reason, no error) binds neither None nor bytes: the
+# sqlite3 module adapts each such parameter through its adapter registry (a lookup
+# and two attribute probes, about half a microsecond), ints and str it binds at once.
+_INSERT_LINKED = _insert(_ENTRY_COLUMNS + ", value_id) VALUES ", "(?,?,?,?,?,?,?)")
+_INSERT_ROOT = _insert(_ENTRY_COLUMNS + ", value_id) VALUES ", "(?,?,?,?,?,NULL,?)")
+# A hash goes in as a bytearray (bound as the same BLOB, without the adapter lookup).
+_INSERT_VALUE = _insert("INSERT INTO vals (value_id, hash, json) VALUES ", "(?,?,?)")
 _INSERT_EXTRA = "INSERT INTO extra_parents (child_id, parent_id) VALUES (?, ?)"
+
+
+def insert_rows(con: sqlite3.Connection, insert: _Insert, rows: Sequence[tuple]) -> None:
+    """Insert ``rows`` (tuples of one width) :data:`_BATCH` to a statement, the rest
+    one by one.
+
+    A statement of many rows costs about two thirds of as many ``executemany`` steps
+    (the sqlite3 module's work per step: resetting, binding and stepping the
+    statement once per row).
+
+    Examples
+    --------
+    >>> con = sqlite3.connect(":memory:")
+    >>> _ = con.execute("CREATE TABLE vals (value_id, hash, json)")
+    >>> insert_rows(con, _INSERT_VALUE, [(i, None, "{}") for i in range(250)])
+    >>> con.execute("SELECT count(*), sum(value_id) FROM vals").fetchone()
+    (250, 31125)
+    """
+    full = len(rows) - len(rows) % _BATCH
+    if full:
+        flat = list(chain.from_iterable(islice(rows, full)))
+        step = len(flat) // (full // _BATCH)
+        execute, many = con.execute, insert.many
+        for start in range(0, len(flat), step):
+            execute(many, flat[start : start + step])
+    if full < len(rows):
+        con.executemany(insert.one, rows[full:])
+
+
 _CLAIM = """
 INSERT INTO chunks (run_no, chunk_no, first_entry, last_entry, counts, written_at)
 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
@@ -67,6 +121,7 @@ UPDATE steps SET started_at = ?, finished_at = ?, busy_seconds = ?
 WHERE run_no = ? AND position = ?
 """
 _CODES = STATUS_CODES.__getitem__
+_OK = ENTRY_STATUSES[0]
 
 
 def begin_run(con: sqlite3.Connection, run: RunStart, steps: Iterable[StepRow]) -> int:
@@ -98,7 +153,30 @@ def reserve_ids(con: sqlite3.Connection, n: int) -> int:
     return first
 
 
-def chunk_rows(first_id: int, chunk: Chunk, run: int) -> tuple[Iterable, list, list]:
+class ChunkRows(NamedTuple):
+    """A chunk's rows as :func:`write_chunk` inserts them, grouped by statement."""
+
+    linked: list[tuple]  # ok entries with a parent: _INSERT_LINKED
+    roots: list[tuple]  # ok entries without one: _INSERT_ROOT
+    other: list[tuple]  # the rest (a reason, an error, not ok): _INSERT_ENTRY
+    vals: list[tuple]
+    extra: list[tuple[int, int]]
+
+
+def _plain(status: str, reason: str | None, error: str | None) -> bool:
+    return status == _OK and reason is None and error is None
+
+
+def _blob(hex_hash: str | None) -> bytearray | None:
+    return None if hex_hash is None else bytearray.fromhex(hex_hash)
+
+
+def _select(columns: Sequence[Sequence], mask: Iterable[Any]) -> list[tuple]:
+    """The rows of ``columns`` (equally long) where ``mask`` is true."""
+    return list(compress(zip(*columns, strict=True), mask))
+
+
+def chunk_rows(first_id: int, chunk: Chunk, run: int) -> ChunkRows:
     """The ``entries``, ``vals`` and ``extra_parents`` rows of a chunk whose ids start
     at ``first_id``.
 
@@ -110,6 +188,16 @@ def chunk_rows(first_id: int, chunk: Chunk, run: int) -> tuple[Iterable, list, l
     ------
     ValueError
         A value is None but the entry has no parent in the chunk.
+
+    Examples
+    --------
+    >>> from lineage_kit.model import EntryRow
+    >>> rows = [EntryRow("r", p, "k", "ok", None, None, "t", "00ff") for p in (0, 1)]
+    >>> out = chunk_rows(10, Chunk(rows, ['{"a":1}', None], [(1, 0)], [], 0), run=1)
+    >>> out.roots, out.linked, out.other
+    ([(10, 1, 0, 'k', 0, 10)], [(11, 1, 1, 'k', 0, 10, 10)], [])
+    >>> out.vals
+    [(10, bytearray(b'\\x00\\xff'), '{"a":1}')]
     """
     entries = chunk.entries
     n = len(entries)
@@ -131,31 +219,37 @@ def chunk_rows(first_id: int, chunk: Chunk, run: int) -> tuple[Iterable, list, l
     ids = range(first_id, first_id + n)
     values = chunk.values
     value_ids = list(ids)
+    stored: list[bool] | None = None
     if None in values:
         for i, value in enumerate(values):
             if value is None:
                 if i not in local:
                     raise ValueError(f"entry {i} of chunk {chunk.chunk_no} has no value")
                 value_ids[i] = value_ids[local[i]]  # parents come before their children
-    fromhex = bytes.fromhex
-    vals = [
-        (i, None if h is None else fromhex(h), v)
-        for i, h, v in zip(ids, hashes, values, strict=True)
-        if v is not None
-    ]
-    rows = zip(
-        ids,
-        repeat(run, n),
-        positions,
-        keys,
-        map(_CODES, statuses),
-        parents,
-        value_ids,
-        reasons,
-        errors,
-        strict=True,
+        stored = list(map(is_not, values, repeat(None)))
+        hashes, values = tuple(compress(hashes, stored)), list(compress(values, stored))
+    blobs = list(map(_blob if None in hashes else bytearray.fromhex, hashes))
+    vals = list(zip(ids if stored is None else compress(ids, stored), blobs, values, strict=True))
+
+    runs, codes = [run] * n, list(map(_CODES, statuses))
+    with_parent = (ids, runs, positions, keys, codes, parents, value_ids)
+    without = (ids, runs, positions, keys, codes, value_ids)
+    if statuses.count(_OK) == n and reasons.count(None) == n and errors.count(None) == n:
+        if None not in parents:  # no roots either (a chunk of merged records)
+            return ChunkRows(list(zip(*with_parent, strict=True)), [], [], vals, extra)
+        rooted = list(map(is_not, parents, repeat(None)))
+        return ChunkRows(
+            _select(with_parent, rooted), _select(without, map(not_, rooted)), [], vals, extra
+        )
+    plain = list(map(_plain, statuses, reasons, errors))
+    rooted = list(map(is_not, parents, repeat(None)))
+    return ChunkRows(
+        _select(with_parent, map(and_, plain, rooted)),
+        _select(without, map(gt, plain, rooted)),  # plain and not rooted
+        _select((*with_parent, reasons, errors), map(not_, plain)),
+        vals,
+        extra,
     )
-    return rows, vals, extra
 
 
 def write_chunk(
@@ -174,17 +268,19 @@ def write_chunk(
     """
     if not chunk.entries:
         return False
-    rows, vals, extra = chunk_rows(first_id, chunk, run)
+    rows = chunk_rows(first_id, chunk, run)
     last = first_id + len(chunk.entries) - 1
     counts = json.dumps([[p, *c] for p, c in chunk.status_counts().items()])
     with transaction(con):
         claim = (run, chunk.chunk_no, first_id, last, counts, written_at)
         if con.execute(_CLAIM, claim).rowcount == 0:
             return False
-        con.executemany(_INSERT_ENTRY, rows)
-        con.executemany(_INSERT_VALUE, vals)
-        if extra:
-            con.executemany(_INSERT_EXTRA, extra)
+        insert_rows(con, _INSERT_ROOT, rows.roots)
+        insert_rows(con, _INSERT_LINKED, rows.linked)
+        insert_rows(con, _INSERT_ENTRY, rows.other)
+        insert_rows(con, _INSERT_VALUE, rows.vals)
+        if rows.extra:
+            con.executemany(_INSERT_EXTRA, rows.extra)
     return True
 
 

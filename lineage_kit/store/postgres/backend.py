@@ -15,7 +15,7 @@ from typing import Any
 
 from ...errors import RunNotFound, StoreClosed
 from ...model import RunEnd, RunStart, RunStatus, StepRow, StepTiming
-from ..backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Span, Writer
+from ..backend import Backend, Chunk, ChunkCounts, Hasher, Ids, Writer
 from . import integrity, queries, writer
 from .connection import lock_space, open_store, translated
 from .url import parse
@@ -306,10 +306,18 @@ class PostgresBackend(Backend):
     def check_step_kinds(self, run_ids: Sequence[str]) -> list[tuple[str, int, str, str]]:
         return self._call(integrity.step_kinds, run_ids)
 
-    def check_entry_counts(self, run_ids: Sequence[str]) -> list[tuple]:
-        return self._call(integrity.entry_counts, run_ids)
+    def check_chunk_counts(self, run_ids: Sequence[str]) -> list[tuple]:
+        return self._call(integrity.chunk_counts, run_ids)
 
-    def check_chain_rows(self, run_ids: Ids, finished: Ids, span: Span) -> list[tuple]:
+    def check_value_counts(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        return self._call(integrity.value_counts, run_ids)
+
+    def check_unclaimed_entries(
+        self, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
+    ) -> list[tuple]:
+        return self._call(integrity.unclaimed_entries, run_ids, chunks)
+
+    def check_chain_rows(self, run_ids: Ids, finished: Ids) -> list[tuple]:
         return self._call(integrity.chain_rows, run_ids, finished)
 
     def check_links_from_missing_children(self, run_ids: Sequence[str]) -> list[tuple]:
@@ -321,7 +329,7 @@ class PostgresBackend(Backend):
     def check_repeated_keys(self, run_ids: Sequence[str]) -> list[tuple]:
         return self._call(integrity.repeated_keys, run_ids)
 
-    def check_value_problems(self, run_ids: Ids, span: Span, hasher: Hasher) -> list[tuple]:
+    def check_value_problems(self, run_ids: Ids, hasher: Hasher) -> list[tuple]:
         return self._call(integrity.value_problems, run_ids, hasher)
 
     def check_values_without_entry(self) -> list[tuple[int]]:

@@ -41,13 +41,102 @@ def step_kinds(con: Any, run_ids: Sequence[str]) -> list[tuple[str, int, str, st
     return _dec(rows, [2])
 
 
-def entry_counts(con: Any, run_ids: Sequence[str]) -> list[tuple]:
-    rows = con.execute(
-        "SELECT ru.run_id, l.position, l.status, count(*), min(l.entry_id), max(l.entry_id) "
-        f"FROM {_RUNS_ENTRIES} GROUP BY ru.run_id, l.position, l.status",
+def chunk_counts(con: Any, run_ids: Sequence[str]) -> list[tuple]:
+    """``(run_id, chunk_no, first_entry, last_entry, counts, held)`` of every chunk of
+    the runs, as the SQLite backend's; ``held`` counts every entry in the chunk's
+    range, ``own`` 0 for those of another run."""
+    return con.execute(
+        """
+        SELECT ru.run_id, ck.chunk_no, ck.first_entry, ck.last_entry, ck.counts,
+               (SELECT coalesce(json_agg(json_build_array(g.own, g.position, g.status, g.n,
+                                                          g.owners)), '[]')::text
+                FROM (SELECT (l.run_no = ck.run_no)::int AS own, l.position, l.status,
+                             count(*) AS n, count(*) FILTER (WHERE l.value_id = l.entry_id)
+                             AS owners
+                      FROM entries l
+                      WHERE l.entry_id BETWEEN ck.first_entry AND ck.last_entry
+                      GROUP BY 1, 2, 3) g)
+        FROM runs ru JOIN chunks ck ON ck.run_no = ru.run_no
+        WHERE ru.run_id = ANY(%(runs)s)
+        ORDER BY 1, 2
+        """,
         {"runs": list(run_ids)},
     ).fetchall()
-    return sorted((r, p, _STATUS_TEXTS[s], n, lo, hi) for r, p, s, n, lo, hi in rows)
+
+
+def _gaps(claimed: str) -> str:
+    """``gaps(lo, hi)``: the id ranges none of the ``claimed`` rows' ranges covers."""
+    return f"""
+        bounds AS (
+            SELECT first_entry, max(last_entry) OVER (
+                ORDER BY first_entry ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+            ) AS covered
+            FROM {claimed}
+        ),
+        gaps(lo, hi) AS (
+            SELECT coalesce(covered + 1, -9223372036854775807 - 1), first_entry - 1
+            FROM bounds WHERE covered IS NULL OR first_entry > covered + 1
+            UNION ALL
+            SELECT coalesce(max(last_entry) + 1, -9223372036854775807 - 1),
+                   9223372036854775807
+            FROM {claimed}
+        )
+    """
+
+
+def value_counts(con: Any, run_ids: Sequence[str]) -> tuple[int, int]:
+    """``(inside, outside)``: stored values with an id inside the runs' chunks' ranges,
+    and outside all of them (as the SQLite backend's)."""
+    row = con.execute(
+        """
+        WITH checked AS MATERIALIZED (
+            SELECT ck.first_entry, ck.last_entry
+            FROM runs ru JOIN chunks ck ON ck.run_no = ru.run_no
+            WHERE ru.run_id = ANY(%(runs)s)
+        ), """
+        + _gaps("checked")
+        + """
+        SELECT (SELECT count(*) FROM checked c
+                JOIN vals v ON v.value_id BETWEEN c.first_entry AND c.last_entry),
+               (SELECT count(*) FROM gaps g
+                JOIN vals v ON v.value_id BETWEEN g.lo AND g.hi)
+        """,
+        {"runs": list(run_ids)},
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def unclaimed_entries(
+    con: Any, run_ids: Sequence[str], chunks: Sequence[tuple[str, int]]
+) -> list[tuple]:
+    """``(entry_id, run_id, record_key, position, chunk_run_id)`` of entries no chunk of
+    their run claims: in no chunk's range (of the runs, or of no run), or named
+    another run's in one of ``chunks`` (``(run_id, chunk_no)``)."""
+    rows = con.execute(
+        "WITH "
+        + _gaps("chunks")
+        + """
+        SELECT l.entry_id, r.run_id, l.record_key, l.position, NULL::text
+        FROM gaps g JOIN entries l ON l.entry_id BETWEEN g.lo AND g.hi
+        LEFT JOIN runs r ON r.run_no = l.run_no
+        WHERE r.run_no IS NULL OR r.run_id = ANY(%(runs)s)
+        UNION ALL
+        SELECT l.entry_id, r.run_id, l.record_key, l.position, cr.run_id
+        FROM unnest(%(chunk_runs)s::text[], %(chunk_nos)s::int[]) AS c(run_id, chunk_no)
+        JOIN runs cr ON cr.run_id = c.run_id
+        JOIN chunks ck ON ck.run_no = cr.run_no AND ck.chunk_no = c.chunk_no
+        JOIN entries l ON l.entry_id BETWEEN ck.first_entry AND ck.last_entry
+        LEFT JOIN runs r ON r.run_no = l.run_no
+        WHERE l.run_no <> ck.run_no
+        ORDER BY 1
+        """,
+        {
+            "runs": list(run_ids),
+            "chunk_runs": [c[0] for c in chunks],
+            "chunk_nos": [c[1] for c in chunks],
+        },
+    ).fetchall()
+    return _dec(rows, [2])
 
 
 def chain_rows(con: Any, run_ids: Sequence[str], finished: Sequence[str]) -> list[tuple]:
@@ -157,7 +246,7 @@ def repeated_keys(con: Any, run_ids: Sequence[str]) -> list[tuple]:
 
 
 def value_problems(
-    con: Any, run_ids: Sequence[str], hash_bytes: Callable[[bytes], str]
+    con: Any, run_ids: Sequence[str], digest: Callable[[bytes], bytes]
 ) -> list[tuple]:
     """Entries whose value is missing or does not hash to the stored hash.
 
@@ -168,16 +257,16 @@ def value_problems(
     with con.cursor(name="lineage_kit_values", withhold=True) as cur:
         cur.itersize = 5000
         cur.execute(
-            "SELECT v.value_id, encode(v.hash, 'hex'), v.json::text "
+            "SELECT v.value_id, v.hash, v.json::text "
             "FROM runs ru JOIN chunks ck ON ck.run_no = ru.run_no "
             "JOIN vals v ON v.value_id BETWEEN ck.first_entry AND ck.last_entry "
             "WHERE ru.run_id = ANY(%s)",
             (list(run_ids),),
         )
         for value_id, stored, text in cur:
-            actual = hash_bytes(text.encode("utf-8", "surrogatepass"))
-            if actual != stored:
-                bad[value_id] = actual
+            actual = digest(text.encode("utf-8", "surrogatepass"))
+            if stored is None or actual != bytes(stored):
+                bad[value_id] = actual.hex()
     rows = con.execute(
         f"""SELECT ru.run_id, l.record_key, l.entry_id, l.position,
                    (v.value_id IS NOT NULL)::int, encode(v.hash, 'hex'), l.value_id

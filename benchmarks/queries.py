@@ -265,7 +265,7 @@ def load(n: int, reps: int) -> list[Figure]:
             reps,
         )
     label = f"store.lineage() speed / pandas.read_sql of the same rows ({rows:,} rows)"
-    goal = ">= 1 (2 is the target)"
+    goal = ">= 2"
     return [compared("load_vs_read_sql", label, t, "read_sql", "ours", goal=goal)]
 
 

@@ -29,7 +29,7 @@ from .errors import InvalidArgument, InvalidEntryId, KeyNotFound
 from .model import ENTRY_OUTCOME, EntryStatus, RunStatus, StepKind
 from .store import RUN_COLUMNS
 from .store import queries as q
-from .store.queries import STEP_META_COLUMNS, parse_id_list, parse_parameters
+from .store.queries import HASH_BYTES, STEP_META_COLUMNS, parse_id_list, parse_parameters
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -157,10 +157,41 @@ LINEAGE_COLUMNS = (
 )
 
 
-def _ints(text: str | None) -> np.ndarray:
+def _ints(text: str | np.ndarray | None, count: int | None = None) -> np.ndarray:
+    """Integers from a comma list; or, when ``count`` is given and the text is
+    exactly ``count`` characters without a comma, one digit each (``group_concat(x,
+    '')`` of single-digit columns); an array as it is."""
+    if isinstance(text, np.ndarray):
+        return text.astype("int64", copy=False)
     if not text:
         return np.zeros(0, dtype="int64")
+    if count is not None and len(text) == count and (count == 1 or "," not in text):
+        digits = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype("int64")
+        if ((digits >= 48) & (digits <= 57)).all():
+            return digits - 48
     return np.fromstring(text, sep=",", dtype="int64")
+
+
+def _sparse_texts(pairs: str | list | None, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """``(rows, texts)`` of ``[entry_id, text]`` pairs (a JSON text or a list; None
+    when there are none): ``texts[i]`` belongs to row ``rows[i]`` of ``ids`` (sorted);
+    every other row has none."""
+    if not pairs:
+        return np.zeros(0, dtype=np.intp), []
+    if isinstance(pairs, str):
+        pairs = json.loads(pairs)
+    at = np.searchsorted(ids, np.array([p[0] for p in pairs], dtype="int64"))
+    return at, [p[1] for p in pairs]
+
+
+def _dense(count: int, sparse: tuple[np.ndarray, list[str]], missing: Any = None) -> np.ndarray:
+    """An object array of ``count`` items: the sparse texts at their rows, ``missing``
+    elsewhere."""
+    values = np.full(count, missing, dtype=object)
+    rows, texts = sparse
+    if len(rows):
+        values[rows] = np.array(texts, dtype=object)
+    return values
 
 
 #: Width of one stamp in the comma list :func:`lineage_kit.store.queries.entry_columns`
@@ -192,7 +223,11 @@ def _split_stamps(text: str | None, count: int) -> tuple[np.ndarray, list[str]] 
     return codes, texts
 
 
-def decode_entries(raw: tuple, created_json: Callable[[], str] | None = None) -> dict[str, Any]:
+def decode_entries(
+    raw: tuple,
+    created_json: Callable[[], str] | None = None,
+    hash_table: Callable[[], tuple] | None = None,
+) -> dict[str, Any]:
     """Decode :func:`lineage_kit.store.queries.entry_columns` into columns.
 
     Parameters
@@ -203,33 +238,58 @@ def decode_entries(raw: tuple, created_json: Callable[[], str] | None = None) ->
         Returns the selection's ``created_at`` as a JSON array; called only when
         the comma list of stamps is not the writer's fixed width (a store written
         by something else). Without it such a store raises RuntimeError.
+    hash_table : callable, optional
+        Returns :func:`lineage_kit.store.queries.hash_table` of the selection (the
+        hashes of the values its entries point at), called once. Without it every
+        entry's hash is missing.
 
     Returns
     -------
     dict
-        ``entry_id``, ``position``, ``status_code`` as int64 arrays; ``record_key``,
-        ``reason``, ``error``, ``value_hash`` as lists (None where NULL);
-        ``created_codes`` (intp array) and ``created_texts`` (list): entry ``i`` was
-        created at ``created_texts[created_codes[i]]``. Sorted by entry id.
+        ``entry_id``, ``position``, ``status_code`` as int64 arrays; ``record_key``
+        as a list (None where NULL); ``reason`` and ``error`` as ``(rows, texts)``
+        of the entries that have one; ``created_codes`` (intp array)
+        and ``created_texts`` (list): entry ``i`` was created at
+        ``created_texts[created_codes[i]]``; ``hash_codes`` and ``hash_texts``
+        alike for the value hash (lowercase hex; the last text is None, the code of
+        an entry whose value has no hash); ``first_parent`` (int64, 0: none), the
+        entry's ``parent_id``. Sorted by entry id.
+
+    Raises
+    ------
+    RuntimeError
+        The columns do not line up, or the stamps are not fixed width and there is
+        no ``created_json``.
+
+    Examples
+    --------
+    >>> raw = (1, "7", "0", '["k"]', "0", None, '[[7, "bad"]]', None, "7", "0")
+    >>> out = decode_entries(raw, lambda: '["2026-01-01T00:00:00Z"]', lambda: ("7", bytes(16)))
+    >>> out["created_texts"], out["error"][1], out["hash_texts"][out["hash_codes"][0]]
+    (['2026-01-01T00:00:00Z'], ['bad'], '00000000000000000000000000000000')
     """
-    count, ids, positions, keys, codes, reasons, errors, created, hashes = raw
-    stamps = _split_stamps(created, count)
+    count, ids, positions, keys, codes, reasons, errors, created, value_ids, parents = raw
+    if isinstance(created, tuple):  # (codes, texts) decoded by the backend
+        stamps: tuple[np.ndarray, list[str]] | None = created
+    else:
+        stamps = _split_stamps(created, count)
     if stamps is None:
         if created_json is None:
             raise RuntimeError("created_at stamps are not fixed width; pass created_json")
         factorized, uniques = pd.factorize(np.asarray(json.loads(created_json()), dtype=object))
         stamps = factorized.astype(np.intp), uniques.tolist()
+    table = hash_table() if hash_table is not None and count else (None, b"")
+    hash_codes, hash_texts = _hash_codes(_ints(value_ids), *table)
     columns: dict[str, Any] = {
         "entry_id": _ints(ids),
-        "position": _ints(positions),
+        "position": _ints(positions, count),
         "record_key": json.loads(keys),
-        "status_code": _ints(codes),
-        "reason": json.loads(reasons),
-        "error": json.loads(errors),
-        "created_codes": stamps[0],
-        "value_hash": json.loads(hashes),
+        "status_code": _ints(codes, count),
+        "created_codes": np.asarray(stamps[0], dtype=np.intp),
+        "hash_codes": hash_codes,
+        "first_parent": _ints(parents),
     }
-    if len(columns["entry_id"]) != count:
+    if any(len(v) != count for v in columns.values()):
         raise RuntimeError("lineage columns do not line up")  # a bug, not bad data
     ids = columns["entry_id"]
     if (ids[1:] < ids[:-1]).any():  # filtered selections come in index order
@@ -238,8 +298,44 @@ def decode_entries(raw: tuple, created_json: Callable[[], str] | None = None) ->
             columns[name] = (
                 values[order] if isinstance(values, np.ndarray) else [values[i] for i in order]
             )
+        ids = columns["entry_id"]
+    columns["reason"] = _sparse_texts(reasons, ids)
+    columns["error"] = _sparse_texts(errors, ids)
     columns["created_texts"] = stamps[1]
+    columns["hash_texts"] = hash_texts
     return columns
+
+
+def _hash_codes(
+    value_ids: np.ndarray, table_ids: str | np.ndarray | None, hashes: bytes | list[str | None]
+) -> tuple[np.ndarray, list[str | None]]:
+    """``(codes, texts)``: entry ``i``'s value hash is ``texts[codes[i]]``.
+
+    ``table_ids`` and ``hashes`` are :func:`lineage_kit.store.queries.hash_table`'s
+    (the values' ids and digests); each entry's ``value_id`` is looked up in them by
+    binary search. The last text is None: the code of a value not in the table (as a
+    LEFT JOIN would give) or without a hash.
+    """
+    ids = _ints(table_ids)
+    if isinstance(hashes, bytes):
+        texts: list[str | None] = hashes.hex(",", HASH_BYTES).split(",") if hashes else []
+    else:
+        texts = list(hashes)
+    if len(texts) != len(ids):
+        raise RuntimeError("value hashes do not line up with their ids")  # a bug
+    texts.append(None)
+    if not len(value_ids):
+        return np.zeros(0, dtype=np.intp), texts
+    if (ids[1:] < ids[:-1]).any():  # chunks written out of id order (concurrent writers)
+        order = ids.argsort(kind="stable")
+        ids, texts = ids[order], [texts[i] for i in order.tolist()] + [None]
+    codes = np.searchsorted(ids, value_ids)
+    missing = codes == len(ids)
+    codes[missing] = 0
+    if len(ids):
+        missing |= ids[codes] != value_ids
+    codes[missing] = len(texts) - 1
+    return codes, texts
 
 
 def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[Any]]:
@@ -252,12 +348,12 @@ def entry_graph_columns(run_id: str, columns: dict[str, Any]) -> dict[str, list[
         "position": columns["position"].tolist(),
         "key": columns["record_key"],
         "status": np.array(_values(EntryStatus), dtype=object)[columns["status_code"]].tolist(),
-        "reason": columns["reason"],
-        "error": columns["error"],
+        "reason": _dense(n, columns["reason"]).tolist(),
+        "error": _dense(n, columns["error"]).tolist(),
         "created_at": np.array(columns["created_texts"], dtype=object)[
             columns["created_codes"]
         ].tolist(),
-        "value_hash": columns["value_hash"],
+        "value_hash": np.array(columns["hash_texts"], dtype=object)[columns["hash_codes"]].tolist(),
     }
 
 
@@ -276,6 +372,28 @@ def decode_edges(raw: tuple, entry_ids: np.ndarray) -> tuple[np.ndarray, np.ndar
     return parents, children
 
 
+def selection_edges(
+    backend: Backend,
+    run_id: str,
+    columns: dict[str, Any],
+    key: str | None = None,
+    position: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(parent_ids, child_ids)`` of the selected entries' links: first parents from
+    :func:`decode_entries`' ``first_parent``, a merge's further ones read apart."""
+    ids, first = columns["entry_id"], columns["first_parent"]
+    has = first > 0
+    extra_parents, extra_children = decode_edges(
+        backend.edge_columns(run_id, key=key, position=position, extra_only=True), ids
+    )
+    if not len(extra_children):
+        return first[has], ids[has]
+    return (
+        np.concatenate([first[has], extra_parents]),
+        np.concatenate([ids[has], extra_children]),
+    )
+
+
 def _parent_columns(
     entry_ids: np.ndarray, parents: np.ndarray, children: np.ndarray
 ) -> tuple[pd.arrays.IntegerArray, np.ndarray]:
@@ -284,7 +402,14 @@ def _parent_columns(
     parent = np.zeros(n, dtype="int64")
     mask = np.ones(n, dtype=bool)
     count = np.zeros(n, dtype="int64")
-    if len(children):
+    if (
+        len(children) and (children[1:] > children[:-1]).all()
+    ):  # at most one parent each (no merge), in entry order: no sort
+        where = np.searchsorted(entry_ids, children)
+        parent[where] = parents
+        mask[where] = False
+        count[where] = 1
+    elif len(children):
         order = np.lexsort((parents, children))
         parents, children = parents[order], children[order]
         unique, first, per_child = np.unique(children, return_index=True, return_counts=True)
@@ -315,16 +440,15 @@ def lineage_frame(
         columns = decode_entries(
             backend.entry_columns(run_id, key=key, position=position),
             functools.partial(backend.created_at_json, run_id, key=key, position=position),
+            functools.partial(backend.hash_table, run_id, key=key, position=position),
         )
-        edges = decode_edges(
-            backend.edge_columns(run_id, key=key, position=position), columns["entry_id"]
-        )
+        edges = selection_edges(backend, run_id, columns, key, position)
         parts.append(_entry_block(run_id, columns, edges, [s[2] for s in steps]))
     if step is not None and not parts:
         raise InvalidArgument(f"{step!r} is not a step of the chosen run(s)")
     names = step_names(all_steps)
     if not parts:  # no entries, or no runs at all ("all" on an empty store)
-        empty = decode_entries((0, None, None, "[]", None, "[]", "[]", None, "[]"))
+        empty = decode_entries(q.EMPTY_COLUMNS)
         placeholder = run_ids[0] if run_ids else ""  # dropped by set_categories below
         parts.append(_entry_block(placeholder, empty, (_ints(None), _ints(None)), names))
     for part in parts:
@@ -349,19 +473,32 @@ def _entry_block(
             "run_id": pd.Categorical.from_codes(np.zeros(n, dtype="int8"), categories=[run_id]),
             "position": positions,
             "step": pd.Categorical.from_codes(positions, categories=step_names_),
-            "key": pd.array(columns["record_key"], dtype="str"),
+            "key": pd.array(columns["record_key"], dtype=_STR),
             "status": pd.Categorical.from_codes(
                 columns["status_code"], categories=_values(EntryStatus)
             ),
-            "reason": pd.array(columns["reason"], dtype="str"),
-            "error": pd.array(columns["error"], dtype="str"),
+            "reason": pd.arrays.StringArray(_dense(n, columns["reason"], np.nan), dtype=_STR),
+            "error": pd.arrays.StringArray(_dense(n, columns["error"], np.nan), dtype=_STR),
             "created_at": _utc_texts(columns["created_texts"]).take(columns["created_codes"]),
-            "value_hash": pd.array(columns["value_hash"], dtype="str"),
+            "value_hash": _str_take(columns["hash_texts"], columns["hash_codes"]),
             "parent_id": parent_id,
             "n_parents": n_parents,
         },
         columns=list(LINEAGE_COLUMNS),
+        copy=False,  # every array is built here for this frame alone
     )
+
+
+def _str_take(texts: list[str | None], codes: np.ndarray) -> pd.arrays.StringArray:
+    """``pd.array([texts[c] for c in codes], dtype="str")`` (texts are str or None),
+    built by one take of the distinct texts: no conversion per row."""
+    distinct = np.empty(len(texts), dtype=object)
+    distinct[:] = texts
+    if None in texts[:-1]:  # as a rule only the last is (a scan at C speed)
+        distinct[distinct == None] = np.nan  # noqa: E711 (elementwise, on an object array)
+    elif texts and texts[-1] is None:
+        distinct[-1] = np.nan
+    return pd.arrays.StringArray(distinct.take(codes), dtype=_STR)
 
 
 #: The dtype ``pd.to_datetime(..., utc=True)`` gives the writer's microsecond stamps.
@@ -415,9 +552,10 @@ def lineage_graph(
             decoded = decode_entries(
                 backend.entry_columns(run_id),
                 functools.partial(backend.created_at_json, run_id),
+                functools.partial(backend.hash_table, run_id),
             )
             columns = entry_graph_columns(run_id, decoded)
-            parents, children = decode_edges(backend.edge_columns(run_id), decoded["entry_id"])
+            parents, children = selection_edges(backend, run_id, decoded)
             edges.append(zip(parents.tolist(), children.tolist(), strict=True))
         else:
             found = backend.connected_entry_rows(run_id, key)

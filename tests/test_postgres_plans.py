@@ -124,3 +124,23 @@ def test_sources_and_values_use_primary_keys(big):
         "JOIN entries l ON l.entry_id = j.id JOIN vals v ON v.value_id = l.value_id"
     )
     _assert_indexed(_plan(store, sql, {"ids": [5, 6]}), "entries_pkey", "vals_pkey")
+
+
+def test_a_run_is_read_by_its_chunks_ranges(big):
+    """lineage()'s reads of a whole run, one step and one key: the entries by primary
+    key ranges (or the key index), the values by ``vals``' primary key, never a scan
+    of entries, vals or extra_parents, nor a join to ``vals`` per entry."""
+    store, run_no = big
+    run = {"run": run_no, "key": None, "position": None, "sep": ""}
+    for position in (None, 2):
+        source, where = q._selection(None, position)
+        params = {**run, "position": position}
+        for dense in (True, False):
+            sql = q._columns_select(source, where, dense)
+            assert "vals" not in sql
+            _assert_indexed(_plan(store, sql, params), "entries_pkey")
+        _assert_indexed(_plan(store, q.hashes_select(None, position), params), "vals_pkey")
+    source, where = q._selection("k5", None)
+    params = {**run, "key": "k5"}
+    _assert_indexed(_plan(store, q._columns_select(source, where, False), params), "entries_key")
+    _assert_indexed(_plan(store, q.hashes_select("k5", None), params), "entries_key", "vals_pkey")

@@ -84,20 +84,45 @@ def test_other_explore_plans(store):
     connected = q.CONNECTED_ENTRIES.format(columns="e.entry_id")
     _assert_indexed(_plan(s, connected, ("o1", run1)))
     _assert_indexed(_plan(s, q.SOURCES, ("[5]",)))
-    whole = {"run": run1, "key": None, "position": None}
+    whole = {"run": run1, "key": None, "position": None, "sep": ""}
     # a whole run (or one step of it) is read as the rowid ranges of its chunks
-    for position in (None, 1):
-        plan = _plan(s, q.columns_select(None, position), {**whole, "position": position})
+    for position, dense in ((None, True), (None, False), (1, False)):
+        sql = q.columns_select(None, position, dense=dense)
+        plan = _plan(s, sql, {**whole, "position": position})
         assert plan == [
             "SEARCH ch USING PRIMARY KEY (run_no=?)",
             "SCALAR SUBQUERY 1",
             "SEARCH runs USING COVERING INDEX sqlite_autoindex_runs_1 (run_id=?)",
             "SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
-            "SEARCH v USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
+        ]
+        assert "vals" not in sql  # hashes come from hash_table, once per value
+        # ... and so are its values, for their hashes: no join per entry
+        plan = _plan(s, q.hashes_select(None, position), {**whole, "position": position})
+        assert plan == [
+            "SEARCH ch USING PRIMARY KEY (run_no=?)",
+            "SCALAR SUBQUERY 1",
+            "SEARCH runs USING COVERING INDEX sqlite_autoindex_runs_1 (run_id=?)",
+            "SEARCH v USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
         ]
     plan = _plan(s, q.columns_select("o1", None), {**whole, "key": "o1"})
     _assert_indexed(plan)
     assert plan[0] == "SEARCH e USING INDEX entries_key (record_key=? AND run_no=?)"
+    plan = _plan(s, q.hashes_select("o1", None), {**whole, "key": "o1"})
+    _assert_indexed(plan)
+    assert "SEARCH v USING INTEGER PRIMARY KEY (rowid=?)" in plan
+    assert any("USING INDEX entries_key (record_key=? AND run_no=?)" in line for line in plan)
+    seen: list[str] = []
+    s.backend.con.set_trace_callback(seen.append)
+    try:
+        s.backend.entry_columns(run1)
+    finally:
+        s.backend.con.set_trace_callback(None)
+    chunks = next(sql for sql in seen if "FROM chunks" in sql and "entries" not in sql)
+    assert _plan(s, chunks, ()) == [
+        "SEARCH chunks USING PRIMARY KEY (run_no=?)",
+        "SCALAR SUBQUERY 1",
+        "SEARCH runs USING COVERING INDEX sqlite_autoindex_runs_1 (run_id=?)",
+    ]
     for sql, params in [
         (q.LIVE_COUNTS, ("[]",)),
         (q.LINKS_AMONG, ("[1, 2]",)),

@@ -305,10 +305,23 @@ class Backend(abc.ABC):
         """The ``created_at`` of the :meth:`entry_columns` selection as a JSON array."""
 
     @abc.abstractmethod
-    def edge_columns(
+    def hash_table(
         self, run_id: str, *, key: str | None = None, position: int | None = None
+    ) -> tuple[str | None, bytes | list[str | None]]:
+        """The ids and hashes of the values the selection's entries point at (see
+        ``queries.hash_table``)."""
+
+    @abc.abstractmethod
+    def edge_columns(
+        self,
+        run_id: str,
+        *,
+        key: str | None = None,
+        position: int | None = None,
+        extra_only: bool = False,
     ) -> tuple[str | None, str | None]:
-        """Parent links of the selection as ``(parent_ids, child_ids)`` comma lists."""
+        """Parent links of the selection as ``(parent_ids, child_ids)`` comma lists
+        (``extra_only``: a merge's further parents only, those not in ``parent_id``)."""
 
     @abc.abstractmethod
     def value_columns(

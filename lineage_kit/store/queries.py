@@ -16,6 +16,8 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from .schema import CHUNK_TIME, STATUS_TEXT
 
 #: The columns of :meth:`Backend.run_rows`, in order.
@@ -302,19 +304,50 @@ def _params(run_id: str, key: str | None, position: int | None) -> dict[str, Any
 
 
 # Entry columns for DataFrames and graphs. Each column comes back as ONE string (a
-# comma list of integers, or a JSON array of texts) from one aggregate pass, so no
-# Python tuple is built per row; all aggregates of a statement step through the same
-# rows in the same order, so the columns line up.
-def columns_select(key: str | None, position: int | None, time: str | None = None) -> str:
-    """The statement of :func:`entry_columns` for a selection (see :func:`_scope`)."""
+# comma list of integers, digits without a separator, or a JSON array of texts) from one
+# aggregate pass, so no Python tuple is built per row; all aggregates of a statement
+# step through the same rows in the same order, so the columns line up.
+
+#: ``[entry_id, text]`` pairs of the entries whose column ``{0}`` is not NULL (few:
+#: reasons and errors belong to rejected and failed entries).
+_PAIRS = "json_group_array(json_array(e.entry_id, e.{0})) FILTER (WHERE e.{0} IS NOT NULL)"
+
+
+def columns_select(
+    key: str | None, position: int | None, time: str | None = None, *, dense: bool = False
+) -> str:
+    """The statement of :func:`entry_columns` for a selection (see :func:`_scope`).
+
+    Positions and status codes are concatenated without a separator (single digits)
+    when the run has at most ten steps (``:sep`` is ``''``, else ``','``). ``dense``: a whole run
+    whose chunks' ranges hold every id, so neither entry ids nor stamps are read
+    (they follow from the chunks rows).
+    """
     source, where, stamp = _scope(key, position)
+    ids, stamps = "group_concat(e.entry_id)", f"group_concat({time or stamp})"
+    if dense:
+        ids, stamps = "NULL", "NULL"
     return (
-        "SELECT count(*), group_concat(e.entry_id), group_concat(e.position), "
-        "json_group_array(e.record_key), group_concat(e.status), json_group_array(e.reason), "
-        f"json_group_array(e.error), group_concat({time or stamp}), "
-        f"json_group_array({HASH_TEXT.format('v')}) "
-        f"FROM {source} LEFT JOIN vals v ON v.value_id = e.value_id WHERE {where}"
+        f"SELECT count(*), {ids}, group_concat(e.position, :sep), "
+        "json_group_array(e.record_key), group_concat(e.status, ''), "
+        f"{_PAIRS.format('reason')}, {_PAIRS.format('error')}, {stamps}, "
+        "group_concat(e.value_id), group_concat(ifnull(e.parent_id, 0)) "
+        f"FROM {source} WHERE {where}"
     )
+
+
+#: :func:`entry_columns` of an empty selection.
+EMPTY_COLUMNS = (0, None, None, "[]", None, None, None, None, None, None)
+
+
+def run_chunks(con: sqlite3.Connection, run_id: str) -> list[tuple[int, int, str]]:
+    """``(first_entry, last_entry, written_at)`` of a run's chunks, in the order
+    :data:`RUN_ENTRIES` reads them (the primary key's)."""
+    return con.execute(
+        "SELECT first_entry, last_entry, written_at FROM chunks "
+        f"WHERE run_no = {RUN_NO.format('?')} ORDER BY chunk_no",
+        (run_id,),
+    ).fetchall()
 
 
 def entry_columns(
@@ -327,17 +360,104 @@ def entry_columns(
     """A run's entries as aggregated columns.
 
     Returns ``(count, entry_ids, positions, keys, status_codes, reasons, errors,
-    created_ats, value_hashes)``: integers and stamps as comma-separated text
-    (``None`` when empty; the writer's stamps are fixed width and hold no comma, so
+    created_ats, value_ids, first_parents)``: integers as comma-separated text, or (positions of a
+    run of at most ten steps, status codes) one digit each without a separator;
+    ``None`` when empty. Keys as a JSON array; reasons and errors as JSON arrays of
+    ``[entry_id, text]`` pairs of the entries that have one (None: no entry has).
+    Stamps as a comma list (the writer's are fixed width and hold no comma, so
     splitting them needs no parser: :func:`created_at_json` reads them as JSON for
-    a store where that does not hold), other texts as JSON arrays; status codes
-    index ``ENTRY_STATUSES``. A whole run comes in chunk order (entry-id order for a
-    run written by one process); a filtered selection in index order.
+    a store where that does not hold). Status codes index ``ENTRY_STATUSES``. A
+    whole run comes in chunk order (entry-id order for a run written by one
+    process); a filtered selection in index order. The values' hashes are not
+    joined in: :func:`hash_table` reads them once per value. ``first_parents`` is
+    each entry's ``parent_id`` (0: none); :func:`edge_columns` with ``extra_only``
+    has the further parents of merges.
+
+    A whole run whose chunks' id ranges are full (the writer's) has its entry ids
+    as an int64 array (the ranges) and its stamps as ``(codes, texts)``: one text
+    per chunk, not one a row.
     """
-    row = con.execute(columns_select(key, position), _params(run_id, key, position)).fetchone()
+    params = _params(run_id, key, position)
+    (steps,) = con.execute(
+        f"SELECT count(*) FROM steps WHERE run_no = {RUN_NO.format('?')}", (run_id,)
+    ).fetchone()
+    params["sep"] = "" if steps <= 10 else ","
+    chunks = run_chunks(con, run_id) if key is None and position is None else []
+    spans = np.array([(first, last) for first, last, _ in chunks], dtype="int64").reshape(-1, 2)
+    sizes = spans[:, 1] - spans[:, 0] + 1
+    row = con.execute(columns_select(key, position, dense=bool(chunks)), params).fetchone()
     if not row[0]:
-        return (0, None, None, "[]", None, "[]", "[]", None, "[]")
+        return EMPTY_COLUMNS
+    if chunks and row[0] != int(sizes.sum()):  # a chunk range with holes: read ids
+        row = con.execute(columns_select(key, position), params).fetchone()
+    elif chunks:
+        ids = np.concatenate([np.arange(a, b + 1, dtype="int64") for a, b in spans.tolist()])
+        codes = np.repeat(np.arange(len(chunks), dtype=np.intp), sizes)
+        stamps = [written for _, _, written in chunks]
+        row = (row[0], ids, *row[2:7], (codes, stamps), *row[8:])
     return row
+
+
+#: A run's values ``v`` as rowid ranges of its chunks: the writer gives a value the id
+#: of the first entry that holds it (in the same chunk), so the values a run's entries
+#: point at are the ``vals`` rows inside its chunks' ranges, in ascending id per chunk.
+RUN_VALUES = "chunks ch CROSS JOIN vals v ON v.value_id BETWEEN ch.first_entry AND ch.last_entry"
+
+#: The aggregate of :func:`hash_table` over the ``vals`` rows ``v`` of a FROM clause.
+_HASH_AGGREGATE = (
+    "SELECT count(*), group_concat(v.value_id), count(v.hash), max(length(v.hash)), "
+    "CAST(group_concat(v.hash, '') AS BLOB)"
+)
+
+
+def hashes_select(key: str | None, position: int | None) -> str:
+    """The statement of :func:`hash_table` for a selection (see :func:`_scope`).
+
+    A whole run, or one step of it, reads the run's values as ranges (a superset of a
+    step's, still one primary-key range scan per chunk); a key's the values its
+    entries point at, by primary key.
+    """
+    if key is None:
+        return f"{_HASH_AGGREGATE} FROM {RUN_VALUES} WHERE ch.run_no = {RUN_NO.format(':run')}"
+    source, where, _ = _scope(key, position)
+    return (
+        f"{_HASH_AGGREGATE} FROM vals v "
+        f"WHERE v.value_id IN (SELECT e.value_id FROM {source} WHERE {where})"
+    )
+
+
+#: Bytes of a value hash as the writer stores it (``hashing.value_hash``'s digest).
+HASH_BYTES = 16
+
+
+def hash_table(
+    con: sqlite3.Connection,
+    run_id: str,
+    *,
+    key: str | None = None,
+    position: int | None = None,
+) -> tuple[str | None, bytes | list[str | None]]:
+    """``(value_ids, hashes)`` of the values the selected entries point at (maybe more).
+
+    ``value_ids`` is a comma list (None: no values); ``hashes`` the digests of those
+    values in the same order, as one ``bytes`` of 16-byte digests when every value
+    has one of 16 bytes (the writer's), else a list of lowercase hex texts (None
+    where a value has no hash). Mapping an entry's ``value_id`` to its hash is the
+    reader's (:func:`lineage_kit.frames.decode_entries`): no join per entry row.
+    """
+    params = _params(run_id, key, position)
+    count, ids, hashed, longest, digests = con.execute(
+        hashes_select(key, position), params
+    ).fetchone()
+    if not count:
+        return None, b""
+    if hashed == count and longest == HASH_BYTES and len(digests) == HASH_BYTES * count:
+        return ids, digests
+    source = hashes_select(key, position).split(" FROM ", 1)[1]
+    (texts,) = con.execute(
+        f"SELECT json_group_array({HASH_TEXT.format('v')}) FROM {source}", params
+    ).fetchone()
+    return ids, json.loads(texts)
 
 
 def created_at_json(
@@ -361,11 +481,18 @@ def edge_columns(
     *,
     key: str | None = None,
     position: int | None = None,
+    extra_only: bool = False,
 ) -> tuple[str | None, str | None]:
     """Parent links of the selected entries as ``(parent_ids, child_ids)`` comma lists
-    (first parents from the entries, further ones from ``extra_parents``)."""
+    (first parents from the entries, further ones from ``extra_parents``; only those
+    with ``extra_only``: :func:`entry_columns` has the first ones)."""
     source, where, _ = _scope(key, position)
-    if key is None:  # the run's extra links: a range of extra_parents per chunk
+    if key is None and position is None and extra_only:  # no entry row needed
+        extra_source = (
+            "chunks ch CROSS JOIN extra_parents x "
+            "ON x.child_id BETWEEN ch.first_entry AND ch.last_entry"
+        )
+    elif key is None:  # the run's extra links: a range of extra_parents per chunk
         extra_source = (
             "chunks ch CROSS JOIN extra_parents x "
             "ON x.child_id BETWEEN ch.first_entry AND ch.last_entry "
@@ -373,6 +500,13 @@ def edge_columns(
         )
     else:
         extra_source = "entries e JOIN extra_parents x ON x.child_id = e.entry_id"
+    params = _params(run_id, key, position)
+    if extra_only:
+        return con.execute(
+            "SELECT group_concat(x.parent_id), group_concat(x.child_id) "
+            f"FROM {extra_source} WHERE {where}",
+            params,
+        ).fetchone()
     return con.execute(
         f"""
         SELECT group_concat(parent_id), group_concat(child_id) FROM (
@@ -382,7 +516,7 @@ def edge_columns(
             SELECT x.parent_id, x.child_id FROM {extra_source} WHERE {where}
         )
         """,
-        _params(run_id, key, position),
+        params,
     ).fetchone()
 
 

@@ -196,10 +196,22 @@ class SQLiteBackend(Backend):
     ) -> str:
         return queries.created_at_json(self.con, run_id, key=key, position=position)
 
-    def edge_columns(
+    def hash_table(
         self, run_id: str, *, key: str | None = None, position: int | None = None
+    ) -> tuple[str | None, bytes | list[str | None]]:
+        return queries.hash_table(self.con, run_id, key=key, position=position)
+
+    def edge_columns(
+        self,
+        run_id: str,
+        *,
+        key: str | None = None,
+        position: int | None = None,
+        extra_only: bool = False,
     ) -> tuple[str | None, str | None]:
-        return queries.edge_columns(self.con, run_id, key=key, position=position)
+        return queries.edge_columns(
+            self.con, run_id, key=key, position=position, extra_only=extra_only
+        )
 
     def value_columns(
         self, run_id: str, *, key: str | None = None, position: int | None = None

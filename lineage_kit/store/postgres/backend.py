@@ -241,10 +241,20 @@ class PostgresBackend(Backend):
     ) -> str:
         return self._call(queries.created_at_json, self._run_no(run_id), key, position)
 
-    def edge_columns(
+    def hash_table(
         self, run_id: str, *, key: str | None = None, position: int | None = None
+    ) -> tuple[str | None, bytes | list[str | None]]:
+        return self._call(queries.hash_table, self._run_no(run_id), key, position)
+
+    def edge_columns(
+        self,
+        run_id: str,
+        *,
+        key: str | None = None,
+        position: int | None = None,
+        extra_only: bool = False,
     ) -> tuple[str | None, str | None]:
-        return self._call(queries.edge_columns, self._run_no(run_id), key, position)
+        return self._call(queries.edge_columns, self._run_no(run_id), key, position, extra_only)
 
     def value_columns(
         self, run_id: str, *, key: str | None = None, position: int | None = None

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...model import EntryStatus
 from ..queries import ENTRY_COLUMNS, RUN_COLUMNS, STEP_META_COLUMNS
-from .schema import ISO, MICROS, STATUS_TEXT
+from .schema import ISO, STATUS_TEXT
 from .text import decode, decode_json_text, encode
 
 _STATUS = STATUS_TEXT.format("{}")
@@ -66,7 +66,7 @@ ENTRY_AT = (
 #: id, each chunk's range by primary key (a nested loop whatever the estimates), so
 #: aggregates see the rows in id order and nothing is sorted afterwards.
 RUN_IN_ORDER = (
-    "(SELECT first_entry, last_entry, run_no FROM chunks WHERE run_no = %(run)s "
+    "(SELECT first_entry, last_entry, run_no, written_at FROM chunks WHERE run_no = %(run)s "
     "ORDER BY first_entry OFFSET 0) ck CROSS JOIN LATERAL (SELECT * FROM entries e "
     "WHERE e.entry_id BETWEEN ck.first_entry AND ck.last_entry AND e.run_no = ck.run_no "
     "ORDER BY e.entry_id OFFSET 0) l"
@@ -236,72 +236,159 @@ def count_entries(con: Any, run_no: int) -> int:
     ).fetchone()[0]
 
 
+#: ``[entry_id, text]`` pairs of the entries whose column ``{0}`` is not NULL.
+_PAIRS = "json_agg(json_build_array(l.entry_id, l.{0})) FILTER (WHERE l.{0} IS NOT NULL)"
+
+#: ``timestamptz_send``'s integer: microseconds since 2000-01-01 UTC.
+_PG_EPOCH_MICROS = 946_684_800_000_000
+
+
+def _columns_select(source: str, where: str, dense: bool) -> str:
+    """The aggregate of :func:`entry_columns`. ``dense``: a whole run, without entry
+    ids (the chunks' ranges give them when the count matches)."""
+    ids = "NULL" if dense else "string_agg(int8send(l.entry_id), ''::bytea)"
+    stamps = "string_agg(timestamptz_send(l.created_at), ''::bytea)"
+    return (
+        f"SELECT count(*), {ids}, string_agg(l.position::text, %(sep)s), "
+        "coalesce(json_agg(l.record_key)::text, '[]'), string_agg(l.status::text, ''), "
+        f"{_PAIRS.format('reason')}, {_PAIRS.format('error')}, {stamps}, "
+        "string_agg(int8send(l.value_id), ''::bytea), "
+        "string_agg(int8send(coalesce(l.parent_id, 0)), ''::bytea) "
+        f"FROM {source} WHERE {where}"
+    )
+
+
 def entry_columns(con: Any, run_no: int, key: str | None, position: int | None) -> tuple:
     """The aggregated columns of ``queries.entry_columns`` (SQLite), in one pass.
 
-    Stamps come as integer microseconds and are formatted here once per distinct
-    stamp (``to_char`` per row is a third of the statement); reasons and errors,
-    mostly NULL, come as ``(entry_id, text)`` pairs of the rows that have one.
+    Entry ids come as 8-byte integers (``int8send``) and stamps as
+    ``timestamptz_send``'s microseconds, both decoded with numpy (text formatting
+    per row is most of such a statement); stamps are returned as ``(codes,
+    texts)``, each distinct one formatted once. A whole run whose chunks' ranges
+    are full reads no entry id: the ranges are the ids. Reasons and errors, mostly NULL, come as
+    ``[entry_id, text]`` pairs of the rows that have one; value ids and first
+    parents (0: none) as 8-byte integers too (:func:`hash_table` has the values'
+    hashes).
     """
     source, where = _selection(key, position)
-    row = con.execute(
-        "SELECT count(*), string_agg(l.entry_id::text, ','), string_agg(l.position::text, ','), "
-        "coalesce(json_agg(l.record_key)::text, '[]'), string_agg(l.status::text, ','), "
-        "json_agg(json_build_array(l.entry_id, l.reason)) FILTER (WHERE l.reason IS NOT NULL), "
-        "json_agg(json_build_array(l.entry_id, l.error)) FILTER (WHERE l.error IS NOT NULL), "
-        f"string_agg({MICROS.format('l.created_at')}::text, ','), "
-        "coalesce(json_agg(encode(v.hash, 'hex'))::text, '[]') "
-        f"FROM {source} LEFT JOIN vals v ON v.value_id = l.value_id WHERE {where}",
-        _params(run_no, key, position),
-    ).fetchone()
-    count, ids, positions, keys, codes, reasons, errors, micros, hashes = row
-    order = None
-    if reasons is not None or errors is not None:
-        order = {int(e): i for i, e in enumerate(ids.split(","))}
+    params = _params(run_no, key, position)
+    (steps,) = con.execute("SELECT count(*) FROM steps WHERE run_no = %s", (run_no,)).fetchone()
+    params["sep"] = "" if steps <= 10 else ","
+    chunks = []
+    if key is None and position is None:
+        chunks = con.execute(
+            "SELECT first_entry, last_entry FROM chunks WHERE run_no = %s ORDER BY first_entry",
+            (run_no,),
+        ).fetchall()
+    row = con.execute(_columns_select(source, where, bool(chunks)), params).fetchone()
+    if not row[0]:
+        return (0, None, None, "[]", None, None, None, None, None, None)
+    count = row[0]
+    spans = [(first, last) for first, last in chunks]
+    if chunks and count != sum(b - a + 1 for a, b in spans):
+        chunks = []  # a range with holes: read the ids
+        row = con.execute(_columns_select(source, where, False), params).fetchone()
+    if chunks:
+        ids = np.concatenate([np.arange(a, b + 1, dtype="int64") for a, b in spans])
+    else:
+        ids = _int8s(row[1])
+    created = stamp_codes(bytes(row[7]))
+    _, _, positions, keys, codes_, reasons, errors, _, value_ids, parents = row
     return (
         count,
         ids,
         positions,
         decode_json_text(keys),
-        codes,
-        _sparse(reasons, count, order),
-        _sparse(errors, count, order),
-        iso_list(micros),
-        hashes,
+        codes_,
+        _decoded_pairs(reasons),
+        _decoded_pairs(errors),
+        created,
+        _int8s(value_ids),
+        _int8s(parents),
     )
 
 
-def _sparse(pairs: Any, count: int, order: dict[int, int] | None) -> str:
-    """A JSON array of ``count`` texts (null where absent) from ``[entry_id, text]``
-    pairs."""
+def _int8s(sent: bytes | None) -> np.ndarray:
+    """``int8send`` values concatenated (``string_agg(int8send(x), ''::bytea)``)."""
+    return np.frombuffer(bytes(sent or b""), dtype=">i8").astype("int64")
+
+
+def _decoded_pairs(pairs: Any) -> list | None:
+    """``[entry_id, text]`` pairs (json_agg's, parsed or not) with the texts decoded."""
     if pairs is None:
-        return "[" + ",".join(["null"] * count) + "]"
+        return None
     if isinstance(pairs, str):
         pairs = json.loads(pairs)
-    cells = ["null"] * count
-    for entry_id, text in pairs:
-        cells[order[entry_id]] = json.dumps(decode(text))
-    return "[" + ",".join(cells) + "]"
+    return [[entry_id, decode(text)] for entry_id, text in pairs]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def iso_list(micros: str | None) -> str | None:
-    """A comma list of microsecond stamps as the comma list of their ISO texts
-    (what the SQLite store holds), each distinct stamp formatted once."""
-    if not micros:
-        return None
-    values = np.fromstring(micros, sep=",", dtype="int64")
+def stamp_codes(sent: bytes | None) -> tuple[np.ndarray, list[str]]:
+    """``(codes, texts)`` of ``timestamptz_send`` values concatenated (8 bytes each,
+    microseconds since 2000-01-01): row ``i``'s ISO text (what the SQLite store
+    holds) is ``texts[codes[i]]``, each distinct stamp formatted once.
+
+    Examples
+    --------
+    >>> one = (1_000_000).to_bytes(8, "big")
+    >>> codes, texts = stamp_codes(bytes(8) + bytes(8) + one)
+    >>> codes.tolist(), texts[1]
+    ([0, 0, 1], '2000-01-01T00:00:01.000000+00:00')
+    """
+    if not sent:
+        return np.zeros(0, dtype=np.intp), []
+    values = np.frombuffer(sent, dtype=">i8").astype("int64") + _PG_EPOCH_MICROS
     uniques, inverse = np.unique(values, return_inverse=True)
-    texts = np.array(
-        [
-            (_EPOCH + timedelta(microseconds=int(u))).isoformat(timespec="microseconds")
-            for u in uniques.tolist()
-        ],
-        dtype=object,
+    texts = [
+        (_EPOCH + timedelta(microseconds=int(u))).isoformat(timespec="microseconds")
+        for u in uniques.tolist()
+    ]
+    return inverse.astype(np.intp), texts
+
+
+#: Bytes of a value hash as the writer stores it.
+HASH_BYTES = 16
+
+
+def hashes_select(key: str | None, position: int | None) -> str:
+    """The statement of :func:`hash_table`: a whole run's (or step's) values as a
+    range of ``vals`` per chunk; a key's, the values its entries point at."""
+    if key is None:
+        source = (
+            "chunks ck JOIN vals v ON v.value_id BETWEEN ck.first_entry AND ck.last_entry "
+            "WHERE ck.run_no = %(run)s"
+        )
+    else:
+        sel, where = _selection(key, position)
+        source = f"vals v WHERE v.value_id IN (SELECT l.value_id FROM {sel} WHERE {where})"
+    return (
+        "SELECT count(*), string_agg(int8send(v.value_id), ''::bytea), count(v.hash), "
+        f"max(length(v.hash)), string_agg(v.hash, ''::bytea) FROM {source}"
     )
-    return ",".join(texts[inverse].tolist())
+
+
+def hash_table(
+    con: Any, run_no: int, key: str | None, position: int | None
+) -> tuple[np.ndarray | None, bytes | list[str | None]]:
+    """``queries.hash_table`` (SQLite): the ids and hashes of the values the selected
+    entries point at (:func:`hashes_select`); the ids as an array (sent as 8-byte
+    integers)."""
+    params = _params(run_no, key, position)
+    sql = hashes_select(key, position)
+    count, ids, hashed, longest, digests = con.execute(sql, params).fetchone()
+    if not count:
+        return None, b""
+    ids = _int8s(ids)
+    digests = bytes(digests or b"")
+    if hashed == count and longest == HASH_BYTES and len(digests) == HASH_BYTES * count:
+        return ids, digests
+    source = sql.split(" FROM ", 1)[1]
+    (texts,) = con.execute(
+        f"SELECT coalesce(json_agg(encode(v.hash, 'hex'))::text, '[]') FROM {source}", params
+    ).fetchone()
+    return ids, json.loads(texts)
 
 
 def created_at_json(con: Any, run_no: int, key: str | None, position: int | None) -> str:
@@ -314,15 +401,18 @@ def created_at_json(con: Any, run_no: int, key: str | None, position: int | None
 
 
 def edge_columns(
-    con: Any, run_no: int, key: str | None, position: int | None
+    con: Any, run_no: int, key: str | None, position: int | None, extra_only: bool = False
 ) -> tuple[str | None, str | None]:
     source, where = _selection(key, position)
+    first = (
+        ""
+        if extra_only
+        else f"SELECT l.parent_id, l.entry_id AS child_id FROM {source} "
+        f"WHERE {where} AND l.parent_id IS NOT NULL UNION ALL "
+    )
     return con.execute(
         "SELECT string_agg(parent_id::text, ','), string_agg(child_id::text, ',') FROM ("
-        f"SELECT l.parent_id, l.entry_id AS child_id FROM {source} "
-        f"WHERE {where} AND l.parent_id IS NOT NULL "
-        "UNION ALL "
-        f"SELECT p.parent_id, p.child_id FROM {source} "
+        f"{first}SELECT p.parent_id, p.child_id FROM {source} "
         f"JOIN extra_parents p ON p.child_id = l.entry_id WHERE {where}) x",
         _params(run_no, key, position),
     ).fetchone()

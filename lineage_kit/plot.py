@@ -67,6 +67,33 @@ def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return new
 
 
+def _fit_title(parts: list[str], width_in: float, fontsize: float) -> str:
+    """``parts`` joined by " · ", broken into lines that fit ``width_in`` inches.
+
+    Lines break between parts; a part longer than a line (a long record key) is
+    shortened in its middle, so the title never runs past the figure's edges.
+
+    Examples
+    --------
+    >>> _fit_title(["Lineage of 'a'", "run 1", "3 entries"], 6.4, 10)
+    "Lineage of 'a' · run 1 · 3 entries"
+    >>> print(_fit_title(["Lineage of 'a'", "run 1", "3 entries"], 1.6, 10))
+    Lineage of 'a'
+    run 1 · 3 entries
+    """
+    per_line = max(12, int(width_in * 72 / (fontsize * _CHAR_EM)))
+    lines: list[str] = []
+    for part in parts:
+        if len(part) > per_line:
+            keep = per_line - 1
+            part = part[: keep - keep // 2] + "…" + part[len(part) - keep // 2 :]
+        if lines and len(lines[-1]) + 3 + len(part) <= per_line:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
 def _tint(color: str, amount: float = 0.8) -> tuple[float, float, float]:
     """``color`` mixed with ``amount`` of white."""
     from matplotlib.colors import to_rgb
@@ -539,12 +566,20 @@ def plot_chain(
         spine.set_visible(False)
     run_id = graph.graph.get("run_id") or next(iter(dict(graph.nodes(data="run")).values()), None)
     n_hidden = sum(len(m) for m in hidden.values())
+    title_font = font + 1.5
     ax.set_title(
-        f"Lineage of {key!r} · run {_run_label(run_id)} · "
-        f"{graph.number_of_nodes():,} entries"
-        + (f" ({n_hidden:,} in summary boxes)" if n_hidden else "")
-        + " (arrows: parent → child)",
-        fontsize=font + 1.5,
+        _fit_title(
+            [
+                f"Lineage of {key!r}",
+                f"run {_run_label(run_id)}",
+                f"{graph.number_of_nodes():,} entries"
+                + (f" ({n_hidden:,} in summary boxes)" if n_hidden else "")
+                + " (arrows: parent → child)",
+            ],
+            ax.get_position().width * ax.figure.get_size_inches()[0],
+            title_font,
+        ),
+        fontsize=title_font,
     )
     ax.legend(
         handles=_status_handles(),

@@ -92,6 +92,24 @@ def test_chain_draws_one_labelled_box_per_entry_left_to_right(sample_store):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(lk.plot.STATUSES)
 
 
+@pytest.mark.parametrize("key", ["customer-order-2026-12-02-region-emea-000001", "k" * 400])
+def test_chain_title_stays_inside_the_figure_for_a_long_key(tmp_path, key):
+    db = tmp_path / "long_key.db"
+    lk.run_pipeline([{"key": key, "amount": 3}], db=db, progress=False)
+    with lk.connect(db) as store:
+        ax = lk.plot_chain(store, key)
+    fig = ax.figure
+    fig.canvas.draw()
+    title = ax.title.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1, (title, fig.bbox)
+    text = ax.get_title()
+    assert "3 entries" in text and "run " in text
+    if len(key) < 60:  # a key that fits a line is shown whole; a longer one shortened
+        assert repr(key) in text
+    else:
+        assert key[:10] in text and key not in text and "…" in text
+
+
 def status_of(text) -> str:
     return next(
         s for s, c in plot.STATUS_COLORS.items() if to_rgba(c) == text.get_bbox_patch().get_ec()

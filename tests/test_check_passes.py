@@ -198,3 +198,87 @@ def test_the_gaps_between_chunks_are_read_as_rowid_ranges(plans):
     plan = plans[-1]  # unclaimed_entries
     assert any("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in x for x in plan)
     assert not any(re.match(rf"SCAN ({'|'.join(BIG)})\b", line) for line in plan), plan
+
+
+# ------------------------------------------------------------- repeated keys
+
+
+def _duplicate_publish_of(db, key: str) -> int:
+    """A second publish entry of ``key`` in the latest run, inside that run's last
+    chunk's id range (so it is claimed, as a retried write that was not rolled back
+    would be); returns its entry id."""
+    publish = _entry(db, key, "publish")
+    con = sqlite3.connect(db)
+    (run_no,) = con.execute("SELECT run_no FROM entries WHERE entry_id = ?", (publish,)).fetchone()
+    (last,) = con.execute(
+        "SELECT max(last_entry) FROM chunks WHERE run_no = ?", (run_no,)
+    ).fetchone()
+    (top,) = con.execute("SELECT max(entry_id) FROM entries").fetchone()
+    con.close()
+    copy = top + 1
+    _corrupt(
+        db,
+        (
+            "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id,"
+            " value_id) SELECT ?, run_no, position, record_key, status, parent_id, value_id"
+            " FROM entries WHERE entry_id = ?",
+            copy,
+            publish,
+        ),
+        (
+            "UPDATE chunks SET last_entry = ? WHERE run_no = ? AND last_entry = ?",
+            copy,
+            run_no,
+            last,
+        ),
+    )
+    return copy
+
+
+def test_both_plans_of_repeated_keys_find_the_same_groups(tmp_path):
+    # A store of three runs, the latest holding a repeated (key, step): checking the
+    # latest run alone takes the per-entry plan, all three the index pass; forced
+    # either way, both give the same rows.
+    db = tmp_path / "three.db"
+    for _ in range(3):
+        _build(db)
+    publish = _entry(db, KEY, "publish")
+    copy = _duplicate_publish_of(db, KEY)
+    con = sqlite3.connect(db)
+    latest = [con.execute("SELECT run_id FROM runs ORDER BY run_no DESC LIMIT 1").fetchone()[0]]
+    every = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY run_no")]
+    for run_ids in (latest, every):
+        runs = sql.runs_param(run_ids)
+        seek, scan = (sql.repeated_keys(con, runs, scan=s) for s in (False, True))
+        assert seek == scan == sql.repeated_keys(con, runs)
+        assert [(r[1], r[3]) for r in seek] == [(KEY, publish), (KEY, copy)]
+    con.close()
+    with lk.connect(db) as store:
+        v = store.check().violations
+    assert list(v.loc[v["code"] == "duplicate_processing", "entry_id"]) == [copy], v.to_string()
+
+
+def test_checking_one_run_of_many_seeks_the_key_index_per_entry(tmp_path):
+    db = tmp_path / "three.db"
+    for _ in range(3):
+        _build(db)
+    con = sqlite3.connect(db)
+    latest = con.execute("SELECT run_id FROM runs ORDER BY run_no DESC LIMIT 1").fetchone()[0]
+    spy = _Plans(con)
+    sql.repeated_keys(spy, sql.runs_param([latest]))
+    plan = spy.plans[-1]
+    text = "\n".join(plan)
+    # the run's entries by rowid range, each asking the covering key index
+    assert any("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in x for x in plan), text
+    assert any(
+        "SEARCH d USING COVERING INDEX entries_key (record_key=? AND run_no=? AND position=?)" in x
+        for x in plan
+    ), text
+    assert not any(re.match(r"SCAN (entries|e)\b", line) for line in plan), text
+    spy.plans.clear()
+    every = [r for (r,) in con.execute("SELECT run_id FROM runs")]
+    sql.repeated_keys(spy, sql.runs_param(every))
+    assert any(  # the whole key index, in order (record_key > NULL: every key)
+        "SEARCH entries USING COVERING INDEX entries_key (record_key>?)" in x for x in spy.plans[-1]
+    ), spy.plans[-1]
+    con.close()

@@ -290,24 +290,62 @@ def cycle_links(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
 # ------------------------------------------------------------------ duplicates
 
 
-def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
+#: Runs holding less than this share of the store's entries have their repeated keys
+#: looked up entry by entry (an index seek each, about twice the cost of reading an
+#: entry of the key index in order); larger ones read the whole key index once.
+SEEK_SHARE = 0.4
+
+
+def repeated_keys(
+    con: sqlite3.Connection, runs_json: str, *, scan: bool | None = None
+) -> list[tuple]:
     """Entries of every (run, key, step) that occurs more than once.
 
     Returns ``(run_id, record_key, position, entry_id, status, reason)`` ordered by
-    run, key, step and entry id. Entries without a key are not included. The groups
-    are found on the covering ``entries_key`` index; only their entries are read.
-    The runs are tested per repeated group, not per entry (``HAVING``): a third
-    cheaper, and an equality on ``run_no`` in ``WHERE`` would make SQLite sort.
+    run, key, step and entry id. Entries without a key are not included. Two plans,
+    the same rows: when the runs hold most of the store (``scan``, by default when
+    their chunks claim at least :data:`SEEK_SHARE` of all chunks' entries), the
+    groups are found in one pass over the covering ``entries_key`` index, the runs
+    tested per repeated group, not per entry (``HAVING``: a third cheaper, and an
+    equality on ``run_no`` in ``WHERE`` would make SQLite sort); otherwise each
+    entry in the runs' chunks asks that index whether another entry has its run,
+    key and step, so checking one run of a large store reads that run, not the
+    store. Either way only the repeated groups' entries are read in full.
     """
-    return con.execute(
-        f"""
-        WITH wanted(run_no, run_id) AS MATERIALIZED ({_WANTED}),
-        repeated(record_key, run_no, position) AS (
+    params = {"runs": runs_json}
+    if scan is None:
+        held, total = con.execute(
+            f"""
+            SELECT coalesce(sum(CASE WHEN run_no IN ({_RUN_NOS})
+                                     THEN last_entry - first_entry + 1 END), 0),
+                   coalesce(sum(last_entry - first_entry + 1), 0)
+            FROM chunks
+            """,
+            params,
+        ).fetchone()
+        scan = held >= SEEK_SHARE * total
+    if scan:
+        repeated = """
             SELECT record_key, run_no, position FROM entries
             WHERE record_key IS NOT NULL
             GROUP BY record_key, run_no, position
             HAVING count(*) > 1 AND run_no IN (SELECT run_no FROM wanted)
-        )
+        """
+    else:
+        repeated = """
+            SELECT DISTINCT e.record_key, e.run_no, e.position
+            FROM wanted w
+            CROSS JOIN chunks ch ON ch.run_no = w.run_no
+            CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+            WHERE e.record_key IS NOT NULL AND e.run_no = w.run_no
+              AND EXISTS (SELECT 1 FROM entries d
+                          WHERE d.record_key = e.record_key AND d.run_no = e.run_no
+                            AND d.position = e.position AND d.entry_id <> e.entry_id)
+        """
+    return con.execute(
+        f"""
+        WITH wanted(run_no, run_id) AS MATERIALIZED ({_WANTED}),
+        repeated(record_key, run_no, position) AS ({repeated})
         SELECT w.run_id, e.record_key, e.position, e.entry_id, {STATUS_TEXT.format("e.status")},
                e.reason
         FROM repeated g
@@ -316,7 +354,7 @@ def repeated_keys(con: sqlite3.Connection, runs_json: str) -> list[tuple]:
         JOIN wanted w ON w.run_no = g.run_no
         ORDER BY w.run_id, e.record_key, e.position, e.entry_id
         """,
-        {"runs": runs_json},
+        params,
     ).fetchall()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from common import ROOT, Figure, fresh_db, interleaved, run_child
 
-HEAVY = ("matplotlib", "networkx", "pandas")
+HEAVY = ("matplotlib", "networkx", "numpy", "pandas")
 
 
 def child_imports(command: str) -> dict[str, Any]:

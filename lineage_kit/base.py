@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from html import escape
 from typing import Any
 
 __version__ = "0.1.0"
@@ -184,6 +183,8 @@ def key_or_reason(value: Any, name: str) -> tuple[str | None, str | None, str | 
 
 def html_table(headers: list[str], rows: list[list[Any]], caption: str = "") -> str:
     """A small escaped HTML table."""
+    from html import escape  # notebooks only: `lineage-kit run` never draws one
+
     head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{escape('' if c is None else str(c))}</td>" for c in row) + "</tr>"

@@ -8,6 +8,7 @@ layer imports it too, for the enums and the row types it writes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -100,6 +101,28 @@ class EntryRow(NamedTuple):
 #: What an entry says after its key, as stored and as the frames and graphs name it:
 #: ``status``, ``reason``, ``error``, ``created_at``, ``value_hash``.
 ENTRY_OUTCOME: tuple[str, ...] = EntryRow._fields[3:]
+
+
+def new_run_id() -> str:
+    """A new run id: a random (version 4) UUID in its canonical text form.
+
+    Made from ``os.urandom`` here rather than by ``uuid.uuid4()``, whose module
+    imports ``platform`` and costs more start-up than the rest of a small
+    ``lineage-kit run``; the text is what ``str(uuid.uuid4())`` gives.
+
+    Examples
+    --------
+    >>> import uuid
+    >>> run_id = new_run_id()
+    >>> u = uuid.UUID(run_id)
+    >>> (u.version, u.variant == uuid.RFC_4122, str(u) == run_id)
+    (4, True, True)
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class RunStart(NamedTuple):

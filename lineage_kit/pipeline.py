@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from .base import __version__
 from .engine import Abort, Run, chunked, error_text, now
 from .errors import InputError, InvalidArgument, StepError
-from .model import RunResult, RunStart, RunStatus, Step, StepKind, StepRow, step
+from .model import RunResult, RunStart, RunStatus, Step, StepKind, StepRow, new_run_id, step
 from .sources import KeySpec, Source, absent_key_fields, open_source
 from .steps import DEFAULT_STEPS
 from .store import Backend, open_backend, redact
@@ -182,7 +181,7 @@ class Pipeline:
         backend = open_backend(db, create=True)
         try:
             backend.mark_dead_runs(now())
-            run_id = str(uuid.uuid4())
+            run_id = new_run_id()
             backend.begin_run(
                 RunStart(
                     run_id, self.name, now(), src.path, params_json, __version__, *this_writer()

@@ -9,7 +9,6 @@ the file, line and column where known.
 from __future__ import annotations
 
 import codecs
-import csv
 import gzip
 import hashlib
 import io
@@ -471,6 +470,8 @@ def check_delimiter(delimiter: str) -> str:
 def _lift_csv_field_limit() -> None:
     # Python's csv refuses fields over 131,072 characters by default; a real export
     # can hold more in one cell. Allow what the platform's C long allows.
+    import csv
+
     limit = sys.maxsize
     while True:
         try:
@@ -481,6 +482,8 @@ def _lift_csv_field_limit() -> None:
 
 
 def _read_csv(path: Path, source: Source, delimiter: str | None) -> Iterator[Any]:
+    import csv  # here: a JSON input never needs the module
+
     _lift_csv_field_limit()
     fh, hashing = _open_binary(path)
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")

@@ -64,12 +64,18 @@ def test_trace_subprocess(db):
     assert [r["key"] for r in json.loads(done.stdout)] == ["order-130"] * 3
 
 
-def test_run_path_does_not_import_pandas_or_networkx():
+def test_the_run_command_imports_no_numpy_pandas_networkx_or_matplotlib(tmp_path):
+    # `lineage-kit run` writes a run and prints its summary: none of these is needed,
+    # and numpy alone costs more start-up than the rest of the run of the sample.
+    argv = ["run", str(SAMPLE_JSON), "--db", str(tmp_path / "r.db"), "--quiet"]
     code = (
-        "import sys, lineage_kit, lineage_kit.cli, lineage_kit.pipeline, lineage_kit.store; "
-        "print(sorted(m for m in ('pandas', 'networkx') if m in sys.modules))"
+        "import sys\n"
+        "from lineage_kit.cli import main\n"
+        f"code = main({argv!r})\n"
+        "heavy = ('numpy', 'pandas', 'networkx', 'matplotlib')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == "0 []", done.stdout + done.stderr

@@ -59,10 +59,8 @@ def test_methods_of_several_runs_still_take_all(two_runs):
 
 
 def test_prefixes_match_case_insensitively(db, monkeypatch):
-    import uuid
-
     ids = iter(["abcd0000-0000-4000-8000-000000000001", "abce0000-0000-4000-8000-000000000002"])
-    monkeypatch.setattr("lineage_kit.pipeline.uuid.uuid4", lambda: uuid.UUID(next(ids)))
+    monkeypatch.setattr("lineage_kit.pipeline.new_run_id", lambda: next(ids))
     first = lk.run_pipeline(SAMPLE_JSON, db=db, progress=False).run_id
     second = lk.run_pipeline(SAMPLE_JSON, db=db, progress=False).run_id
     with lk.connect(db) as store:

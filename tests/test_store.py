@@ -166,10 +166,8 @@ def test_run_filter_reads_the_runs_chunk_ranges(sample_store):
 
 
 def test_resolve_run_by_prefix_latest_and_errors(db, monkeypatch):
-    import uuid
-
     ids = iter(["abcd0000-0000-4000-8000-000000000001", "abcd0000-0000-4000-8000-000000000002"])
-    monkeypatch.setattr("lineage_kit.pipeline.uuid.uuid4", lambda: uuid.UUID(next(ids)))
+    monkeypatch.setattr("lineage_kit.pipeline.new_run_id", lambda: next(ids))
     first = lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)
     second = lk.run_pipeline(SAMPLE_JSON, db=db, progress=False)
     with lk.connect(db) as store:
@@ -212,7 +210,8 @@ def test_every_statement_is_parameterised():
                         if isinstance(v, ast.FormattedValue)
                     }
                     # `where`, `source`, `extra_source` and `stamp` in queries.py are
-                    # chosen from literal clauses with placeholders (queries._scope)
+                    # chosen from literal clauses with placeholders (queries._scope);
+                    # `groups` in integrity.repeated_keys is one of two literal queries
                     allowed = {
                         "APPLICATION_ID",
                         "SCHEMA_VERSION",
@@ -222,6 +221,7 @@ def test_every_statement_is_parameterised():
                         "source",
                         "extra_source",
                         "stamp",
+                        "groups",
                     }
                     # module constants (SQL fragments, column lists), possibly .format()ted
                     # with literals; never a value that came from a caller

@@ -325,14 +325,14 @@ def repeated_keys(
         ).fetchone()
         scan = held >= SEEK_SHARE * total
     if scan:
-        repeated = """
+        groups = """
             SELECT record_key, run_no, position FROM entries
             WHERE record_key IS NOT NULL
             GROUP BY record_key, run_no, position
             HAVING count(*) > 1 AND run_no IN (SELECT run_no FROM wanted)
         """
     else:
-        repeated = """
+        groups = """
             SELECT DISTINCT e.record_key, e.run_no, e.position
             FROM wanted w
             CROSS JOIN chunks ch ON ch.run_no = w.run_no
@@ -345,7 +345,7 @@ def repeated_keys(
     return con.execute(
         f"""
         WITH wanted(run_no, run_id) AS MATERIALIZED ({_WANTED}),
-        repeated(record_key, run_no, position) AS ({repeated})
+        repeated(record_key, run_no, position) AS ({groups})
         SELECT w.run_id, e.record_key, e.position, e.entry_id, {STATUS_TEXT.format("e.status")},
                e.reason
         FROM repeated g

@@ -16,8 +16,6 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from .schema import CHUNK_TIME, STATUS_TEXT
 
 #: The columns of :meth:`Backend.run_rows`, in order.
@@ -377,6 +375,8 @@ def entry_columns(
     as an int64 array (the ranges) and its stamps as ``(codes, texts)``: one text
     per chunk, not one a row.
     """
+    import numpy as np  # here, not at the top: `lineage-kit run` never reads a run
+
     params = _params(run_id, key, position)
     (steps,) = con.execute(
         f"SELECT count(*) FROM steps WHERE run_no = {RUN_NO.format('?')}", (run_id,)

@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ...model import EntryStatus
 from ..queries import ENTRY_COLUMNS, RUN_COLUMNS, STEP_META_COLUMNS
 from .schema import ISO, STATUS_TEXT
 from .text import decode, decode_json_text, encode
+
+if TYPE_CHECKING:  # numpy is imported where a run is read: a writer never loads it
+    import numpy as np
 
 _STATUS = STATUS_TEXT.format("{}")
 
@@ -289,6 +290,8 @@ def entry_columns(con: Any, run_no: int, key: str | None, position: int | None) 
         chunks = []  # a range with holes: read the ids
         row = con.execute(_columns_select(source, where, False), params).fetchone()
     if chunks:
+        import numpy as np
+
         ids = np.concatenate([np.arange(a, b + 1, dtype="int64") for a, b in spans])
     else:
         ids = _int8s(row[1])
@@ -310,6 +313,8 @@ def entry_columns(con: Any, run_no: int, key: str | None, position: int | None) 
 
 def _int8s(sent: bytes | None) -> np.ndarray:
     """``int8send`` values concatenated (``string_agg(int8send(x), ''::bytea)``)."""
+    import numpy as np
+
     return np.frombuffer(bytes(sent or b""), dtype=">i8").astype("int64")
 
 
@@ -337,6 +342,8 @@ def stamp_codes(sent: bytes | None) -> tuple[np.ndarray, list[str]]:
     >>> codes.tolist(), texts[1]
     ([0, 0, 1], '2000-01-01T00:00:01.000000+00:00')
     """
+    import numpy as np
+
     if not sent:
         return np.zeros(0, dtype=np.intp), []
     values = np.frombuffer(sent, dtype=">i8").astype("int64") + _PG_EPOCH_MICROS

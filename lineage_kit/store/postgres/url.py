@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from typing import NamedTuple
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 _SCHEMES = ("postgresql://", "postgres://")
 #: The store's schema when the URL names none (``?schema=...``).
@@ -66,6 +65,8 @@ def parse(url: str) -> StoreURL:
     >>> "s3cret" in u.conninfo, "schema" in u.conninfo
     (True, False)
     """
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = DEFAULT_SCHEMA
@@ -107,5 +108,7 @@ def redact(location: object) -> str:
     try:
         return parse(text).shown
     except ValueError:
+        from urllib.parse import urlsplit, urlunsplit
+
         parts = urlsplit(text)
         return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))

@@ -72,9 +72,9 @@ def _pipelines(threshold):
     )
 
 
-@SETTINGS
-@given(data=records(), threshold=ints, chunk_size=st.integers(1, 6))
-def test_a_frame_step_stores_what_the_equivalent_record_step_stores(data, threshold, chunk_size):
+def _assert_frame_and_record_steps_store_alike(data, threshold: int, chunk_size: int) -> None:
+    """Run ``data`` through the frame steps and through the equivalent record steps,
+    each into a store of its own, and assert both stored the same rows."""
     frame_steps, record_steps = _pipelines(threshold)
     with tempfile.TemporaryDirectory() as tmp:
         stored = []
@@ -83,6 +83,12 @@ def test_a_frame_step_stores_what_the_equivalent_record_step_stores(data, thresh
             lk.Pipeline(steps).run(data, db=db, chunk_size=chunk_size, progress=False)
             stored.append(stored_rows(db))
     assert stored[0] == stored[1]
+
+
+@SETTINGS
+@given(data=records(), threshold=ints, chunk_size=st.integers(1, 6))
+def test_a_frame_step_stores_what_the_equivalent_record_step_stores(data, threshold, chunk_size):
+    _assert_frame_and_record_steps_store_alike(data, threshold, chunk_size)
 
 
 @st.composite
@@ -192,11 +198,4 @@ def one_shape(draw):
 def test_records_of_one_shape_store_what_the_equivalent_record_steps_store(
     data, threshold, chunk_size
 ):
-    frame_steps, record_steps = _pipelines(threshold)
-    with tempfile.TemporaryDirectory() as tmp:
-        stored = []
-        for steps, name in ((frame_steps, "frame"), (record_steps, "record")):
-            db = Path(tmp) / f"{name}.db"
-            lk.Pipeline(steps).run(data, db=db, chunk_size=chunk_size, progress=False)
-            stored.append(stored_rows(db))
-    assert stored[0] == stored[1]
+    _assert_frame_and_record_steps_store_alike(data, threshold, chunk_size)

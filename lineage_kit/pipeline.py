@@ -19,6 +19,7 @@ from typing import Any
 from .base import __version__
 from .engine import Abort, Run, chunked, error_text, now
 from .errors import InputError, InvalidArgument, StepError
+from .interrupts import checked, noted_interrupts
 from .model import RunResult, RunStart, RunStatus, Step, StepKind, StepRow, new_run_id, step
 from .sources import KeySpec, Source, absent_key_fields, open_source
 from .steps import DEFAULT_STEPS
@@ -216,7 +217,10 @@ class Pipeline:
                 )
             status, error = RunStatus.COMPLETED, None
             try:
-                state.execute(blocks, chunk_size, progress)
+                with noted_interrupts() as interrupted:
+                    state.execute(checked(blocks, interrupted), chunk_size, progress)
+                    if interrupted():  # a Ctrl-C raised where it was lost (interrupts.py)
+                        raise KeyboardInterrupt
             except InputError:
                 backend.discard_run(run_id)
                 _ended(listener, backend, run_id)

@@ -451,6 +451,39 @@ def test_ctrl_c_marks_the_run_interrupted_and_keeps_what_was_written(db):
     assert list(report.violations["code"]) == ["run_interrupted"]
 
 
+class _InterruptsWhenCollected:
+    """Sends this process SIGINT from its ``__del__``, and keeps running Python code
+    there, so the KeyboardInterrupt is raised inside the finaliser: Python prints
+    "Exception ignored" and drops it, as it may for a real Ctrl-C."""
+
+    def __del__(self) -> None:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10_000):
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
+def test_a_ctrl_c_lost_in_a_finaliser_still_interrupts_the_run(db):
+    @lk.step("collects")
+    def collects(record):
+        if record["key"] == "k25":
+            _InterruptsWhenCollected()  # collected at once, in this step
+        return record
+
+    with pytest.raises(KeyboardInterrupt):
+        lk.Pipeline([lk.steps.ingest, collects]).run(
+            records(60), db=db, chunk_size=10, progress=False
+        )
+    with lk.connect(db) as store:
+        (run,) = store.run_rows()
+        kept = rows(store, "SELECT count(*) FROM lineage WHERE position = 1")
+    assert run["status"] == "interrupted"
+    assert kept == [(30,)]  # the chunk holding k25 ended, the next was not read
+
+
 def test_group_by_failure_with_fail_fast_keeps_the_failed_entry(db):
     @lk.step("by_region", kind="merge", group_by=lambda key, r: r["region"])
     def by_region(members):

@@ -7,7 +7,9 @@ a run would go on to end as ``completed`` although the user asked it to stop.
 While a run executes, :func:`noted_interrupts` installs a SIGINT handler that
 raises ``KeyboardInterrupt`` as Python's own does and also notes the signal;
 :func:`checked` raises it again before the next chunk is read, and the pipeline
-once more after the last chunk.
+once more after the last chunk. (After a merge step no more input is read: a Ctrl-C
+lost there is raised once the steps after the merge are done, and the run, whole by
+then, is still marked ``interrupted``.)
 """
 
 from __future__ import annotations

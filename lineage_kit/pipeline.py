@@ -229,8 +229,8 @@ class Pipeline:
                 status, error = RunStatus.FAILED, exc.error
             except BaseException as exc:
                 # Ctrl-C, a full disk or our own bug: keep what was written as evidence.
-                interrupted = isinstance(exc, KeyboardInterrupt)
-                ended = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+                stopped = isinstance(exc, KeyboardInterrupt)
+                ended = RunStatus.INTERRUPTED if stopped else RunStatus.FAILED
                 state.finish(src, ended, error_text(exc))
                 _ended(listener, backend, run_id)
                 raise

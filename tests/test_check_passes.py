@@ -258,6 +258,34 @@ def test_both_plans_of_repeated_keys_find_the_same_groups(tmp_path):
     assert list(v.loc[v["code"] == "duplicate_processing", "entry_id"]) == [copy], v.to_string()
 
 
+def test_both_plans_find_a_repeat_outside_every_chunk(tmp_path):
+    # Two copies of an entry of the latest run, past every chunk (no chunk claims
+    # them): the per-entry plan reads the gaps between chunks too.
+    db = tmp_path / "three.db"
+    for _ in range(3):
+        _build(db)
+    publish = _entry(db, KEY, "publish")
+    con = sqlite3.connect(db)
+    (top,) = con.execute("SELECT max(last_entry) FROM chunks").fetchone()
+    con.close()
+    copy = (
+        "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id,"
+        " value_id) SELECT ?, run_no, position, 'ghost', status, parent_id, value_id"
+        " FROM entries WHERE entry_id = ?"
+    )
+    _corrupt(db, (copy, top + 5, publish), (copy, top + 9, publish))
+    con = sqlite3.connect(db)
+    latest = con.execute("SELECT run_id FROM runs ORDER BY run_no DESC LIMIT 1").fetchone()[0]
+    runs = sql.runs_param([latest])
+    seek, scan = (sql.repeated_keys(con, runs, scan=s) for s in (False, True))
+    con.close()
+    assert seek == scan
+    assert [(r[1], r[3]) for r in seek] == [("ghost", top + 5), ("ghost", top + 9)]
+    with lk.connect(db) as store:
+        codes = store.check().violations["code"].tolist()
+    assert codes.count("duplicate_processing") == 1 and codes.count("unclaimed_entry") == 2
+
+
 def test_checking_one_run_of_many_seeks_the_key_index_per_entry(tmp_path):
     db = tmp_path / "three.db"
     for _ in range(3):

@@ -310,7 +310,10 @@ def repeated_keys(
     equality on ``run_no`` in ``WHERE`` would make SQLite sort); otherwise each
     entry in the runs' chunks asks that index whether another entry has its run,
     key and step, so checking one run of a large store reads that run, not the
-    store. Either way only the repeated groups' entries are read in full.
+    store; entries of the runs outside every chunk are asked too. Either way only
+    the repeated groups' entries are read in full. The one difference: a repeat
+    whose entries all lie in another run's chunks is found by the index pass only
+    (such entries are reported as ``unclaimed_entry`` in any case).
     """
     params = {"runs": runs_json}
     if scan is None:
@@ -332,16 +335,33 @@ def repeated_keys(
             HAVING count(*) > 1 AND run_no IN (SELECT run_no FROM wanted)
         """
     else:
-        groups = """
-            SELECT DISTINCT e.record_key, e.run_no, e.position
-            FROM wanted w
-            CROSS JOIN chunks ch ON ch.run_no = w.run_no
-            CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
-            WHERE e.record_key IS NOT NULL AND e.run_no = w.run_no
+        # The runs' entries in their chunks, and those outside every chunk (the gaps
+        # between chunks' ranges, empty in a sound store), each asking the key index.
+        repeats = """
               AND EXISTS (SELECT 1 FROM entries d
                           WHERE d.record_key = e.record_key AND d.run_no = e.run_no
                             AND d.position = e.position AND d.entry_id <> e.entry_id)
         """
+        groups = (
+            """
+            SELECT e.record_key, e.run_no, e.position
+            FROM wanted w
+            CROSS JOIN chunks ch ON ch.run_no = w.run_no
+            CROSS JOIN entries e ON e.entry_id BETWEEN ch.first_entry AND ch.last_entry
+            WHERE e.record_key IS NOT NULL AND e.run_no = w.run_no
+            """
+            + repeats
+            + """
+            UNION
+            SELECT e.record_key, e.run_no, e.position
+            FROM (WITH """
+            + _gaps("chunks")
+            + """ SELECT lo, hi FROM gaps) g
+            CROSS JOIN entries e ON e.entry_id BETWEEN g.lo AND g.hi
+            WHERE e.record_key IS NOT NULL AND e.run_no IN (SELECT run_no FROM wanted)
+            """
+            + repeats
+        )
     return con.execute(
         f"""
         WITH wanted(run_no, run_id) AS MATERIALIZED ({_WANTED}),

@@ -203,51 +203,53 @@ def test_the_gaps_between_chunks_are_read_as_rowid_ranges(plans):
 # ------------------------------------------------------------- repeated keys
 
 
-def _duplicate_publish_of(db, key: str) -> int:
-    """A second publish entry of ``key`` in the latest run, inside that run's last
-    chunk's id range (so it is claimed, as a retried write that was not rolled back
-    would be); returns its entry id."""
-    publish = _entry(db, key, "publish")
-    con = sqlite3.connect(db)
-    (run_no,) = con.execute("SELECT run_no FROM entries WHERE entry_id = ?", (publish,)).fetchone()
-    (last,) = con.execute(
-        "SELECT max(last_entry) FROM chunks WHERE run_no = ?", (run_no,)
-    ).fetchone()
-    (top,) = con.execute("SELECT max(entry_id) FROM entries").fetchone()
-    con.close()
-    copy = top + 1
-    _corrupt(
-        db,
-        (
-            "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id,"
-            " value_id) SELECT ?, run_no, position, record_key, status, parent_id, value_id"
-            " FROM entries WHERE entry_id = ?",
-            copy,
-            publish,
-        ),
-        (
-            "UPDATE chunks SET last_entry = ? WHERE run_no = ? AND last_entry = ?",
-            copy,
-            run_no,
-            last,
-        ),
-    )
-    return copy
-
-
-def test_both_plans_of_repeated_keys_find_the_same_groups(tmp_path):
-    # A store of three runs, the latest holding a repeated (key, step): checking the
-    # latest run alone takes the per-entry plan, all three the index pass; forced
-    # either way, both give the same rows.
-    db = tmp_path / "three.db"
+@pytest.fixture(scope="module")
+def clean_three(tmp_path_factory):
+    """A store of three default runs of the sample (the latest a third of the store)."""
+    db = tmp_path_factory.mktemp("three") / "clean.db"
     for _ in range(3):
         _build(db)
+    return db
+
+
+#: A copy of entry ``?2`` under the id ``?1``, with the key ``?3`` (NULL: its own).
+_COPY_ENTRY = (
+    "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id, value_id)"
+    " SELECT ?1, run_no, position, coalesce(?3, record_key), status, parent_id, value_id"
+    " FROM entries WHERE entry_id = ?2"
+)
+
+
+def _run_ids(con: sqlite3.Connection) -> list[str]:
+    """The store's run ids, oldest first."""
+    return [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY run_no")]
+
+
+def test_both_plans_of_repeated_keys_find_the_same_groups(clean_three, tmp_path):
+    # The latest run holds a repeated (key, step), inside its last chunk's range (as a
+    # retried write that was not rolled back would be): checking it alone takes the
+    # per-entry plan, all three runs the index pass; forced either way, both give the
+    # same rows.
+    db = _copy(clean_three, tmp_path)
     publish = _entry(db, KEY, "publish")
-    copy = _duplicate_publish_of(db, KEY)
     con = sqlite3.connect(db)
-    latest = [con.execute("SELECT run_id FROM runs ORDER BY run_no DESC LIMIT 1").fetchone()[0]]
-    every = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY run_no")]
-    for run_ids in (latest, every):
+    (run_no,) = con.execute("SELECT run_no FROM entries WHERE entry_id = ?", (publish,)).fetchone()
+    (copy,) = con.execute("SELECT max(entry_id) + 1 FROM entries").fetchone()
+    con.close()
+    _corrupt(
+        db,
+        (_COPY_ENTRY, copy, publish, None),
+        (
+            "UPDATE chunks SET last_entry = ?1 WHERE run_no = ?2 AND last_entry = ?1 - 1",
+            copy,
+            run_no,
+        ),
+    )
+    con = sqlite3.connect(db)
+    claims = "SELECT count(*) FROM chunks WHERE ? BETWEEN first_entry AND last_entry"
+    assert con.execute(claims, (copy,)).fetchone() == (1,)  # the copy is inside a chunk
+    every = _run_ids(con)
+    for run_ids in (every[-1:], every):
         runs = sql.runs_param(run_ids)
         seek, scan = (sql.repeated_keys(con, runs, scan=s) for s in (False, True))
         assert seek == scan == sql.repeated_keys(con, runs)
@@ -258,25 +260,17 @@ def test_both_plans_of_repeated_keys_find_the_same_groups(tmp_path):
     assert list(v.loc[v["code"] == "duplicate_processing", "entry_id"]) == [copy], v.to_string()
 
 
-def test_both_plans_find_a_repeat_outside_every_chunk(tmp_path):
+def test_both_plans_find_a_repeat_outside_every_chunk(clean_three, tmp_path):
     # Two copies of an entry of the latest run, past every chunk (no chunk claims
     # them): the per-entry plan reads the gaps between chunks too.
-    db = tmp_path / "three.db"
-    for _ in range(3):
-        _build(db)
+    db = _copy(clean_three, tmp_path)
     publish = _entry(db, KEY, "publish")
     con = sqlite3.connect(db)
     (top,) = con.execute("SELECT max(last_entry) FROM chunks").fetchone()
     con.close()
-    copy = (
-        "INSERT INTO entries (entry_id, run_no, position, record_key, status, parent_id,"
-        " value_id) SELECT ?, run_no, position, 'ghost', status, parent_id, value_id"
-        " FROM entries WHERE entry_id = ?"
-    )
-    _corrupt(db, (copy, top + 5, publish), (copy, top + 9, publish))
+    _corrupt(db, (_COPY_ENTRY, top + 5, publish, "ghost"), (_COPY_ENTRY, top + 9, publish, "ghost"))
     con = sqlite3.connect(db)
-    latest = con.execute("SELECT run_id FROM runs ORDER BY run_no DESC LIMIT 1").fetchone()[0]
-    runs = sql.runs_param([latest])
+    runs = sql.runs_param(_run_ids(con)[-1:])
     seek, scan = (sql.repeated_keys(con, runs, scan=s) for s in (False, True))
     con.close()
     assert seek == scan
@@ -286,14 +280,11 @@ def test_both_plans_find_a_repeat_outside_every_chunk(tmp_path):
     assert codes.count("duplicate_processing") == 1 and codes.count("unclaimed_entry") == 2
 
 
-def test_checking_one_run_of_many_seeks_the_key_index_per_entry(tmp_path):
-    db = tmp_path / "three.db"
-    for _ in range(3):
-        _build(db)
-    con = sqlite3.connect(db)
-    latest = con.execute("SELECT run_id FROM runs ORDER BY run_no DESC LIMIT 1").fetchone()[0]
+def test_checking_one_run_of_many_seeks_the_key_index_per_entry(clean_three):
+    con = sqlite3.connect(f"file:{clean_three}?mode=ro", uri=True)
+    every = _run_ids(con)
     spy = _Plans(con)
-    sql.repeated_keys(spy, sql.runs_param([latest]))
+    sql.repeated_keys(spy, sql.runs_param(every[-1:]))
     plan = spy.plans[-1]
     text = "\n".join(plan)
     # the run's entries by rowid range, each asking the covering key index
@@ -304,7 +295,6 @@ def test_checking_one_run_of_many_seeks_the_key_index_per_entry(tmp_path):
     ), text
     assert not any(re.match(r"SCAN (entries|e)\b", line) for line in plan), text
     spy.plans.clear()
-    every = [r for (r,) in con.execute("SELECT run_id FROM runs")]
     sql.repeated_keys(spy, sql.runs_param(every))
     assert any(  # the whole key index, in order (record_key > NULL: every key)
         "SEARCH entries USING COVERING INDEX entries_key (record_key>?)" in x for x in spy.plans[-1]

@@ -1,9 +1,11 @@
 """A store on read-only media can be explored by any user (issue 11, defect 8).
 
 The tests run as root, whom permission bits do not stop, so each reader runs in a
-subprocess as the ``nobody`` user (``setpriv``); run as another user, the tests
-start the reader directly. The store is copied into a fresh directory under
-``/tmp`` that this user can read, with no ``-wal`` or ``-shm`` next to it.
+subprocess that becomes the ``nobody`` user once it has imported what it uses (the
+checkout may sit in a directory only its owner can enter, as a ``mktemp -d`` clone
+does); run as another user, the reader stays that user. The store is copied into a
+fresh directory under ``/tmp`` that ``nobody`` can read, with no ``-wal`` or
+``-shm`` next to it.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ import lineage_kit as lk
 from .conftest import ROOT, SAMPLE_JSON, sha256
 
 _READER = """
-import json, sqlite3, sys
+import json, os, sqlite3, sys
 import lineage_kit as lk
 from lineage_kit.cli import main
+import lineage_kit.checks, lineage_kit.frames, lineage_kit.graph, lineage_kit.lineage_store
+import lineage_kit.report, lineage_kit.store.sqlite, lineage_kit.summary
+import networkx, numpy, pandas
 
-db = sys.argv[1]
+db, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if uid >= 0:  # root: from here on, the store is read as another user
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
 out = {}
 try:
     with lk.connect(db) as store:
@@ -50,25 +59,19 @@ print(json.dumps(out))
 """
 
 
-def _as_nobody(*argv: str) -> list[str]:
-    """``argv`` run as the ``nobody`` user when we are root, else as ourselves."""
+def _reader_ids() -> tuple[int, int]:
+    """``(uid, gid)`` of the ``nobody`` user when we are root, else ``(-1, -1)``:
+    the reader keeps our own user."""
     if os.geteuid() != 0:
-        return list(argv)
+        return -1, -1
     nobody = pwd.getpwnam("nobody")
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is needed to run a reader as another user"
-    return [
-        setpriv,
-        f"--reuid={nobody.pw_uid}",
-        f"--regid={nobody.pw_gid}",
-        "--clear-groups",
-        *argv,
-    ]
+    return nobody.pw_uid, nobody.pw_gid
 
 
 def _read(db: Path) -> tuple[dict, str]:
+    uid, gid = _reader_ids()
     done = subprocess.run(
-        _as_nobody(sys.executable, "-c", _READER, str(db)),
+        [sys.executable, "-c", _READER, str(db), str(uid), str(gid)],
         cwd="/",
         env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": "/tmp"},
         capture_output=True,

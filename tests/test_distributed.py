@@ -259,21 +259,31 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(two_stores, dask_clie
 
 
 INTERRUPTED_RUN = """
-import sys, cloudpickle
+import signal, sys, cloudpickle
 from distributed import Client, LocalCluster
 import lineage_kit as lk
 from tests import dask_pipelines as P
 
 cloudpickle.register_pickle_by_value(P)
+
+def state(when):  # for the test's failure message (the test failed twice, unexplained)
+    handler = signal.getsignal(signal.SIGINT)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    print(f"{when}: SIGINT handler {handler}, blocked {mask}, pending {signal.sigpending()}",
+          file=sys.stderr, flush=True)
+
 if __name__ == "__main__":
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             records = [{"key": f"k{i}", "amount": i} for i in range(20_000)]
+            state("before the run")
             try:
                 lk.Pipeline(P.SLOW).run(records, sys.argv[1], chunk_size=100,
                                         progress=False, executor=client)
             except KeyboardInterrupt:
                 print("interrupted")
+            else:
+                state("after a run that was not interrupted")
 """
 
 
@@ -301,6 +311,7 @@ def test_ctrl_c_on_the_driver_marks_the_run_interrupted(tmp_path):
             written = chunks_written(db)
         assert written >= 3, "the run did not get going"
         os.kill(proc.pid, signal.SIGINT)  # the driver only, as Ctrl-C in its terminal
+        sent_after = f"SIGINT sent after {written} chunks"
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -309,7 +320,9 @@ def test_ctrl_c_on_the_driver_marks_the_run_interrupted(tmp_path):
         with lk.connect(db) as store:
             runs = store.runs()[["status", "n_input", "error"]].to_dict("records")
         err = log.read_text()[-4000:]
-        pytest.fail(f"stdout {out!r}, exit {proc.returncode}, runs {runs}, stderr:\n{err}")
+        pytest.fail(
+            f"{sent_after}: stdout {out!r}, exit {proc.returncode}, runs {runs}, stderr:\n{err}"
+        )
     with lk.connect(db) as store:
         run = store.runs().iloc[0]
         assert run["status"] == "interrupted"

@@ -513,7 +513,8 @@ class LineageStore:
             ``entry_id``, ``depth`` (0 for the entry itself, 1 for its parents, ...),
             then the columns of :meth:`trace` without ``relation``; ordered by depth,
             then entry id. An entry reachable along several paths (fan-in, fan-out)
-            appears once, at its smallest depth.
+            appears once, at its smallest depth; so does each entry of a cycle in a
+            tampered store (the walk ends; :meth:`check` reports the cycle).
 
         Raises
         ------

@@ -9,6 +9,7 @@ SQLite and on PostgreSQL (``?`` placeholders become ``%s`` there).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -19,6 +20,7 @@ from .backends import is_postgres
 from .conftest import SAMPLE_JSON
 
 KEY = "order-110"
+STEPS = ("ingest", "normalize", "publish")  # the default pipeline's
 
 
 @pytest.fixture
@@ -198,6 +200,30 @@ def test_cycle(run_db):
     v = _report(run_db).violations
     assert "cycle" in set(v["code"])
     assert list(v.loc[v["code"] == "cycle", "entry_id"]) == [ingest]
+
+
+def test_walks_along_a_stored_cycle_end(run_db):
+    ingest, normalized, published = (_entry(run_db, KEY, s) for s in STEPS)
+    # ingest's parent is now publish: ingest -> normalize -> publish -> ingest
+    _tamper(run_db, ("UPDATE entries SET parent_id = ? WHERE entry_id = ?", published, ingest))
+    with lk.connect(run_db) as store:
+        _time_limit(store.backend, seconds=60)  # a walk that never ends fails the test
+        up = store.upstream(published)[["entry_id", "depth"]].values.tolist()
+        down = store.downstream(ingest)[["entry_id", "depth"]].values.tolist()
+        up_1 = store.upstream(published, depth=1)[["entry_id", "depth"]].values.tolist()
+    # each entry of the cycle once, at its smallest depth
+    assert up == [[published, 0], [normalized, 1], [ingest, 2]]
+    assert down == [[ingest, 0], [normalized, 1], [published, 2]]
+    assert up_1 == [[published, 0], [normalized, 1]]
+
+
+def _time_limit(backend, seconds: float) -> None:
+    """Make each of the backend's statements fail once it has run ``seconds``."""
+    if is_postgres(backend):
+        backend.con.execute(f"SET statement_timeout = {int(seconds * 1000)}")
+        return
+    started = time.monotonic()
+    backend.con.set_progress_handler(lambda: time.monotonic() - started > seconds, 100_000)
 
 
 def test_key_changed(run_db):

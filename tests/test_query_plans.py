@@ -15,7 +15,7 @@ from lineage_kit.store import queries as q
 
 from .explore_data import build
 
-CTES = {"seed", "up", "down", "chain", "c", "n", "w", "walk", "nodes", "st", "json_each", "j"}
+CTES = {"seed", "up", "down", "chain", "c", "n", "w", "walk", "reach", "nodes", "st", "json_each", "j"}
 
 
 def _plan(store, sql, params):

@@ -654,26 +654,45 @@ def trace_rows(con: sqlite3.Connection, run_id: str, key: str) -> list[tuple]:
     return con.execute(TRACE, (key, run_id, key)).fetchall()
 
 
-_WALK_UP = """
-WITH RECURSIVE walk(entry_id, depth) AS (
+# ``walk`` keeps a row per (entry, depth) so that each entry's smallest depth is
+# found, which on a stored cycle (a tampered store) would never end. A shortest path
+# has fewer links than there are entries to reach (``reach``: a row per entry, so it
+# always ends), so with no depth limit that count is the limit. ``reach`` is computed
+# only then: coalesce stops at its first non-NULL argument.
+_LIMIT = "w.depth < coalesce(?1, (SELECT count(*) FROM reach))"
+_WALK_UP = f"""
+WITH RECURSIVE reach(entry_id) AS (
+    SELECT ?2
+    UNION
+    SELECT p.parent_id FROM reach JOIN entries p ON p.entry_id = reach.entry_id
+    WHERE p.parent_id IS NOT NULL
+    UNION
+    SELECT x.parent_id FROM reach JOIN extra_parents x ON x.child_id = reach.entry_id
+), walk(entry_id, depth) AS (
     SELECT ?2, 0
     UNION
     SELECT p.parent_id, w.depth + 1 FROM walk w JOIN entries p ON p.entry_id = w.entry_id
-    WHERE p.parent_id IS NOT NULL AND (?1 IS NULL OR w.depth < ?1)
+    WHERE p.parent_id IS NOT NULL AND {_LIMIT}
     UNION
     SELECT x.parent_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.child_id = w.entry_id
-    WHERE ?1 IS NULL OR w.depth < ?1
+    WHERE {_LIMIT}
 )
 """
-_WALK_DOWN = """
-WITH RECURSIVE walk(entry_id, depth) AS (
+_WALK_DOWN = f"""
+WITH RECURSIVE reach(entry_id) AS (
+    SELECT ?2
+    UNION
+    SELECT d.entry_id FROM reach JOIN entries d ON d.parent_id = reach.entry_id
+    UNION
+    SELECT x.child_id FROM reach JOIN extra_parents x ON x.parent_id = reach.entry_id
+), walk(entry_id, depth) AS (
     SELECT ?2, 0
     UNION
     SELECT d.entry_id, w.depth + 1 FROM walk w JOIN entries d ON d.parent_id = w.entry_id
-    WHERE ?1 IS NULL OR w.depth < ?1
+    WHERE {_LIMIT}
     UNION
     SELECT x.child_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.parent_id = w.entry_id
-    WHERE ?1 IS NULL OR w.depth < ?1
+    WHERE {_LIMIT}
 )
 """
 _WALK_TAIL = (

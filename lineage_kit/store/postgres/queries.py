@@ -530,12 +530,18 @@ def trace_rows(con: Any, run_no: int, key: str) -> list[tuple]:
     return [_decode_row(r, _TRACE_TEXTS) for r in rows]
 
 
+# As in SQLite's walk (lineage_kit/store/queries.py): with no depth limit, the count
+# of entries to reach is the limit, so a walk along a stored cycle ends.
 _WALK = """
-WITH RECURSIVE walk(entry_id, depth) AS (
+WITH RECURSIVE reach(entry_id) AS (
+    SELECT %(entry)s::bigint
+    UNION
+    SELECT n.id FROM reach w CROSS JOIN {step} n(id)
+), walk(entry_id, depth) AS (
     SELECT %(entry)s::bigint, 0
     UNION
     SELECT n.id, w.depth + 1 FROM walk w CROSS JOIN {step} n(id)
-    WHERE %(depth)s::integer IS NULL OR w.depth < %(depth)s::integer
+    WHERE w.depth < coalesce(%(depth)s::integer, (SELECT count(*) FROM reach))
 ),
 nearest AS (SELECT entry_id, min(depth) AS depth FROM walk GROUP BY entry_id)
 SELECT l.entry_id, w.depth, """

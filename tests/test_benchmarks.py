@@ -40,6 +40,7 @@ EXPECTED = {
     "chain_plot_seconds",
     "check_seconds",
     "frame_vs_record_steps",
+    "frame_vs_record_steps_without_writes",
     "frame_vs_write_probe",
     "openlineage_vs_steps",
     "live_emission_overhead",
@@ -126,3 +127,23 @@ def test_a_childs_peak_rss_is_its_own_not_its_parents():
     )
     assert float(out.stdout) < 150
     del ballast
+
+
+def test_frames_ceiling_skips_the_writes_and_only_inside_its_block(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import frames
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import lineage_kit as lk
+
+    with frames.writes_skipped():
+        skipped = frames.run(frames.FRAME, 300, tmp_path / "skipped.db")
+    written = frames.run(frames.FRAME, 300, tmp_path / "written.db")
+    # both ran every record through (about 10% filtered out), but only one wrote it
+    assert skipped.n_input == written.n_input == 300
+    assert skipped.n_published == written.n_published < 300
+    with lk.connect(tmp_path / "skipped.db") as store:
+        assert store.lineage("all").empty
+    with lk.connect(tmp_path / "written.db") as store:
+        assert len(store.lineage("all")) == written.n_entries > 300

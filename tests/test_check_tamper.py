@@ -217,8 +217,36 @@ def test_walks_along_a_stored_cycle_end(run_db):
     assert up_1 == [[published, 0], [normalized, 1]]
 
 
+def _everyone(key: str, record: dict) -> str:
+    return "ALL"
+
+
+@lk.step("pool", kind="merge", group_by=_everyone, description="all records in one")
+def _pool(records: list[dict]) -> dict:
+    return {"n": len(records)}
+
+
+def test_a_cycle_beside_a_wide_merge_is_walked_once(store_db):
+    # 5,000 parents of one merged entry, and one of them made its child as well: a
+    # walk that went round the cycle once per depth would read 5,000 x 5,000 rows
+    n = 5_000
+    records = [{"key": f"k{i}", "amount": i} for i in range(n)]
+    lk.Pipeline([lk.steps.ingest, _pool, lk.steps.publish]).run(records, store_db, progress=False)
+    first, seventh = _entry(store_db, "k0", "ingest"), _entry(store_db, "k7", "ingest")
+    merged, published = _entry(store_db, "ALL", "pool"), _entry(store_db, "ALL", "publish")
+    _tamper(store_db, ("UPDATE entries SET parent_id = ? WHERE entry_id = ?", merged, first))
+    with lk.connect(store_db) as store:
+        _time_limit(store.backend, seconds=30)  # linear: well under a second here
+        up = store.upstream(published)
+        down = store.downstream(seventh)[["entry_id", "depth"]].values.tolist()
+    assert up["depth"].tolist() == [0, 1] + [2] * n
+    assert up["entry_id"].is_unique
+    assert down == [[seventh, 0], [merged, 1], [first, 2], [published, 2]]
+
+
 def _time_limit(backend, seconds: float) -> None:
-    """Make each of the backend's statements fail once it has run ``seconds``."""
+    """Make the backend's statements fail once they have run ``seconds`` (on
+    PostgreSQL each statement; on SQLite all of them from now)."""
     if is_postgres(backend):
         backend.con.execute(f"SET statement_timeout = {int(seconds * 1000)}")
         return

@@ -98,11 +98,26 @@ def test_trace_plan(big):
         (q.DOWNSTREAM, ("entries_parent", "extra_parents_parent")),
     ],
 )
-@pytest.mark.parametrize("depth", [None, 1])
+@pytest.mark.parametrize("depth", [1, 3])
 def test_walk_plans(big, sql, indexes, depth):
     store, _ = big
     for entry in (5, 30_000, 65_000):  # ingest, normalize, pair entries
         _assert_indexed(_plan(store, sql, {"entry": entry, "depth": depth}), *indexes)
+
+
+@pytest.mark.parametrize(
+    ("direction", "indexes"),
+    [
+        ("up", ("entries_pkey", "extra_parents_pkey")),
+        ("down", ("entries_parent", "extra_parents_parent")),
+    ],
+)
+def test_walks_to_the_end_read_links_then_entries_by_index(big, direction, indexes):
+    store, _ = big
+    for entry in (5, 30_000, 65_000):
+        _assert_indexed(_plan(store, q.REACH_LINKS[direction], {"entry": entry}), *indexes)
+    walked = _plan(store, q.WALKED[direction], {"ids": [5, 30_000], "depths": [0, 1]})
+    _assert_indexed(walked, "entries_pkey")
 
 
 def test_key_lookups_use_the_key_index(big):

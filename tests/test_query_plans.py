@@ -15,7 +15,21 @@ from lineage_kit.store import queries as q
 
 from .explore_data import build
 
-CTES = {"seed", "up", "down", "chain", "c", "n", "w", "walk", "reach", "nodes", "st", "json_each", "j"}
+CTES = {
+    "seed",
+    "up",
+    "down",
+    "chain",
+    "c",
+    "n",
+    "w",
+    "walk",
+    "reach",
+    "nodes",
+    "st",
+    "json_each",
+    "j",
+}
 
 
 def _plan(store, sql, params):
@@ -72,11 +86,40 @@ def test_trace_plan(store):
 )
 def test_walk_plans(store, sql, indexes):
     s, _ = store
-    for depth in (None, 2):
+    for depth in (1, 2):
         plan = _plan(s, sql, (depth, 5))
         _assert_indexed(plan)
         assert set(indexes) <= set(plan)
         assert "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)" in plan
+
+
+@pytest.mark.parametrize(
+    ("direction", "indexes"),
+    [
+        (
+            "up",
+            (
+                "SEARCH p USING INTEGER PRIMARY KEY (rowid=?)",
+                "SEARCH x USING PRIMARY KEY (child_id=?)",
+            ),
+        ),
+        (
+            "down",
+            (
+                "SEARCH d USING COVERING INDEX entries_parent (parent_id=?)",
+                "SEARCH x USING COVERING INDEX extra_parents_parent (parent_id=?)",
+            ),
+        ),
+    ],
+)
+def test_walks_to_the_end_read_links_then_entries_by_index(store, direction, indexes):
+    s, _ = store
+    plan = _plan(s, q.REACH_LINKS[direction], (5,))
+    _assert_indexed(plan)
+    assert set(indexes) <= set(plan)
+    walked = _plan(s, q.WALKED[direction], ("[[5, 0], [6, 1]]",))
+    _assert_indexed(walked)
+    assert "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)" in walked
 
 
 def test_other_explore_plans(store):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .schema import CHUNK_TIME, STATUS_TEXT
@@ -654,47 +654,98 @@ def trace_rows(con: sqlite3.Connection, run_id: str, key: str) -> list[tuple]:
     return con.execute(TRACE, (key, run_id, key)).fetchall()
 
 
-# ``walk`` keeps a row per (entry, depth) so that each entry's smallest depth is
-# found, which on a stored cycle (a tampered store) would never end. A shortest path
-# has fewer links than there are entries to reach (``reach``: a row per entry, so it
-# always ends), so with no depth limit that count is the limit. ``reach`` is computed
-# only then: coalesce stops at its first non-NULL argument.
-_LIMIT = "w.depth < coalesce(?1, (SELECT count(*) FROM reach))"
-_WALK_UP = f"""
+# A walk with a depth limit: a row per (entry, depth), each entry's smallest depth
+# kept by the tail's GROUP BY. It ends whatever the links (a cycle of a tampered store
+# is gone round at most ``depth`` times).
+_WALK_UP = """
+WITH RECURSIVE walk(entry_id, depth) AS (
+    SELECT ?2, 0
+    UNION
+    SELECT p.parent_id, w.depth + 1 FROM walk w JOIN entries p ON p.entry_id = w.entry_id
+    WHERE p.parent_id IS NOT NULL AND w.depth < ?1
+    UNION
+    SELECT x.parent_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.child_id = w.entry_id
+    WHERE w.depth < ?1
+)
+"""
+_WALK_DOWN = """
+WITH RECURSIVE walk(entry_id, depth) AS (
+    SELECT ?2, 0
+    UNION
+    SELECT d.entry_id, w.depth + 1 FROM walk w JOIN entries d ON d.parent_id = w.entry_id
+    WHERE w.depth < ?1
+    UNION
+    SELECT x.child_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.parent_id = w.entry_id
+    WHERE w.depth < ?1
+)
+"""
+# A walk to the end: rows per (entry, depth) would go round a stored cycle forever
+# (or, bounded, once per depth: quadratic beside a wide merge), so the links among
+# the entries reachable (``reach``, a row per entry: it always ends) are read and
+# the depths found breadth-first in Python (:func:`nearest_depths`), then the
+# entries read by those depths (``walk`` from a JSON list of [id, depth] pairs).
+REACH_LINKS = {
+    "up": """
 WITH RECURSIVE reach(entry_id) AS (
-    SELECT ?2
+    SELECT ?
     UNION
     SELECT p.parent_id FROM reach JOIN entries p ON p.entry_id = reach.entry_id
     WHERE p.parent_id IS NOT NULL
     UNION
     SELECT x.parent_id FROM reach JOIN extra_parents x ON x.child_id = reach.entry_id
-), walk(entry_id, depth) AS (
-    SELECT ?2, 0
-    UNION
-    SELECT p.parent_id, w.depth + 1 FROM walk w JOIN entries p ON p.entry_id = w.entry_id
-    WHERE p.parent_id IS NOT NULL AND {_LIMIT}
-    UNION
-    SELECT x.parent_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.child_id = w.entry_id
-    WHERE {_LIMIT}
 )
-"""
-_WALK_DOWN = f"""
+SELECT reach.entry_id, p.parent_id FROM reach JOIN entries p ON p.entry_id = reach.entry_id
+WHERE p.parent_id IS NOT NULL
+UNION ALL
+SELECT x.child_id, x.parent_id FROM reach JOIN extra_parents x ON x.child_id = reach.entry_id
+""",
+    "down": """
 WITH RECURSIVE reach(entry_id) AS (
-    SELECT ?2
+    SELECT ?
     UNION
     SELECT d.entry_id FROM reach JOIN entries d ON d.parent_id = reach.entry_id
     UNION
     SELECT x.child_id FROM reach JOIN extra_parents x ON x.parent_id = reach.entry_id
-), walk(entry_id, depth) AS (
-    SELECT ?2, 0
-    UNION
-    SELECT d.entry_id, w.depth + 1 FROM walk w JOIN entries d ON d.parent_id = w.entry_id
-    WHERE {_LIMIT}
-    UNION
-    SELECT x.child_id, w.depth + 1 FROM walk w JOIN extra_parents x ON x.parent_id = w.entry_id
-    WHERE {_LIMIT}
+)
+SELECT d.parent_id, d.entry_id FROM reach JOIN entries d ON d.parent_id = reach.entry_id
+UNION ALL
+SELECT x.parent_id, x.child_id FROM reach JOIN extra_parents x ON x.parent_id = reach.entry_id
+""",
+}
+_WALKED = """
+WITH walk(entry_id, depth) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)
 )
 """
+
+
+def nearest_depths(start: int, links: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Each entry's smallest number of ``(from, to)`` links from ``start``
+    (breadth-first; ends on cycles).
+
+    Examples
+    --------
+    >>> nearest_depths(3, [(3, 2), (2, 1), (1, 3), (3, 1)])
+    {3: 0, 2: 1, 1: 1}
+    """
+    following: dict[int, list[int]] = {}
+    for source, target in links:
+        following.setdefault(source, []).append(target)
+    depths = {start: 0}
+    frontier = [start]
+    depth = 0
+    while frontier:
+        depth += 1
+        reached = []
+        for entry in frontier:
+            for target in following.get(entry, ()):
+                if target not in depths:
+                    depths[target] = depth
+                    reached.append(target)
+        frontier = reached
+    return depths
+
+
 _WALK_TAIL = (
     """
 FROM walk w"""
@@ -703,18 +754,11 @@ FROM walk w"""
 ORDER BY min(w.depth), e.entry_id
 """
 )
-UPSTREAM = (
-    _WALK_UP
-    + "SELECT e.entry_id, min(w.depth), "
-    + _ENTRY_DETAIL.format(relation="'upstream'")
-    + _WALK_TAIL
-)
-DOWNSTREAM = (
-    _WALK_DOWN
-    + "SELECT e.entry_id, min(w.depth), "
-    + _ENTRY_DETAIL.format(relation="'downstream'")
-    + _WALK_TAIL
-)
+_UP_DETAIL = "SELECT e.entry_id, min(w.depth), " + _ENTRY_DETAIL.format(relation="'upstream'")
+_DOWN_DETAIL = "SELECT e.entry_id, min(w.depth), " + _ENTRY_DETAIL.format(relation="'downstream'")
+UPSTREAM = _WALK_UP + _UP_DETAIL + _WALK_TAIL
+DOWNSTREAM = _WALK_DOWN + _DOWN_DETAIL + _WALK_TAIL
+WALKED = {"up": _WALKED + _UP_DETAIL + _WALK_TAIL, "down": _WALKED + _DOWN_DETAIL + _WALK_TAIL}
 
 
 def walk_rows(
@@ -724,10 +768,15 @@ def walk_rows(
 
     Rows are ``(entry_id, depth, *TRACE_COLUMNS[1:])``; the entry itself is depth 0,
     an entry reached along several paths appears once at its smallest depth.
-    ``depth=None`` walks to the end.
+    ``depth=None`` walks to the end (also round a cycle of a tampered store: each
+    of its entries once).
     """
-    sql = {"up": UPSTREAM, "down": DOWNSTREAM}[direction]
-    return con.execute(sql, (depth, entry_id)).fetchall()  # ?1 depth limit, ?2 the entry
+    if depth is not None:
+        sql = {"up": UPSTREAM, "down": DOWNSTREAM}[direction]
+        return con.execute(sql, (depth, entry_id)).fetchall()  # ?1 depth limit, ?2 the entry
+    links = con.execute(REACH_LINKS[direction], (entry_id,)).fetchall()
+    depths = nearest_depths(entry_id, links)
+    return con.execute(WALKED[direction], (json.dumps(list(depths.items())),)).fetchall()
 
 
 def entry_exists(con: sqlite3.Connection, entry_id: int) -> bool:

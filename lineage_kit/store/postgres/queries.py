@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ...model import EntryStatus
-from ..queries import ENTRY_COLUMNS, RUN_COLUMNS, STEP_META_COLUMNS
+from ..queries import ENTRY_COLUMNS, RUN_COLUMNS, STEP_META_COLUMNS, nearest_depths
 from .schema import ISO, STATUS_TEXT
 from .text import decode, decode_json_text, encode
 
@@ -530,20 +530,36 @@ def trace_rows(con: Any, run_no: int, key: str) -> list[tuple]:
     return [_decode_row(r, _TRACE_TEXTS) for r in rows]
 
 
-# As in SQLite's walk (lineage_kit/store/queries.py): with no depth limit, the count
-# of entries to reach is the limit, so a walk along a stored cycle ends.
+# A walk with a depth limit: a row per (entry, depth), each entry's smallest depth
+# kept (``nearest``). With none, the links among the entries reachable are read and
+# the depths found breadth-first, as on SQLite (lineage_kit/store/queries.py: rows
+# per (entry, depth) would go round a stored cycle forever).
 _WALK = """
+WITH RECURSIVE walk(entry_id, depth) AS (
+    SELECT %(entry)s::bigint, 0
+    UNION
+    SELECT n.id, w.depth + 1 FROM walk w CROSS JOIN {step} n(id)
+    WHERE w.depth < %(depth)s::integer
+),
+nearest AS (SELECT entry_id, min(depth) AS depth FROM walk GROUP BY entry_id)
+SELECT l.entry_id, w.depth, """
+_REACH = """
 WITH RECURSIVE reach(entry_id) AS (
     SELECT %(entry)s::bigint
     UNION
     SELECT n.id FROM reach w CROSS JOIN {step} n(id)
-), walk(entry_id, depth) AS (
-    SELECT %(entry)s::bigint, 0
-    UNION
-    SELECT n.id, w.depth + 1 FROM walk w CROSS JOIN {step} n(id)
-    WHERE w.depth < coalesce(%(depth)s::integer, (SELECT count(*) FROM reach))
-),
-nearest AS (SELECT entry_id, min(depth) AS depth FROM walk GROUP BY entry_id)
+)
+"""
+REACH_LINKS = {
+    "up": _REACH.replace("{step}", PARENTS_OF.format(x="w.entry_id"))
+    + f"SELECT w.entry_id, n.id FROM reach w CROSS JOIN {PARENTS_OF.format(x='w.entry_id')} n(id)",
+    "down": _REACH.replace("{step}", CHILDREN_OF.format(x="w.entry_id"))
+    + f"SELECT w.entry_id, n.id FROM reach w CROSS JOIN {CHILDREN_OF.format(x='w.entry_id')} n(id)",
+}
+_WALKED = """
+WITH nearest(entry_id, depth) AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(depths)s::integer[])
+)
 SELECT l.entry_id, w.depth, """
 
 _WALK_TAIL = (
@@ -551,21 +567,22 @@ _WALK_TAIL = (
     + _DETAIL_JOINS
     + ("ORDER BY w.depth, l.entry_id")
 )
-UPSTREAM = (
-    _WALK.replace("{step}", PARENTS_OF.format(x="w.entry_id"))
-    + _DETAIL.format(relation="'upstream'")
-    + _WALK_TAIL
-)
-DOWNSTREAM = (
-    _WALK.replace("{step}", CHILDREN_OF.format(x="w.entry_id"))
-    + _DETAIL.format(relation="'downstream'")
-    + _WALK_TAIL
-)
+_UP_DETAIL = _DETAIL.format(relation="'upstream'") + _WALK_TAIL
+_DOWN_DETAIL = _DETAIL.format(relation="'downstream'") + _WALK_TAIL
+UPSTREAM = _WALK.replace("{step}", PARENTS_OF.format(x="w.entry_id")) + _UP_DETAIL
+DOWNSTREAM = _WALK.replace("{step}", CHILDREN_OF.format(x="w.entry_id")) + _DOWN_DETAIL
+WALKED = {"up": _WALKED + _UP_DETAIL, "down": _WALKED + _DOWN_DETAIL}
 
 
 def walk_rows(con: Any, entry_id: int, depth: int | None, direction: str) -> list[tuple]:
-    sql = {"up": UPSTREAM, "down": DOWNSTREAM}[direction]
-    rows = con.execute(sql, {"entry": entry_id, "depth": depth}).fetchall()
+    if depth is not None:
+        sql = {"up": UPSTREAM, "down": DOWNSTREAM}[direction]
+        rows = con.execute(sql, {"entry": entry_id, "depth": depth}).fetchall()
+    else:
+        links = con.execute(REACH_LINKS[direction], {"entry": entry_id}).fetchall()
+        depths = nearest_depths(entry_id, links)
+        params = {"ids": list(depths), "depths": list(depths.values())}
+        rows = con.execute(WALKED[direction], params).fetchall()
     return [_decode_row(r, [i + 1 for i in _TRACE_TEXTS]) for r in rows]
 
 

@@ -29,15 +29,18 @@ def noted_interrupts() -> Iterator[Callable[[], bool]]:
 
     The handler is installed only in the main thread and only over Python's own
     (``signal.default_int_handler``): a handler of the caller's (a notebook
-    kernel's, say) is left as it is, and then nothing is noted.
+    kernel's, say) is left as it is, and then nothing is noted. So is SIGINT
+    ignored: a process started in the background by a shell without job control
+    (``cmd &`` in a script) inherits it ignored, and Ctrl-C does not stop it.
 
     Examples
     --------
     >>> import signal
+    >>> before = signal.getsignal(signal.SIGINT)
     >>> with noted_interrupts() as interrupted:
     ...     interrupted()  # True once SIGINT came (tests/test_pipeline.py sends one)
     False
-    >>> signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    >>> signal.getsignal(signal.SIGINT) is before  # the handler is put back
     True
     """
     if (

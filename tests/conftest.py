@@ -191,6 +191,16 @@ def fan(store_db: Path | str):
         yield store, run1, run2
 
 
+@pytest.fixture
+def python_sigint():
+    """SIGINT handled by Python's own handler during the test, whatever pytest was
+    started with: a shell without job control (``pytest &`` in a script) starts its
+    background jobs with SIGINT ignored, and Python then leaves it ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture(scope="session")
 def dask_client():
     """A real Dask LocalCluster of 2 worker processes (one thread each), shared by the

@@ -466,7 +466,7 @@ class _InterruptsWhenCollected:
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
-def test_a_ctrl_c_lost_in_a_finaliser_still_interrupts_the_run(db):
+def test_a_ctrl_c_lost_in_a_finaliser_still_interrupts_the_run(db, python_sigint):
     @lk.step("collects")
     def collects(record):
         if record["key"] == "k25":

@@ -266,12 +266,6 @@ from tests import dask_pipelines as P
 
 cloudpickle.register_pickle_by_value(P)
 
-def state(when):  # for the test's failure message
-    handler = signal.getsignal(signal.SIGINT)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    print(f"{when}: SIGINT handler {handler}, blocked {mask}, pending {signal.sigpending()}",
-          file=sys.stderr, flush=True)
-
 if __name__ == "__main__":
     # as in a terminal: a shell without job control starts background jobs (this
     # test's pytest, say) with SIGINT ignored, and this process would inherit that
@@ -279,14 +273,11 @@ if __name__ == "__main__":
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             records = [{"key": f"k{i}", "amount": i} for i in range(20_000)]
-            state("before the run")
             try:
                 lk.Pipeline(P.SLOW).run(records, sys.argv[1], chunk_size=100,
                                         progress=False, executor=client)
             except KeyboardInterrupt:
                 print("interrupted")
-            else:
-                state("after a run that was not interrupted")
 """
 
 

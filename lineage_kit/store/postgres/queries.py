@@ -550,11 +550,19 @@ WITH RECURSIVE reach(entry_id) AS (
     SELECT n.id FROM reach w CROSS JOIN {step} n(id)
 )
 """
+
+
+def _reach_links(step: str) -> str:
+    """The ``(from, to)`` links of every entry reachable along ``step``."""
+    return (
+        _REACH.replace("{step}", step)
+        + f"SELECT w.entry_id, n.id FROM reach w CROSS JOIN {step} n(id)"
+    )
+
+
 REACH_LINKS = {
-    "up": _REACH.replace("{step}", PARENTS_OF.format(x="w.entry_id"))
-    + f"SELECT w.entry_id, n.id FROM reach w CROSS JOIN {PARENTS_OF.format(x='w.entry_id')} n(id)",
-    "down": _REACH.replace("{step}", CHILDREN_OF.format(x="w.entry_id"))
-    + f"SELECT w.entry_id, n.id FROM reach w CROSS JOIN {CHILDREN_OF.format(x='w.entry_id')} n(id)",
+    "up": _reach_links(PARENTS_OF.format(x="w.entry_id")),
+    "down": _reach_links(CHILDREN_OF.format(x="w.entry_id")),
 }
 _WALKED = """
 WITH nearest(entry_id, depth) AS (
